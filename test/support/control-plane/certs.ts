@@ -1,0 +1,108 @@
+/**
+ * Certificates and keys for a throwaway control plane: a CA, the API server's serving
+ * certificate (127.0.0.1/localhost), an admin client certificate (O=system:masters), and the
+ * ServiceAccount token signing key pair. ECDSA P-256 throughout: generated in milliseconds.
+ */
+import "reflect-metadata";
+import { generateKeyPairSync, webcrypto } from "node:crypto";
+import * as x509 from "@peculiar/x509";
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const DAY_MS = 86_400_000;
+
+export interface Pem {
+  cert: string;
+  key: string;
+}
+
+export interface ControlPlaneCerts {
+  ca: Pem;
+  serving: Pem;
+  admin: Pem;
+  serviceAccount: { publicKey: string; privateKey: string };
+}
+
+async function newKeys(): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+}
+
+async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey("pkcs8", key);
+  return x509.PemConverter.encode(der, "PRIVATE KEY");
+}
+
+let serial = 1;
+function validity() {
+  const now = Date.now();
+  return {
+    serialNumber: (serial++).toString(16).padStart(2, "0"),
+    notBefore: new Date(now - DAY_MS),
+    notAfter: new Date(now + 365 * DAY_MS),
+  };
+}
+
+export async function generateControlPlaneCerts(): Promise<ControlPlaneCerts> {
+  const caKeys = await newKeys();
+  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
+    ...validity(),
+    name: "CN=keypool-test-ca",
+    keys: caKeys,
+    signingAlgorithm: ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
+    ],
+  });
+
+  const issue = async (
+    subject: string,
+    usage: "server" | "client",
+    altNames: x509.JsonGeneralName[] = [],
+  ) => {
+    const keys = await newKeys();
+    const cert = await x509.X509CertificateGenerator.create({
+      ...validity(),
+      subject,
+      issuer: caCert.subject,
+      publicKey: keys.publicKey,
+      signingKey: caKeys.privateKey,
+      signingAlgorithm: ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension(
+          [usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
+          false,
+        ),
+        ...(altNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(altNames)] : []),
+        await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
+      ],
+    });
+    return { cert: cert.toString("pem"), key: await privateKeyPem(keys.privateKey) };
+  };
+
+  const serving = await issue("CN=kube-apiserver", "server", [
+    { type: "ip", value: "127.0.0.1" },
+    { type: "dns", value: "localhost" },
+    { type: "dns", value: "kubernetes.default.svc" },
+  ]);
+  const admin = await issue("CN=keypool-test-admin, O=system:masters", "client");
+  const sa = generateKeyPairSync("ec", {
+    namedCurve: "P-256",
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+
+  return {
+    ca: { cert: caCert.toString("pem"), key: await privateKeyPem(caKeys.privateKey) },
+    serving,
+    admin,
+    serviceAccount: { publicKey: sa.publicKey, privateKey: sa.privateKey },
+  };
+}

@@ -1,0 +1,335 @@
+/**
+ * A real Kubernetes control plane (etcd + kube-apiserver) on loopback, the way
+ * controller-runtime's envtest starts one: free ports, temp dirs, generated certificates,
+ * RBAC authorization, ServiceAccount token issuing, an admin kubeconfig (O=system:masters).
+ *
+ * Each process runs under supervise.ts, so none outlives the harness even when it is killed.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { request } from "node:https";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import type { ControlPlaneBinaries } from "./binaries.ts";
+import { type ControlPlaneCerts, generateControlPlaneCerts } from "./certs.ts";
+import { isAlive } from "./processes.ts";
+
+const SUPERVISOR = fileURLToPath(new URL("./supervise.ts", import.meta.url));
+
+export interface ControlPlaneOptions {
+  binaries: ControlPlaneBinaries;
+  /** How long to wait for kube-apiserver's /readyz (this 2-core machine needs up to a minute). */
+  readyTimeoutMs?: number;
+  /** Extra kube-apiserver flags, appended after the defaults. */
+  extraApiServerFlags?: string[];
+  log?: (line: string) => void;
+}
+
+export interface KubernetesVersion {
+  gitVersion: string;
+  major: string;
+  minor: string;
+}
+
+export class ControlPlaneError extends Error {
+  override name = "ControlPlaneError";
+  readonly code = "control_plane_start_failed";
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  server.close();
+  await once(server, "close");
+  if (!address || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+const DIR_PREFIX = "keypool-control-plane-";
+
+/**
+ * Removes the temp dirs of control planes whose owning process is gone (it was killed before it
+ * could clean up; its supervisors already stopped etcd and kube-apiserver).
+ */
+async function removeStaleDirs() {
+  const entries = await readdir(tmpdir()).catch(() => [] as string[]);
+  await Promise.all(
+    entries
+      .filter((name) => name.startsWith(DIR_PREFIX))
+      .map(async (name) => {
+        const dir = join(tmpdir(), name);
+        const owner = Number(await readFile(join(dir, "owner.pid"), "utf8").catch(() => "0"));
+        if (owner && !isAlive(owner)) await rm(dir, { recursive: true, force: true });
+      }),
+  );
+}
+
+interface Supervised {
+  name: string;
+  child: ChildProcess;
+  logPath: string;
+  exited: Promise<number | null>;
+}
+
+export class ControlPlane {
+  readonly dir: string;
+  readonly certs: ControlPlaneCerts;
+  readonly binaries: ControlPlaneBinaries;
+  readonly apiServerPort: number;
+  readonly etcdPort: number;
+  readonly etcdPeerPort: number;
+  /** Admin kubeconfig (client certificate in group system:masters). */
+  readonly kubeconfigPath: string;
+  readonly #options: ControlPlaneOptions;
+  #etcd: Supervised | undefined;
+  #apiServer: Supervised | undefined;
+  #version: KubernetesVersion | undefined;
+  readonly #onExit = () => this.#killNow();
+
+  private constructor(dir: string, certs: ControlPlaneCerts, ports: number[], options: ControlPlaneOptions) {
+    this.dir = dir;
+    this.certs = certs;
+    this.binaries = options.binaries;
+    [this.apiServerPort, this.etcdPort, this.etcdPeerPort] = ports as [number, number, number];
+    this.kubeconfigPath = join(dir, "admin.kubeconfig");
+    this.#options = options;
+  }
+
+  /** Starts etcd and kube-apiserver and waits until the API server is ready. */
+  static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
+    await removeStaleDirs();
+    const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+    await writeFile(join(dir, "owner.pid"), String(process.pid));
+    const [certs, ...ports] = await Promise.all([
+      generateControlPlaneCerts(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
+    const plane = new ControlPlane(dir, certs, ports, options);
+    process.once("exit", plane.#onExit);
+    try {
+      await plane.#writeFiles();
+      await plane.#startEtcd();
+      await plane.startApiServer();
+      return plane;
+    } catch (err) {
+      await plane.stop();
+      throw err;
+    }
+  }
+
+  get server(): string {
+    return `https://127.0.0.1:${this.apiServerPort}`;
+  }
+
+  get version(): KubernetesVersion {
+    if (!this.#version) throw new Error("control plane not started");
+    return this.#version;
+  }
+
+  get kubectl(): string | undefined {
+    return this.binaries.kubectl;
+  }
+
+  get #pki() {
+    return join(this.dir, "pki");
+  }
+
+  async #writeFiles() {
+    await mkdir(this.#pki, { recursive: true });
+    const files: Record<string, string> = {
+      "ca.crt": this.certs.ca.cert,
+      "serving.crt": this.certs.serving.cert,
+      "serving.key": this.certs.serving.key,
+      "sa.pub": this.certs.serviceAccount.publicKey,
+      "sa.key": this.certs.serviceAccount.privateKey,
+    };
+    await Promise.all(
+      Object.entries(files).map(([name, content]) =>
+        writeFile(join(this.#pki, name), content, { mode: 0o600 }),
+      ),
+    );
+    await writeFile(this.kubeconfigPath, this.kubeconfigYaml(), { mode: 0o600 });
+  }
+
+  /** A kubeconfig for this control plane: the admin identity, or a bearer token (a ServiceAccount's). */
+  kubeconfigYaml(user: { token: string; name?: string } | undefined = undefined): string {
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    const userName = user?.name ?? (user ? "token-user" : "admin");
+    return stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [
+        {
+          name: "keypool-test",
+          cluster: { server: this.server, "certificate-authority-data": b64(this.certs.ca.cert) },
+        },
+      ],
+      users: [
+        {
+          name: userName,
+          user: user
+            ? { token: user.token }
+            : {
+                "client-certificate-data": b64(this.certs.admin.cert),
+                "client-key-data": b64(this.certs.admin.key),
+              },
+        },
+      ],
+      contexts: [{ name: "keypool-test", context: { cluster: "keypool-test", user: userName } }],
+      "current-context": "keypool-test",
+    });
+  }
+
+  async #spawn(name: string, binary: string, args: string[]): Promise<Supervised> {
+    const logPath = join(this.dir, `${name}.log`);
+    const log = await open(logPath, "a");
+    const child = spawn(process.execPath, [SUPERVISOR, binary, ...args], {
+      stdio: ["pipe", log.fd, log.fd],
+      cwd: this.dir,
+    });
+    await log.close();
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    return { name, child, logPath, exited };
+  }
+
+  async #startEtcd() {
+    const { etcdPort, etcdPeerPort } = this;
+    const peer = `http://127.0.0.1:${etcdPeerPort}`;
+    this.#etcd = await this.#spawn("etcd", this.binaries.etcd, [
+      "--name=keypool-test",
+      `--data-dir=${join(this.dir, "etcd")}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=keypool-test=${peer}`,
+      "--unsafe-no-fsync=true",
+      "--log-level=warn",
+    ]);
+    await this.#waitFor(this.#etcd, 30_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${etcdPort}/health`);
+      return res.ok && ((await res.json()) as { health?: string }).health === "true";
+    });
+  }
+
+  /** Starts kube-apiserver (again, after stopApiServer) on the same port and etcd. */
+  async startApiServer(): Promise<void> {
+    if (this.#apiServer) throw new Error("kube-apiserver is already running");
+    const pki = this.#pki;
+    this.#apiServer = await this.#spawn("kube-apiserver", this.binaries.kubeApiserver, [
+      "--advertise-address=127.0.0.1",
+      "--bind-address=127.0.0.1",
+      `--secure-port=${this.apiServerPort}`,
+      `--etcd-servers=http://127.0.0.1:${this.etcdPort}`,
+      `--cert-dir=${join(this.dir, "apiserver-certs")}`,
+      `--tls-cert-file=${join(pki, "serving.crt")}`,
+      `--tls-private-key-file=${join(pki, "serving.key")}`,
+      `--client-ca-file=${join(pki, "ca.crt")}`,
+      "--authorization-mode=RBAC",
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${join(pki, "sa.pub")}`,
+      `--service-account-signing-key-file=${join(pki, "sa.key")}`,
+      "--service-cluster-ip-range=10.0.0.0/24",
+      "--allow-privileged=true",
+      "--profiling=false",
+      ...(this.#options.extraApiServerFlags ?? []),
+    ]);
+    await this.#waitFor(this.#apiServer, this.#options.readyTimeoutMs ?? 60_000, async () => {
+      const res = await this.#get("/readyz");
+      return res.status === 200;
+    });
+    this.#version = JSON.parse((await this.#get("/version")).body) as KubernetesVersion;
+  }
+
+  /** Stops kube-apiserver only, leaving etcd (and so all objects) in place. */
+  async stopApiServer(): Promise<void> {
+    await this.#stopProcess(this.#apiServer);
+    this.#apiServer = undefined;
+  }
+
+  /** Stops everything and removes the temp dir. Safe to call twice. */
+  async stop(): Promise<void> {
+    process.removeListener("exit", this.#onExit);
+    await this.#stopProcess(this.#apiServer);
+    await this.#stopProcess(this.#etcd);
+    this.#apiServer = undefined;
+    this.#etcd = undefined;
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async #stopProcess(p: Supervised | undefined) {
+    if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+    p.child.stdin?.end();
+    await p.exited;
+  }
+
+  /** Last resort on process exit: close the pipes so the supervisors stop their children. */
+  #killNow() {
+    for (const p of [this.#apiServer, this.#etcd]) {
+      p?.child.stdin?.destroy();
+      p?.child.kill("SIGTERM");
+    }
+  }
+
+  async #waitFor(p: Supervised, timeoutMs: number, ready: () => Promise<boolean>) {
+    const deadline = Date.now() + timeoutMs;
+    let lastError = "";
+    while (Date.now() < deadline) {
+      if (p.child.exitCode !== null) {
+        throw new ControlPlaneError(
+          `${p.name} exited with code ${p.child.exitCode} before it was ready. Last lines of ${p.logPath}:\n${await this.#tail(p.logPath)}`,
+        );
+      }
+      try {
+        if (await ready()) return;
+      } catch (err) {
+        lastError = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new ControlPlaneError(
+      `${p.name} was not ready after ${timeoutMs / 1000} s${lastError ? ` (last error: ${lastError})` : ""}. ` +
+        `Last lines of ${p.logPath}:\n${await this.#tail(p.logPath)}`,
+    );
+  }
+
+  async #tail(path: string, lines = 30): Promise<string> {
+    const text = await readFile(path, "utf8").catch(() => "");
+    return text.split("\n").slice(-lines).join("\n");
+  }
+
+  /** A GET against the API server as admin, without any Kubernetes client. */
+  #get(path: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: this.apiServerPort,
+          path,
+          ca: this.certs.ca.cert,
+          cert: this.certs.admin.cert,
+          key: this.certs.admin.key,
+          timeout: 5000,
+        },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8").on("data", (c: string) => {
+            body += c;
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`GET ${path} timed out`)));
+      req.on("error", reject);
+      req.end();
+    });
+  }
+}
