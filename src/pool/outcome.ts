@@ -1,0 +1,49 @@
+/**
+ * What one call with a key says about that key. Produced by provider profiles (src/providers)
+ * from an HTTP answer, or by callers' reports; consumed by the engine's state machine.
+ */
+
+/** Which way an outcome moves a key. */
+export const OutcomeKind = {
+  /** The call worked: the key is fine. Resets the consecutive-error count. */
+  Success: "success",
+  /** The key (or its quota group) hit a rate limit; it recovers at `untilMs` or after rateLimitCooldown. */
+  RateLimited: "rateLimited",
+  /** The key's account is out of credit or its daily/monthly quota: held long, re-checked by probe. */
+  QuotaExhausted: "quotaExhausted",
+  /** The provider rejected the key itself (revoked, wrong, disabled): Invalid until the Secret changes. */
+  InvalidKey: "invalidKey",
+  /** 5xx from the provider for this call: counts towards Degraded after failureThreshold in a row. */
+  ServerError: "serverError",
+  /** Timeout or connection failure: counts towards Degraded like a server error. */
+  NetworkError: "networkError",
+  /** The provider as a whole is overloaded (Anthropic 529): retry elsewhere, the key is not blamed. */
+  ProviderOverloaded: "providerOverloaded",
+  /** The request itself was wrong (400/404/422) or the caller's network is refused: says nothing about the key. */
+  RequestError: "requestError",
+} as const;
+export type OutcomeKind = (typeof OutcomeKind)[keyof typeof OutcomeKind];
+
+/** Rate-limit facts from provider headers; any field may be missing. Times are epoch ms. */
+export interface RateLimitInfo {
+  limitRequests?: number;
+  remainingRequests?: number;
+  resetRequestsAtMs?: number;
+  limitTokens?: number;
+  remainingTokens?: number;
+  resetTokensAtMs?: number;
+}
+
+export interface Outcome {
+  kind: OutcomeKind;
+  /** Until when the key should not be used (rateLimited/quotaExhausted), epoch ms, when the provider said. */
+  untilMs?: number;
+  /** Stable machine-readable reason, e.g. "rate_limit_exceeded", "insufficient_quota", "http_500". */
+  reason?: string;
+  /** HTTP status that produced this outcome, when there was one. */
+  statusCode?: number;
+  /** Tokens the call used (success), counted against tokensPerMinute. */
+  tokens?: number;
+  /** Rate-limit headers seen on the answer (any outcome). */
+  rateLimit?: RateLimitInfo;
+}
