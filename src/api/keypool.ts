@@ -1,0 +1,263 @@
+/**
+ * The KeyPool resource (keypool.dev/v1alpha1): the single source of truth for its shape.
+ * The CRD in crds/ is generated from these schemas (src/api/crd.ts); the controller, the
+ * engine and the standalone loader parse objects with them at run time.
+ */
+import { z } from "zod";
+import { duration } from "./duration.ts";
+import { celRules, type Rule, withRules } from "./rules.ts";
+
+export const GROUP = "keypool.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = "KeyPool";
+export const PLURAL = "keypools";
+export const SINGULAR = "keypool";
+export const SHORT_NAMES = ["kp"] as const;
+
+const KUBE_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
+const GROUP_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Providers the operator knows how to talk to (error semantics, probes, auth headers). */
+export const Provider = z
+  .enum(["openai", "anthropic", "google", "mistral", "openai-compatible"])
+  .describe(
+    "Which provider's API the keys are for. openai-compatible covers any endpoint speaking the " +
+      "OpenAI API (vLLM, LiteLLM, Azure-style gateways) and needs spec.baseURL.",
+  );
+export type Provider = z.infer<typeof Provider>;
+
+/** How the pool chooses the next key. */
+export const Strategy = z
+  .enum(["RoundRobin", "LeastLoaded", "LeastRecentlyUsed", "Weighted"])
+  .describe(
+    "How a key is chosen among the usable ones. RoundRobin: in turn. LeastLoaded: fewest open " +
+      "leases and recent requests relative to each key's limits. LeastRecentlyUsed: the key idle " +
+      "longest. Weighted: smooth weighted round-robin by weight x health score.",
+  );
+export type Strategy = z.infer<typeof Strategy>;
+
+export const KEY_STATES = [
+  "Healthy",
+  "Degraded",
+  "RateLimited",
+  "QuotaExhausted",
+  "Invalid",
+  "Disabled",
+  "Draining",
+] as const;
+/** A key's state. Only Healthy and Degraded keys are handed out. */
+export const KeyState = z
+  .enum(KEY_STATES)
+  .describe(
+    "Healthy: usable. Degraded: usable but failing (failureThreshold errors in a row). RateLimited: " +
+      "cooling down until `until`. QuotaExhausted: out of credit or daily quota, re-checked by probe. " +
+      "Invalid: rejected by the provider; recovers only by a new Secret value, a successful probe or a " +
+      "reset. Disabled: switched off by an operator. Draining: removed from its Secret; reports are " +
+      "still accepted until the drain period ends.",
+  );
+export type KeyState = z.infer<typeof KeyState>;
+
+const count = (description: string) => z.number().int().min(1).max(1_000_000_000).describe(description);
+
+/** Client-side limits: the pool stops handing out a key before the provider would answer 429. */
+export const Limits = z
+  .object({
+    requestsPerMinute: count("Requests the key may make in any 60 s window.").optional(),
+    tokensPerMinute: count("Tokens (as reported) the key may use in any 60 s window.").optional(),
+    requestsPerDay: count("Requests the key may make in any 24 h window.").optional(),
+  })
+  .describe("Client-side limits; a key at a limit is skipped until it has room again.");
+export type Limits = z.infer<typeof Limits>;
+
+export const SecretKeySelector = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(253)
+      .regex(KUBE_NAME_RE, "must be a valid Secret name")
+      .describe("Secret name, in the KeyPool's namespace."),
+    key: z
+      .string()
+      .min(1)
+      .max(253)
+      .regex(SECRET_KEY_RE, "must be a valid Secret data key")
+      .describe("One entry of the Secret. Without it, every entry of the Secret is a key.")
+      .optional(),
+  })
+  .describe("A Secret holding keys; each entry holds one key (or several separated by commas or newlines).");
+
+const quotaGroupName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(GROUP_NAME_RE, "must be a lower-case DNS label")
+  .describe(
+    "Keys of the same provider account (organization, project, workspace) share its rate limits. " +
+      "Name the account here: a rate-limit answer cools down every key of the group, and the group's limits are shared.",
+  );
+
+const weight = z.number().int().min(1).max(1000).describe("Relative share for the Weighted strategy.");
+
+export const KeySource = z.object({
+  secretRef: SecretKeySelector,
+  weight: weight.optional(),
+  limits: Limits.optional(),
+  quotaGroup: quotaGroupName.optional(),
+});
+export type KeySource = z.infer<typeof KeySource>;
+
+const SelectorRequirement = withRules(
+  z.object({
+    key: z.string().min(1),
+    operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+    values: z.array(z.string()).optional(),
+  }),
+  [
+    {
+      // What metav1.LabelSelectorAsSelector demands; without it the selector fails only at run time.
+      rule: "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
+      message: "In and NotIn need at least one value; Exists and DoesNotExist take none",
+      fieldPath: ".values",
+      reason: "FieldValueInvalid",
+      holds: ({ operator, values }) =>
+        operator === "In" || operator === "NotIn" ? (values?.length ?? 0) > 0 : (values?.length ?? 0) === 0,
+    },
+  ],
+);
+
+export const LabelSelector = z
+  .object({
+    matchLabels: z.record(z.string(), z.string()).optional(),
+    matchExpressions: z.array(SelectorRequirement).max(20).optional(),
+  })
+  .describe(
+    "Every Secret in the KeyPool's namespace matching this selector joins the pool (all its entries).",
+  );
+
+export const QuotaGroup = z.object({
+  name: quotaGroupName,
+  limits: Limits.optional(),
+});
+
+export const Defaults = z
+  .object({
+    weight: weight.default(10),
+    limits: Limits.optional(),
+    quotaGroup: quotaGroupName.optional(),
+  })
+  .describe("Applied to every key source that does not set its own.");
+
+export const Health = z
+  .object({
+    probeInterval: duration("How often every key is checked with the provider's free endpoint.", {
+      minMs: 10_000,
+    }).default("10m"),
+    probeTimeout: duration("How long one probe may take.", { minMs: 100, maxMs: 300_000 }).default("10s"),
+    failureThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(3)
+      .describe("Consecutive errors before a key is Degraded."),
+    degradedCooldown: duration("Time without errors after which a Degraded key is Healthy again.").default(
+      "5m",
+    ),
+    rateLimitCooldown: duration(
+      "How long a RateLimited key rests when the provider sends no retry-after or reset header.",
+      { minMs: 1000 },
+    ).default("60s"),
+    quotaCooldown: duration("How long a QuotaExhausted key rests before a probe checks it again.", {
+      minMs: 1000,
+    }).default("1h"),
+  })
+  .describe("How key health is judged and checked.");
+export type Health = z.infer<typeof Health>;
+
+export const Rotation = z
+  .object({
+    drainPeriod: duration("How long a key removed from its Secret still accepts reports.").default("10m"),
+  })
+  .describe("What happens to keys that leave the pool.");
+
+export const Leases = z
+  .object({
+    duration: duration("How long a dispensed key counts as in flight when no report closes its lease.", {
+      minMs: 1000,
+      maxMs: 86_400_000,
+    }).default("5m"),
+  })
+  .describe("Leases: each dispense opens one; a report closes it.");
+
+const HTTP_URL_MESSAGE = "must be an http or https URL";
+
+/**
+ * Rules across spec fields. The CRD carries them as CEL; the runtime parser (KeyPoolSpecChecked
+ * in parse.ts) checks them too. KeyPoolSpec itself stays structural, so code may parse a partial
+ * spec with it to read the defaults.
+ */
+export const SPEC_RULES: ReadonlyArray<
+  Rule<{
+    provider: Provider;
+    baseURL?: string | undefined;
+    keys?: unknown[] | undefined;
+    secretSelector?: unknown;
+  }>
+> = [
+  {
+    rule: "(has(self.keys) && size(self.keys) > 0) || has(self.secretSelector)",
+    message: "set spec.keys or spec.secretSelector: a pool needs somewhere to take keys from",
+    reason: "FieldValueRequired",
+    holds: (spec) => (spec.keys?.length ?? 0) > 0 || spec.secretSelector !== undefined,
+  },
+  {
+    rule: "self.provider != 'openai-compatible' || has(self.baseURL)",
+    message: "provider openai-compatible needs spec.baseURL, the root of the endpoint's OpenAI-style API",
+    fieldPath: ".baseURL",
+    reason: "FieldValueRequired",
+    holds: (spec) => spec.provider !== "openai-compatible" || spec.baseURL !== undefined,
+  },
+];
+
+export const KeyPoolSpec = z
+  .object({
+    provider: Provider,
+    baseURL: z
+      .url({ protocol: /^https?$/, error: HTTP_URL_MESSAGE })
+      .max(2048)
+      // `format: uri` accepts any scheme; the parser's protocol check has no other CRD form.
+      .meta({
+        "x-kubernetes-validations": [
+          { rule: "self.startsWith('http://') || self.startsWith('https://')", message: HTTP_URL_MESSAGE },
+        ],
+      })
+      .describe("Override of the provider's API base URL (Azure, a gateway, vLLM, a test server).")
+      .optional(),
+    strategy: Strategy.default("LeastLoaded"),
+    keys: z
+      .array(KeySource)
+      .max(100)
+      .describe("Secrets (or single entries) whose values are keys.")
+      .optional(),
+    secretSelector: LabelSelector.optional(),
+    quotaGroups: z
+      .array(QuotaGroup)
+      .max(100)
+      .describe("Shared limits of quota groups named by key sources.")
+      .optional(),
+    defaults: Defaults.prefault({}),
+    health: Health.prefault({}),
+    rotation: Rotation.prefault({}),
+    leases: Leases.prefault({}),
+    fallbackPoolRef: z
+      .object({ name: z.string().min(1).max(253).regex(KUBE_NAME_RE, "must be a valid KeyPool name") })
+      .describe("A KeyPool in the same namespace that serves when this one has no usable key.")
+      .optional(),
+  })
+  .meta({ "x-kubernetes-validations": celRules(SPEC_RULES) })
+  .describe("What the pool holds and how it hands keys out.");
+export type KeyPoolSpec = z.infer<typeof KeyPoolSpec>;
+export type KeyPoolSpecInput = z.input<typeof KeyPoolSpec>;

@@ -1,0 +1,61 @@
+/**
+ * The KeyPool status subresource: conditions (metav1.Condition shape, kstatus-compatible), key
+ * counts and one entry per key. Never holds key material: keys appear as a sha256 fingerprint
+ * prefix and a masked form.
+ */
+import { z } from "zod";
+import { KeyState } from "./keypool.ts";
+
+const time = z.iso.datetime({ offset: true }).describe("RFC 3339 time.");
+
+/** metav1.Condition. */
+export const Condition = z.object({
+  type: z.string().min(1).max(316),
+  status: z.enum(["True", "False", "Unknown"]),
+  observedGeneration: z.number().int().min(0).optional(),
+  lastTransitionTime: time,
+  reason: z.string().min(1).max(1024),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof Condition>;
+
+export const LastError = z.object({
+  code: z.number().int().optional().describe("HTTP status of the failed call, when there was one."),
+  reason: z.string().describe("Stable machine-readable reason, e.g. rate_limit_exceeded."),
+  at: time,
+});
+
+export const KeyStatus = z.object({
+  id: z
+    .string()
+    .regex(/^[0-9a-f]{12}$/)
+    .describe("First 12 hex characters of sha256(key): identifies the key without revealing it."),
+  masked: z.string().max(32).describe("A short prefix and the last 4 characters of the key."),
+  source: z.string().max(600).describe("Where the key comes from: secret/<name>#<entry> or env/<VAR>."),
+  quotaGroup: z.string().optional(),
+  state: KeyState,
+  until: time
+    .optional()
+    .describe("When the current state ends by itself (RateLimited, QuotaExhausted, Draining)."),
+  healthScore: z.number().int().min(0).max(100),
+  requests: z.number().int().min(0),
+  errors: z.number().int().min(0),
+  consecutiveErrors: z.number().int().min(0).optional(),
+  lastUsed: time.optional(),
+  lastError: LastError.optional(),
+});
+export type KeyStatus = z.infer<typeof KeyStatus>;
+
+export const KeyCounts = z.object({
+  total: z.number().int().min(0),
+  usable: z.number().int().min(0),
+  byState: z.record(z.string(), z.number().int().min(0)).optional(),
+});
+
+export const KeyPoolStatus = z.object({
+  observedGeneration: z.number().int().min(0).optional(),
+  conditions: z.array(Condition).max(16).optional(),
+  keys: KeyCounts.optional(),
+  keyStatuses: z.array(KeyStatus).max(2000).optional(),
+});
+export type KeyPoolStatus = z.infer<typeof KeyPoolStatus>;

@@ -1,0 +1,52 @@
+/**
+ * The engine's view of a KeyPool spec: durations in ms, defaults resolved. Built once per spec
+ * generation, so the hot path never parses strings.
+ */
+import { parseDuration } from "../api/duration.ts";
+import { KeyPoolSpec, type Limits, type Strategy } from "../api/keypool.ts";
+
+export interface PoolConfig {
+  strategy: Strategy;
+  failureThreshold: number;
+  degradedCooldownMs: number;
+  rateLimitCooldownMs: number;
+  quotaCooldownMs: number;
+  drainPeriodMs: number;
+  leaseDurationMs: number;
+  defaultWeight: number;
+  defaultLimits: Limits | undefined;
+  defaultQuotaGroup: string | undefined;
+  /** Shared limits per quota group name. */
+  quotaGroupLimits: ReadonlyMap<string, Limits>;
+}
+
+function ms(text: string): number {
+  const value = parseDuration(text);
+  if (value === undefined) throw new Error(`not a duration: ${text}`);
+  return value;
+}
+
+/** A config from a parsed spec (schema defaults already applied by zod). */
+export function poolConfigFromSpec(spec: KeyPoolSpec): PoolConfig {
+  return {
+    strategy: spec.strategy,
+    failureThreshold: spec.health.failureThreshold,
+    degradedCooldownMs: ms(spec.health.degradedCooldown),
+    rateLimitCooldownMs: ms(spec.health.rateLimitCooldown),
+    quotaCooldownMs: ms(spec.health.quotaCooldown),
+    drainPeriodMs: ms(spec.rotation.drainPeriod),
+    leaseDurationMs: ms(spec.leases.duration),
+    defaultWeight: spec.defaults.weight,
+    defaultLimits: spec.defaults.limits,
+    defaultQuotaGroup: spec.defaults.quotaGroup,
+    quotaGroupLimits: new Map(
+      (spec.quotaGroups ?? []).flatMap((g) => (g.limits ? [[g.name, g.limits]] : [])),
+    ),
+  };
+}
+
+/** The spec's defaults (from the zod schema, the one place they are written), for tests and for
+ * pools built without a KeyPool (standalone env vars). */
+export const DEFAULT_POOL_CONFIG: PoolConfig = poolConfigFromSpec(
+  KeyPoolSpec.parse({ provider: "openai-compatible" }),
+);

@@ -1,0 +1,587 @@
+/**
+ * The pool engine: the keys of one pool, their states, limits, leases and quota groups, and
+ * the strategy that picks among them. Pure: time comes from the injected clock, ids from the
+ * injected generator; no I/O.
+ *
+ * Every key is in exactly one place: the active set (usable now: the strategy picks from it),
+ * the wake-up heap (unusable until a known time: a cooldown, a full limit window, a drain), or
+ * neither (Invalid, Disabled: only an event brings it back). So a pick costs what the strategy
+ * costs, whatever the number of unusable keys.
+ */
+import type { KeyState, Limits, Strategy } from "../api/keypool.ts";
+import type { Clock } from "./clock.ts";
+import type { PoolConfig } from "./config.ts";
+import { IndexedHeap } from "./heap.ts";
+import {
+  applyOutcome,
+  coolDown,
+  type KeyEntry,
+  KeyRecord,
+  type LastError,
+  type LimitWindows,
+  limitWindows,
+  type OutcomeOrigin,
+  refreshState,
+  resetKey,
+  startDraining,
+  stateUsableAt,
+  stopDraining,
+  type Transition,
+  windowsRoomAt,
+  windowsUtilization,
+} from "./key.ts";
+import { type Lease, LeaseTable } from "./leases.ts";
+import { type Outcome, OutcomeKind } from "./outcome.ts";
+import { type ActiveSet, createActiveSet } from "./strategies.ts";
+import { type EngineSnapshot, type KeySnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
+
+export interface KeyTransitionEvent extends Transition {
+  keyId: string;
+  masked: string;
+  source: string;
+  atMs: number;
+  untilMs: number;
+}
+
+export interface EngineOptions {
+  clock: Clock;
+  /** Lease ids; must be unique and hard to guess. */
+  newLeaseId: () => string;
+  /** Told about every state transition (for Kubernetes Events and status writes). */
+  onTransition?: (event: KeyTransitionEvent) => void;
+}
+
+export interface Dispensed {
+  ok: true;
+  key: string;
+  keyId: string;
+  leaseId: string;
+  expiresAtMs: number;
+  strategy: Strategy;
+}
+
+export interface NoUsableKey {
+  ok: false;
+  /** When the earliest key becomes usable by time alone; undefined when none will. */
+  retryAtMs: number | undefined;
+}
+
+export type PickResult = Dispensed | NoUsableKey;
+
+export type ReportRef = { leaseId: string } | { keyId: string };
+
+export type ReportResult =
+  | { ok: true; keyId: string; state: KeyState; transition: Transition | undefined }
+  | { ok: false; code: "unknown_lease" | "unknown_key" };
+
+/** A quota group: keys of one provider account, sharing cooldowns and (optionally) limits. */
+interface QuotaGroupState {
+  name: string;
+  limits: Limits | undefined;
+  windows: LimitWindows;
+  keys: Set<KeyRecord>;
+}
+
+export interface KeyView {
+  id: string;
+  masked: string;
+  source: string;
+  quotaGroup: string | undefined;
+  state: KeyState;
+  untilMs: number | undefined;
+  healthScore: number;
+  requests: number;
+  errors: number;
+  consecutiveErrors: number;
+  inFlight: number;
+  lastUsedMs: number | undefined;
+  lastError: LastError | undefined;
+  weight: number;
+}
+
+export class KeyPoolEngine {
+  #config: PoolConfig;
+  readonly #clock: Clock;
+  readonly #newLeaseId: () => string;
+  readonly #onTransition: ((event: KeyTransitionEvent) => void) | undefined;
+  readonly #keys = new Map<string, KeyRecord>();
+  readonly #groups = new Map<string, QuotaGroupState>();
+  #active: ActiveSet;
+  readonly #wake = new IndexedHeap<KeyRecord, "wakeIndex">((a, b) => a.wakeAtMs < b.wakeAtMs, "wakeIndex");
+  readonly #degraded = new Set<KeyRecord>();
+  readonly #leases = new LeaseTable();
+  /** Restored state waiting for its key to arrive from a source. */
+  readonly #pending = new Map<string, KeySnapshot>();
+  #order = 0;
+  #useSeq = 0;
+
+  constructor(config: PoolConfig, options: EngineOptions) {
+    this.#config = config;
+    this.#clock = options.clock;
+    this.#newLeaseId = options.newLeaseId;
+    this.#onTransition = options.onTransition;
+    this.#active = createActiveSet(config.strategy);
+  }
+
+  get config(): PoolConfig {
+    return this.#config;
+  }
+
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /** Applies a new spec: strategy, cooldowns, defaults and group limits. Key state is kept. */
+  setConfig(config: PoolConfig): void {
+    const strategyChanged = config.strategy !== this.#config.strategy;
+    const limitsChanged = config.defaultLimits !== this.#config.defaultLimits;
+    this.#config = config;
+    for (const group of this.#groups.values()) this.#syncGroupLimits(group);
+    if (strategyChanged) {
+      const members = [...this.#active.values()];
+      this.#active = createActiveSet(config.strategy);
+      for (const rec of members) this.#active.add(rec);
+    }
+    if (limitsChanged) this.#replaceAll();
+  }
+
+  /**
+   * Replaces the key set with what the sources hold now. Unchanged keys keep their state and
+   * counters; new keys join Healthy (or with restored state); keys no longer present go Draining
+   * for drainPeriod; a key whose value changed is a new key (its id changes).
+   */
+  setKeys(entries: readonly KeyEntry[]): { added: string[]; removed: string[] } {
+    const now = this.#clock.now();
+    const seen = new Set<string>();
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const entry of entries) {
+      const probe = new KeyRecord(entry, this.#order, this.#config);
+      if (seen.has(probe.id)) continue;
+      seen.add(probe.id);
+      const existing = this.#keys.get(probe.id);
+      if (existing) {
+        this.#updateEntry(existing, entry);
+        this.#emit(existing, stopDraining(existing), now);
+        this.#place(existing, now);
+        continue;
+      }
+      this.#order++;
+      this.#keys.set(probe.id, probe);
+      this.#joinGroup(probe);
+      const restored = this.#pending.get(probe.id);
+      if (restored) {
+        this.#pending.delete(probe.id);
+        applySnapshot(probe, restored);
+        stopDraining(probe); // it is in a source again
+      }
+      this.#place(probe, now);
+      added.push(probe.id);
+    }
+    for (const rec of this.#keys.values()) {
+      if (seen.has(rec.id) || rec.state === "Draining") continue;
+      this.#emit(rec, startDraining(rec, now + this.#config.drainPeriodMs), now);
+      this.#place(rec, now);
+      removed.push(rec.id);
+    }
+    return { added, removed };
+  }
+
+  /** Hands out a key by the pool's strategy and opens a lease on it. */
+  pick(holder?: string): PickResult {
+    const now = this.#clock.now();
+    this.tick();
+    const rec = this.#active.peek();
+    if (!rec) return { ok: false, retryAtMs: this.nextUsableAt() };
+    return this.#dispense(rec, now, holder);
+  }
+
+  /** Hands out a specific key when it is usable now (session affinity); undefined otherwise. */
+  pickKey(keyId: string, holder?: string): Dispensed | undefined {
+    const now = this.#clock.now();
+    this.tick();
+    const rec = this.#keys.get(keyId);
+    if (!rec || !this.#active.has(rec)) return undefined;
+    return this.#dispense(rec, now, holder);
+  }
+
+  #dispense(rec: KeyRecord, now: number, holder: string | undefined): Dispensed {
+    rec.requests++;
+    rec.lastUsedMs = now;
+    rec.lastUseSeq = ++this.#useSeq;
+    rec.inFlight++;
+    for (const w of rec.windows.requests) w.add(now);
+    const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+    if (group) for (const w of group.windows.requests) w.add(now);
+    this.#updateLoad(rec, now);
+    this.#active.used(rec);
+
+    const lease: Lease = {
+      id: this.#newLeaseId(),
+      keyId: rec.id,
+      openedAtMs: now,
+      expiresAtMs: now + this.#config.leaseDurationMs,
+      holder,
+      closed: false,
+    };
+    this.#leases.add(lease);
+    if (windowsRoomAt(rec.windows, now) > now) this.#place(rec, now);
+    if (group && windowsRoomAt(group.windows, now) > now)
+      for (const member of group.keys) this.#place(member, now);
+    return {
+      ok: true,
+      key: rec.key,
+      keyId: rec.id,
+      leaseId: lease.id,
+      expiresAtMs: lease.expiresAtMs,
+      strategy: this.#active.strategy,
+    };
+  }
+
+  /**
+   * Records how a call (or a probe) went. A lease id closes that lease; a key id reports
+   * without one (probes, callers that kept no lease). A rate-limit or quota answer cools down
+   * the key's whole quota group.
+   */
+  report(ref: ReportRef, outcome: Outcome, origin: OutcomeOrigin = "report"): ReportResult {
+    const now = this.#clock.now();
+    this.tick();
+    let rec: KeyRecord | undefined;
+    if ("leaseId" in ref) {
+      const lease = this.#leases.close(ref.leaseId);
+      if (!lease) return { ok: false, code: "unknown_lease" };
+      rec = this.#keys.get(lease.keyId);
+      if (!rec) return { ok: false, code: "unknown_key" };
+      rec.inFlight = Math.max(0, rec.inFlight - 1);
+    } else {
+      rec = this.#keys.get(ref.keyId);
+      if (!rec) return { ok: false, code: "unknown_key" };
+    }
+
+    if (outcome.tokens && outcome.tokens > 0) {
+      rec.windows.tokens?.add(now, outcome.tokens);
+      const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+      group?.windows.tokens?.add(now, outcome.tokens);
+      if (group?.windows.tokens) for (const member of group.keys) this.#place(member, now);
+    }
+
+    const transition = applyOutcome(rec, outcome, this.#config, now, origin);
+    this.#emit(rec, transition, now);
+    this.#place(rec, now);
+    this.#spreadToGroup(rec, outcome, now);
+    return { ok: true, keyId: rec.id, state: rec.state, transition };
+  }
+
+  /** A cooldown on one key of a quota group is a cooldown on the account: all its keys rest. */
+  #spreadToGroup(rec: KeyRecord, outcome: Outcome, now: number) {
+    if (!rec.quotaGroup) return;
+    if (outcome.kind !== OutcomeKind.RateLimited && outcome.kind !== OutcomeKind.QuotaExhausted) return;
+    if (rec.state !== "RateLimited" && rec.state !== "QuotaExhausted") return;
+    const group = this.#groups.get(rec.quotaGroup);
+    if (!group) return;
+    for (const member of group.keys) {
+      if (member === rec) continue;
+      const reason = `quota_group_${outcome.reason ?? outcome.kind}`;
+      this.#emit(member, coolDown(member, rec.state, rec.untilMs, reason), now);
+      this.#place(member, now);
+    }
+  }
+
+  /** Operator actions: bring an Invalid (or any) key back, or switch a key off and on. */
+  reset(keyId: string): boolean {
+    return this.#act(keyId, resetKey);
+  }
+
+  disable(keyId: string): boolean {
+    return this.#act(keyId, (rec) => {
+      if (rec.state === "Disabled" || rec.state === "Draining") return undefined;
+      const from = rec.state;
+      rec.state = "Disabled";
+      rec.untilMs = 0;
+      return { from, to: "Disabled", reason: "disabled" };
+    });
+  }
+
+  enable(keyId: string): boolean {
+    return this.#act(keyId, (rec) => (rec.state === "Disabled" ? resetKey(rec) : undefined));
+  }
+
+  #act(keyId: string, action: (rec: KeyRecord) => Transition | undefined): boolean {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return false;
+    const now = this.#clock.now();
+    this.#emit(rec, action(rec), now);
+    this.#place(rec, now);
+    return true;
+  }
+
+  /**
+   * Applies time: cooldowns that ended, full limit windows with room again, drains that are
+   * over, quiet Degraded keys, expired leases. Cheap when nothing is due; runs before every
+   * pick and report, and callers may run it on a timer (see nextTransitionAt) for timely Events.
+   */
+  tick(): void {
+    const now = this.#clock.now();
+    for (let next = this.#wake.peek(); next && next.wakeAtMs <= now; next = this.#wake.peek()) {
+      this.#wake.pop();
+      next.wakeAtMs = Number.POSITIVE_INFINITY;
+      if (next.state === "Draining" && now >= next.untilMs) {
+        this.#removeKey(next);
+        continue;
+      }
+      this.#emit(next, refreshState(next, this.#config, now), now);
+      this.#place(next, now);
+    }
+    for (const rec of this.#degraded) {
+      const t = refreshState(rec, this.#config, now);
+      if (t) {
+        this.#emit(rec, t, now);
+        this.#place(rec, now);
+      }
+    }
+    for (const lease of this.#leases.expire(now)) {
+      const rec = this.#keys.get(lease.keyId);
+      if (!rec) continue;
+      rec.inFlight = Math.max(0, rec.inFlight - 1);
+      this.#updateLoad(rec, now);
+      if (this.#active.has(rec)) this.#active.changed(rec);
+    }
+  }
+
+  /** When the earliest unusable key becomes usable by time alone (undefined: none will). */
+  nextUsableAt(): number | undefined {
+    const next = this.#wake
+      .values()
+      .reduce<number>(
+        (min, rec) => (rec.state === "Draining" ? min : Math.min(min, rec.wakeAtMs)),
+        Number.POSITIVE_INFINITY,
+      );
+    return Number.isFinite(next) ? next : undefined;
+  }
+
+  /** When tick() next has something to do for states (not leases); undefined when nothing is scheduled. */
+  nextTransitionAt(): number | undefined {
+    let at = this.#wake.peek()?.wakeAtMs ?? Number.POSITIVE_INFINITY;
+    for (const rec of this.#degraded) at = Math.min(at, rec.lastErrorAtMs + this.#config.degradedCooldownMs);
+    return Number.isFinite(at) ? at : undefined;
+  }
+
+  get usableCount(): number {
+    return this.#active.size;
+  }
+
+  get openLeases(): number {
+    return this.#leases.open;
+  }
+
+  /** The key a lease was opened on (for reports that name a lease). */
+  leaseKeyId(leaseId: string): string | undefined {
+    return this.#leases.get(leaseId)?.keyId;
+  }
+
+  hasKey(keyId: string): boolean {
+    return this.#keys.has(keyId);
+  }
+
+  /** Whether `keyId` is in the active set (usable and within its limits now). */
+  isUsable(keyId: string): boolean {
+    const rec = this.#keys.get(keyId);
+    return rec !== undefined && this.#active.has(rec);
+  }
+
+  /** Ids of the keys usable now (for session affinity), in a stable order. */
+  usableKeyIds(): string[] {
+    return [...this.#active.values()].sort((a, b) => a.order - b.order).map((rec) => rec.id);
+  }
+
+  /** Every key as the status shows it (no key material), in the order keys joined. */
+  keys(): KeyView[] {
+    this.tick();
+    return [...this.#keys.values()]
+      .sort((a, b) => a.order - b.order)
+      .map((rec) => ({
+        id: rec.id,
+        masked: rec.masked,
+        source: rec.source,
+        quotaGroup: rec.quotaGroup,
+        state: rec.state,
+        untilMs: rec.untilMs || undefined,
+        healthScore: rec.healthScore,
+        requests: rec.requests,
+        errors: rec.errors,
+        consecutiveErrors: rec.consecutiveErrors,
+        inFlight: rec.inFlight,
+        lastUsedMs: rec.lastUsedMs || undefined,
+        lastError: rec.lastError,
+        weight: rec.weight,
+      }));
+  }
+
+  /** All state as plain JSON (no key material), for the status subresource or a state file. */
+  snapshot(): EngineSnapshot {
+    return {
+      version: SNAPSHOT_VERSION,
+      takenAtMs: this.#clock.now(),
+      keys: [...this.#keys.values()].map(snapshotOf),
+    };
+  }
+
+  /**
+   * Restores state saved by snapshot(): applied to keys present now, and kept for keys that
+   * arrive later (restore first, then setKeys, is the usual order after a restart).
+   */
+  restore(snapshot: EngineSnapshot): void {
+    const now = this.#clock.now();
+    for (const saved of snapshot.keys) {
+      const rec = this.#keys.get(saved.id);
+      if (rec) {
+        applySnapshot(rec, saved);
+        this.#place(rec, now);
+      } else {
+        this.#pending.set(saved.id, saved);
+      }
+    }
+    this.tick();
+  }
+
+  // --- placement --------------------------------------------------------------------------
+
+  /** Puts a key where it belongs now: active, waiting for a time, or out until an event. */
+  #place(rec: KeyRecord, now: number): void {
+    if (!this.#keys.has(rec.id)) return;
+    if (rec.state === "Degraded") this.#degraded.add(rec);
+    else this.#degraded.delete(rec);
+
+    let at = stateUsableAt(rec);
+    if (rec.state === "Draining") at = rec.untilMs;
+    else if (Number.isFinite(at)) {
+      at = Math.max(at, windowsRoomAt(rec.windows, now));
+      const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+      if (group) at = Math.max(at, windowsRoomAt(group.windows, now));
+    }
+    if (at <= now && rec.isUsableState()) {
+      this.#wake.remove(rec);
+      rec.wakeAtMs = Number.POSITIVE_INFINITY;
+      if (!this.#active.has(rec)) {
+        this.#updateLoad(rec, now);
+        this.#active.add(rec);
+      }
+      return;
+    }
+    this.#active.remove(rec);
+    rec.wakeAtMs = at;
+    if (Number.isFinite(at)) {
+      if (this.#wake.has(rec)) this.#wake.update(rec);
+      else this.#wake.push(rec);
+    } else {
+      this.#wake.remove(rec);
+    }
+  }
+
+  #replaceAll() {
+    const now = this.#clock.now();
+    for (const rec of this.#keys.values()) {
+      rec.windows = limitWindows(rec.limits);
+      this.#place(rec, now);
+    }
+  }
+
+  #updateLoad(rec: KeyRecord, now: number) {
+    rec.load = rec.inFlight + windowsUtilization(rec.windows, now);
+  }
+
+  #updateEntry(rec: KeyRecord, entry: KeyEntry) {
+    rec.source = entry.source;
+    const weight = entry.weight ?? this.#config.defaultWeight;
+    if (weight !== rec.weight) {
+      rec.weight = weight;
+      if (this.#active.has(rec)) this.#active.changed(rec);
+    }
+    const limits = entry.limits ?? this.#config.defaultLimits;
+    if (JSON.stringify(limits) !== JSON.stringify(rec.limits)) {
+      rec.limits = limits;
+      rec.windows = limitWindows(limits);
+    }
+    const group = entry.quotaGroup ?? this.#config.defaultQuotaGroup;
+    if (group !== rec.quotaGroup) {
+      this.#leaveGroup(rec);
+      rec.quotaGroup = group;
+      this.#joinGroup(rec);
+    }
+  }
+
+  #joinGroup(rec: KeyRecord) {
+    if (!rec.quotaGroup) return;
+    let group = this.#groups.get(rec.quotaGroup);
+    if (!group) {
+      group = { name: rec.quotaGroup, limits: undefined, windows: limitWindows(undefined), keys: new Set() };
+      this.#groups.set(group.name, group);
+      this.#syncGroupLimits(group);
+    }
+    group.keys.add(rec);
+  }
+
+  #leaveGroup(rec: KeyRecord) {
+    const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+    if (!group) return;
+    group.keys.delete(rec);
+    if (group.keys.size === 0) this.#groups.delete(group.name);
+  }
+
+  #syncGroupLimits(group: QuotaGroupState) {
+    const limits = this.#config.quotaGroupLimits.get(group.name);
+    if (JSON.stringify(limits) === JSON.stringify(group.limits)) return;
+    group.limits = limits;
+    group.windows = limitWindows(limits);
+  }
+
+  #removeKey(rec: KeyRecord) {
+    this.#active.remove(rec);
+    this.#wake.remove(rec);
+    this.#degraded.delete(rec);
+    this.#leaveGroup(rec);
+    this.#leases.forgetKey(rec.id);
+    this.#keys.delete(rec.id);
+  }
+
+  #emit(rec: KeyRecord, transition: Transition | undefined, now: number) {
+    if (!transition || !this.#onTransition) return;
+    this.#onTransition({
+      ...transition,
+      keyId: rec.id,
+      masked: rec.masked,
+      source: rec.source,
+      atMs: now,
+      untilMs: rec.untilMs,
+    });
+  }
+}
+
+function snapshotOf(rec: KeyRecord): KeySnapshot {
+  return {
+    id: rec.id,
+    state: rec.state,
+    ...(rec.untilMs ? { untilMs: rec.untilMs } : {}),
+    ...(rec.stateBeforeDrain ? { stateBeforeDrain: rec.stateBeforeDrain } : {}),
+    healthScore: rec.healthScore,
+    requests: rec.requests,
+    errors: rec.errors,
+    consecutiveErrors: rec.consecutiveErrors,
+    ...(rec.lastUsedMs ? { lastUsedMs: rec.lastUsedMs } : {}),
+    ...(rec.lastErrorAtMs ? { lastErrorAtMs: rec.lastErrorAtMs } : {}),
+    ...(rec.lastError ? { lastError: { ...rec.lastError } } : {}),
+  };
+}
+
+function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
+  rec.state = saved.state;
+  rec.untilMs = saved.untilMs ?? 0;
+  rec.stateBeforeDrain = saved.stateBeforeDrain;
+  rec.health = saved.healthScore / 100;
+  rec.requests = saved.requests;
+  rec.errors = saved.errors;
+  rec.consecutiveErrors = saved.consecutiveErrors;
+  rec.lastUsedMs = saved.lastUsedMs ?? 0;
+  rec.lastErrorAtMs = saved.lastErrorAtMs ?? 0;
+  rec.lastError = saved.lastError ? { ...saved.lastError } : undefined;
+}

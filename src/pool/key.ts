@@ -1,0 +1,314 @@
+/**
+ * One key's record and its state machine. Transitions are driven by outcomes (applyOutcome)
+ * and by time (refreshState); both are pure functions of the record, the config and `now`.
+ */
+import type { KeyState, Limits } from "../api/keypool.ts";
+import type { PoolConfig } from "./config.ts";
+import { keyId, maskKey } from "./identity.ts";
+import { OutcomeKind, type Outcome } from "./outcome.ts";
+import { createWindow, type UsageWindow } from "./window.ts";
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+/** Weight of the newest outcome in the health score's moving average. */
+const HEALTH_ALPHA = 0.1;
+
+/** A key as a source delivers it. */
+export interface KeyEntry {
+  key: string;
+  /** Where it came from: secret/<name>#<entry>, env/<VAR>, ... */
+  source: string;
+  weight?: number;
+  limits?: Limits;
+  quotaGroup?: string;
+}
+
+/** Client-side limit windows of a key or a quota group. */
+export interface LimitWindows {
+  requests: UsageWindow[];
+  tokens: UsageWindow | undefined;
+}
+
+export function limitWindows(limits: Limits | undefined): LimitWindows {
+  const requests: UsageWindow[] = [];
+  if (limits?.requestsPerMinute) requests.push(createWindow(limits.requestsPerMinute, MINUTE_MS));
+  if (limits?.requestsPerDay) requests.push(createWindow(limits.requestsPerDay, DAY_MS));
+  const tokens = limits?.tokensPerMinute ? createWindow(limits.tokensPerMinute, MINUTE_MS, false) : undefined;
+  return { requests, tokens };
+}
+
+/** Epoch ms from which the windows have room for one more request (now when they have). */
+export function windowsRoomAt(w: LimitWindows, now: number): number {
+  let at = now;
+  for (const window of w.requests) at = Math.max(at, window.roomAt(now));
+  if (w.tokens) at = Math.max(at, w.tokens.roomAt(now));
+  return at;
+}
+
+/** Highest fraction of any limit in use, 0..1 (0 when unlimited). */
+export function windowsUtilization(w: LimitWindows, now: number): number {
+  let u = 0;
+  for (const window of w.requests) u = Math.max(u, window.used(now) / window.limit);
+  if (w.tokens) u = Math.max(u, w.tokens.used(now) / w.tokens.limit);
+  return Math.min(1, u);
+}
+
+export interface LastError {
+  code?: number;
+  reason: string;
+  atMs: number;
+}
+
+export const USABLE_STATES: ReadonlySet<KeyState> = new Set<KeyState>(["Healthy", "Degraded"]);
+
+export class KeyRecord {
+  readonly id: string;
+  readonly key: string;
+  readonly masked: string;
+  /** Insertion order: the tie-breaker that keeps strategies deterministic. */
+  readonly order: number;
+  source: string;
+  weight: number;
+  limits: Limits | undefined;
+  quotaGroup: string | undefined;
+  windows: LimitWindows;
+
+  state: KeyState = "Healthy";
+  /** End of RateLimited / QuotaExhausted / Draining; 0 when the state has no end by time. */
+  untilMs = 0;
+  /** The state to return to when a Draining key comes back into its Secret. */
+  stateBeforeDrain: KeyState | undefined;
+  stateBeforeDrainUntilMs = 0;
+  consecutiveErrors = 0;
+  lastErrorAtMs = 0;
+  /** Exponentially weighted success ratio, 0..1. */
+  health = 1;
+  requests = 0;
+  errors = 0;
+  lastUsedMs = 0;
+  /** Monotonic dispense sequence number of the last use (exact LRU order within a millisecond). */
+  lastUseSeq = 0;
+  lastError: LastError | undefined;
+  inFlight = 0;
+
+  // Bookkeeping of the engine's structures.
+  activeIndex = -1;
+  wakeIndex = -1;
+  wakeAtMs = Number.POSITIVE_INFINITY;
+  /** LeastLoaded: load when last computed. */
+  load = 0;
+  /** Weighted: virtual time of the next turn. */
+  pass = 0;
+  /** RoundRobin: ring neighbours. */
+  prev: KeyRecord | undefined;
+  next: KeyRecord | undefined;
+
+  constructor(entry: KeyEntry, order: number, config: PoolConfig) {
+    this.id = keyId(entry.key);
+    this.key = entry.key;
+    this.masked = maskKey(entry.key);
+    this.order = order;
+    this.source = entry.source;
+    this.weight = entry.weight ?? config.defaultWeight;
+    this.limits = entry.limits ?? config.defaultLimits;
+    this.quotaGroup = entry.quotaGroup ?? config.defaultQuotaGroup;
+    this.windows = limitWindows(this.limits);
+  }
+
+  get healthScore(): number {
+    return Math.round(this.health * 100);
+  }
+
+  isUsableState(): boolean {
+    return USABLE_STATES.has(this.state);
+  }
+}
+
+export interface Transition {
+  from: KeyState;
+  to: KeyState;
+  reason: string;
+}
+
+function moveTo(rec: KeyRecord, to: KeyState, reason: string, untilMs = 0): Transition | undefined {
+  const from = rec.state;
+  rec.untilMs = untilMs;
+  if (from === to) return undefined;
+  rec.state = to;
+  return { from, to, reason };
+}
+
+function recordHealth(rec: KeyRecord, success: boolean) {
+  rec.health = rec.health * (1 - HEALTH_ALPHA) + (success ? HEALTH_ALPHA : 0);
+}
+
+function recordError(rec: KeyRecord, outcome: Outcome, now: number, countsAsError: boolean) {
+  rec.lastError = {
+    ...(outcome.statusCode !== undefined ? { code: outcome.statusCode } : {}),
+    reason: outcome.reason ?? outcome.kind,
+    atMs: now,
+  };
+  if (countsAsError) rec.errors++;
+}
+
+/** States a rate-limit or quota answer may not override: they are about the key itself or the operator. */
+const STICKY: ReadonlySet<KeyState> = new Set<KeyState>(["Invalid", "Disabled", "Draining"]);
+
+/**
+ * Puts a key into a cooldown state until `untilMs`. A second cooldown during the first extends it
+ * to the later deadline and never shortens it; QuotaExhausted outranks RateLimited.
+ */
+export function coolDown(
+  rec: KeyRecord,
+  to: "RateLimited" | "QuotaExhausted",
+  untilMs: number,
+  reason: string,
+): Transition | undefined {
+  if (STICKY.has(rec.state)) return undefined;
+  if (rec.state === "QuotaExhausted" && to === "RateLimited") {
+    rec.untilMs = Math.max(rec.untilMs, untilMs);
+    return undefined;
+  }
+  const until = rec.state === to ? Math.max(rec.untilMs, untilMs) : untilMs;
+  return moveTo(rec, to, reason, until);
+}
+
+export type OutcomeOrigin = "report" | "probe";
+
+/**
+ * Applies what one call (or probe) said about the key. Returns the transition, if any.
+ * Group-wide effects (quota groups) are the engine's job; this touches only `rec`.
+ */
+export function applyOutcome(
+  rec: KeyRecord,
+  outcome: Outcome,
+  config: PoolConfig,
+  now: number,
+  origin: OutcomeOrigin = "report",
+): Transition | undefined {
+  const reason = outcome.reason ?? outcome.kind;
+  switch (outcome.kind) {
+    case OutcomeKind.Success: {
+      rec.consecutiveErrors = 0;
+      recordHealth(rec, true);
+      const soft = applyRateLimitHeaders(rec, outcome, now);
+      if (soft) return soft;
+      if (rec.state === "Degraded") return moveTo(rec, "Healthy", "succeeded");
+      // Only a probe proves that an Invalid or out-of-quota key works again: a late report of a
+      // call made before the key was marked says nothing about now.
+      if (origin === "probe" && (rec.state === "Invalid" || rec.state === "QuotaExhausted")) {
+        return moveTo(rec, "Healthy", "probe_succeeded");
+      }
+      return undefined;
+    }
+    case OutcomeKind.RateLimited: {
+      recordError(rec, outcome, now, true);
+      const until =
+        outcome.untilMs && outcome.untilMs > now ? outcome.untilMs : now + config.rateLimitCooldownMs;
+      return coolDown(rec, "RateLimited", until, reason);
+    }
+    case OutcomeKind.QuotaExhausted: {
+      recordError(rec, outcome, now, true);
+      recordHealth(rec, false);
+      const until = outcome.untilMs && outcome.untilMs > now ? outcome.untilMs : now + config.quotaCooldownMs;
+      return coolDown(rec, "QuotaExhausted", until, reason);
+    }
+    case OutcomeKind.InvalidKey: {
+      recordError(rec, outcome, now, true);
+      recordHealth(rec, false);
+      if (rec.state === "Disabled" || rec.state === "Draining") return undefined;
+      return moveTo(rec, "Invalid", reason);
+    }
+    case OutcomeKind.ServerError:
+    case OutcomeKind.NetworkError: {
+      recordError(rec, outcome, now, true);
+      recordHealth(rec, false);
+      rec.consecutiveErrors++;
+      rec.lastErrorAtMs = now;
+      if (rec.state === "Healthy" && rec.consecutiveErrors >= config.failureThreshold) {
+        return moveTo(rec, "Degraded", reason);
+      }
+      return undefined;
+    }
+    case OutcomeKind.ProviderOverloaded:
+      // The provider's trouble, not the key's: remembered, not held against it.
+      recordError(rec, outcome, now, false);
+      return undefined;
+    case OutcomeKind.RequestError:
+      return undefined;
+  }
+}
+
+/**
+ * A success that says the key has nothing left until a reset (x-ratelimit-remaining-requests: 0)
+ * rests the key until then, so the pool avoids the 429 instead of provoking it.
+ */
+function applyRateLimitHeaders(rec: KeyRecord, outcome: Outcome, now: number): Transition | undefined {
+  const rl = outcome.rateLimit;
+  if (!rl) return undefined;
+  let until = 0;
+  if (rl.remainingRequests === 0 && rl.resetRequestsAtMs && rl.resetRequestsAtMs > now)
+    until = rl.resetRequestsAtMs;
+  if (rl.remainingTokens === 0 && rl.resetTokensAtMs && rl.resetTokensAtMs > now) {
+    until = Math.max(until, rl.resetTokensAtMs);
+  }
+  return until ? coolDown(rec, "RateLimited", until, "remaining_zero") : undefined;
+}
+
+/** Time-driven transitions: cooldowns that ended, Degraded keys quiet for degradedCooldown. */
+export function refreshState(rec: KeyRecord, config: PoolConfig, now: number): Transition | undefined {
+  switch (rec.state) {
+    case "RateLimited":
+    case "QuotaExhausted":
+      return now >= rec.untilMs ? moveTo(rec, "Healthy", "cooldown_ended") : undefined;
+    case "Degraded":
+      if (now - rec.lastErrorAtMs >= config.degradedCooldownMs) {
+        rec.consecutiveErrors = 0;
+        return moveTo(rec, "Healthy", "quiet_period_ended");
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** When the key's state lets it be used again by time alone (Infinity: never by time). */
+export function stateUsableAt(rec: KeyRecord): number {
+  if (rec.isUsableState()) return 0;
+  if (rec.state === "RateLimited" || rec.state === "QuotaExhausted") return rec.untilMs;
+  return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * Explicit operator action: forget what the key did wrong. A Draining key stays Draining (it is
+ * no longer in its source) but comes back Healthy if it returns.
+ */
+export function resetKey(rec: KeyRecord): Transition | undefined {
+  rec.consecutiveErrors = 0;
+  rec.health = Math.max(rec.health, 0.5);
+  if (rec.state === "Draining") {
+    rec.stateBeforeDrain = "Healthy";
+    rec.stateBeforeDrainUntilMs = 0;
+    return undefined;
+  }
+  return moveTo(rec, "Healthy", "reset");
+}
+
+export function startDraining(rec: KeyRecord, untilMs: number): Transition | undefined {
+  if (rec.state === "Draining") return undefined;
+  rec.stateBeforeDrain = rec.state;
+  const keepUntil = rec.untilMs;
+  const t = moveTo(rec, "Draining", "removed_from_source", untilMs);
+  rec.stateBeforeDrainUntilMs = keepUntil;
+  return t;
+}
+
+/** A Draining key that is back in its Secret resumes the state it had (a cooldown keeps its end). */
+export function stopDraining(rec: KeyRecord): Transition | undefined {
+  if (rec.state !== "Draining") return undefined;
+  const to = rec.stateBeforeDrain ?? "Healthy";
+  const t = moveTo(rec, to, "returned_to_source", rec.stateBeforeDrainUntilMs);
+  rec.stateBeforeDrain = undefined;
+  rec.stateBeforeDrainUntilMs = 0;
+  return t;
+}

@@ -1,0 +1,30 @@
+/**
+ * The engine's saved state: plain JSON, no key material (keys are named by id), so it can live
+ * in the KeyPool status or a state file and a restart resumes cooldowns and Invalid marks.
+ */
+import { z } from "zod";
+import { KeyState } from "../api/keypool.ts";
+
+export const SNAPSHOT_VERSION = 1;
+
+export const KeySnapshot = z.object({
+  id: z.string().regex(/^[0-9a-f]{12}$/),
+  state: KeyState,
+  untilMs: z.number().optional(),
+  stateBeforeDrain: KeyState.optional(),
+  healthScore: z.number().min(0).max(100),
+  requests: z.number().int().min(0),
+  errors: z.number().int().min(0),
+  consecutiveErrors: z.number().int().min(0),
+  lastUsedMs: z.number().optional(),
+  lastErrorAtMs: z.number().optional(),
+  lastError: z.object({ code: z.number().int().optional(), reason: z.string(), atMs: z.number() }).optional(),
+});
+export type KeySnapshot = z.infer<typeof KeySnapshot>;
+
+export const EngineSnapshot = z.object({
+  version: z.literal(SNAPSHOT_VERSION),
+  takenAtMs: z.number(),
+  keys: z.array(KeySnapshot),
+});
+export type EngineSnapshot = z.infer<typeof EngineSnapshot>;
