@@ -42,10 +42,12 @@ export const DURATION_MAX_LENGTH = 32;
 export function duration(description: string, bounds: { minMs?: number; maxMs?: number } = {}) {
   const rules: Rule<string>[] = [];
   // A malformed string already fails the pattern: the bounds hold for it, so it gets one message.
+  // (The API server runs CEL even after the pattern failed, hence the guard in the rule.)
+  const wellFormed = `!self.matches(r'${DURATION_PATTERN}') || `;
   if (bounds.minMs) {
     const min = bounds.minMs;
     rules.push({
-      rule: `duration(self) >= duration('${formatDuration(min)}')`,
+      rule: `${wellFormed}duration(self) >= duration('${formatDuration(min)}')`,
       message: `must be at least ${formatDuration(min)}`,
       holds: (s) => (parseDuration(s) ?? min) >= min,
     });
@@ -53,7 +55,7 @@ export function duration(description: string, bounds: { minMs?: number; maxMs?: 
   if (bounds.maxMs !== undefined) {
     const max = bounds.maxMs;
     rules.push({
-      rule: `duration(self) <= duration('${formatDuration(max)}')`,
+      rule: `${wellFormed}duration(self) <= duration('${formatDuration(max)}')`,
       message: `must be at most ${formatDuration(max)}`,
       holds: (s) => (parseDuration(s) ?? max) <= max,
     });
