@@ -1,0 +1,84 @@
+/**
+ * Status conditions in the metav1.Condition shape, kstatus-compatible: Ready (normal-true) and
+ * Degraded, plus the abnormal-true Reconciling and Stalled that kstatus, Argo CD and Flux read.
+ * One helper sets a condition and keeps lastTransitionTime unless the status flips.
+ */
+import type { Condition } from "../api/status.ts";
+
+export const ConditionType = {
+  /** True when at least one key is usable. */
+  Ready: "Ready",
+  /** True when some keys are not usable (rate limited, invalid, out of quota, ...). */
+  Degraded: "Degraded",
+  /** True while the operator has not yet finished evaluating the current generation. */
+  Reconciling: "Reconciling",
+  /** True when progress needs a user's change: invalid spec, missing or unlabelled Secret, no keys. */
+  Stalled: "Stalled",
+} as const;
+
+export const Reason = {
+  /** Ready=True: at least one key can be handed out. */
+  KeysAvailable: "KeysAvailable",
+  /** Ready=False: keys exist but none is usable right now (all cooling down, invalid, ...). */
+  NoUsableKeys: "NoUsableKeys",
+  /** Ready=False, Stalled=True: the sources hold no keys at all. */
+  NoKeys: "NoKeys",
+  /** Ready=False, Stalled=True: the spec passed the CRD schema but failed runtime checks. */
+  InvalidSpec: "InvalidSpec",
+  /** Ready=False, Stalled=True: a referenced Secret does not exist. */
+  SecretNotFound: "SecretNotFound",
+  /** Ready=False, Stalled=True: a referenced Secret lacks the keypool.dev/secret label. */
+  SecretNotLabelled: "SecretNotLabelled",
+  /** Ready=False, Stalled=True: a referenced Secret entry does not exist or holds no key. */
+  SecretEntryMissing: "SecretEntryMissing",
+  /** Ready=Unknown, Reconciling=True: the first evaluation of this generation is under way. */
+  Reconciling: "Reconciling",
+  /** Reconciling=False: the current generation has been evaluated. */
+  Reconciled: "Reconciled",
+  /** Stalled=False. */
+  NoProblem: "NoProblem",
+  /** Degraded=True: some keys are unusable. */
+  KeysUnusable: "KeysUnusable",
+  /** Degraded=False. */
+  AllKeysUsable: "AllKeysUsable",
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+export interface ConditionInput {
+  type: string;
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+}
+
+/**
+ * Returns `conditions` with `input` set: lastTransitionTime changes only when the status flips;
+ * reason, message and observedGeneration are updated in place. The order of types is kept.
+ */
+export function setCondition(
+  conditions: readonly Condition[],
+  input: ConditionInput,
+  observedGeneration: number | undefined,
+  now: Date,
+): Condition[] {
+  const existing = conditions.find((c) => c.type === input.type);
+  const next: Condition = {
+    type: input.type,
+    status: input.status,
+    ...(observedGeneration !== undefined ? { observedGeneration } : {}),
+    lastTransitionTime:
+      existing && existing.status === input.status
+        ? existing.lastTransitionTime
+        : now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    reason: input.reason,
+    message: input.message,
+  };
+  return existing ? conditions.map((c) => (c.type === input.type ? next : c)) : [...conditions, next];
+}
+
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}

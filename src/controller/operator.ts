@@ -1,0 +1,263 @@
+/**
+ * src/controller — the operator: watches KeyPools and labelled Secrets, reconciles each pool
+ * into its engine and status, records Events, elects a leader (only the leader writes status).
+ * May import: src/api, src/pool, src/providers, src/sources, src/log, @kubernetes/client-node.
+ *
+ * This file wires the parts: watchers -> work queue -> reconciler -> status writer.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from "@kubernetes/client-node";
+import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
+import { EventRecorder } from "./events.ts";
+import { LeaderElector } from "./leader-election.ts";
+import { PoolRegistry } from "./pools.ts";
+import { Reconciler } from "./reconciler.ts";
+import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
+import { ResourceWatcher } from "./watcher.ts";
+import { WorkQueue } from "./work-queue.ts";
+
+export interface OperatorOptions {
+  kc: KubeConfig;
+  logger: Logger;
+  clock: Clock;
+  /** Namespaces to watch; empty means all. */
+  namespaces: string[];
+  leaderElection:
+    | { enabled: false }
+    | {
+        enabled: true;
+        namespace: string;
+        name: string;
+        leaseDurationMs?: number;
+        renewDeadlineMs?: number;
+        retryPeriodMs?: number;
+      };
+  /** This replica's identity (Lease holder, Event reportingInstance). */
+  identity?: string;
+  /** Reconciles running at once (different pools; one pool never runs twice at once). */
+  concurrency?: number;
+  watchdogMs?: number;
+  relistIntervalMs?: number;
+  statusCounterIntervalMs?: number;
+}
+
+export class Operator {
+  readonly registry = new PoolRegistry();
+  readonly identity: string;
+  readonly #o: OperatorOptions;
+  readonly #logger: Logger;
+  readonly #poolWatchers: ResourceWatcher<KubernetesObject>[] = [];
+  readonly #secretWatchers = new Map<string, ResourceWatcher<V1Secret>>();
+  readonly #queue: WorkQueue;
+  readonly #status: StatusWriter;
+  readonly #reconciler: Reconciler;
+  readonly #elector: LeaderElector | undefined;
+  readonly #core: CoreV1Api;
+  #leading: boolean;
+  #started = false;
+
+  constructor(options: OperatorOptions) {
+    this.#o = options;
+    this.identity = options.identity ?? `${hostname()}-${randomBytes(4).toString("hex")}`;
+    this.#logger = options.logger.child({ component: "operator" });
+    this.#core = options.kc.makeApiClient(CoreV1Api);
+    this.#leading = !options.leaderElection.enabled;
+    this.#queue = new WorkQueue({ logger: this.#logger });
+    this.#status = new StatusWriter({
+      kc: options.kc,
+      logger: options.logger,
+      isLeader: () => this.#leading,
+      counterIntervalMs: options.statusCounterIntervalMs,
+    });
+    const events = new EventRecorder({ kc: options.kc, logger: options.logger, instance: this.identity });
+
+    const namespaces = options.namespaces.length ? options.namespaces : [undefined];
+    for (const ns of namespaces) {
+      const scope = ns ? `/namespaces/${ns}` : "";
+      this.#poolWatchers.push(
+        new ResourceWatcher<KubernetesObject>({
+          kc: options.kc,
+          path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
+          logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
+          onEvent: (_type, object) => this.#enqueue(object),
+          watchdogMs: options.watchdogMs,
+          relistIntervalMs: options.relistIntervalMs,
+        }),
+      );
+      this.#secretWatchers.set(
+        ns ?? "",
+        new ResourceWatcher<V1Secret>({
+          kc: options.kc,
+          path: `/api/v1${scope}/secrets`,
+          labelSelector: SECRET_LABEL,
+          logger: options.logger.child({ watch: `secrets${ns ? ` in ${ns}` : ""}` }),
+          onEvent: (_type, secret) => this.#secretChanged(secret),
+          watchdogMs: options.watchdogMs,
+          relistIntervalMs: options.relistIntervalMs,
+        }),
+      );
+    }
+
+    this.#reconciler = new Reconciler({
+      pools: { get: (namespace, name) => this.#poolWatcherFor(namespace)?.get(namespace, name) },
+      secrets: this.secretCache,
+      lookupUncachedSecret: (namespace, name) => this.#lookupUncachedSecret(namespace, name),
+      registry: this.registry,
+      status: this.#status,
+      events,
+      logger: options.logger.child({ component: "reconciler" }),
+      clock: options.clock,
+      newLeaseId: () => randomUUID(),
+    });
+    this.registry.onTouched((ref) => this.#reconciler.refreshStatus(ref));
+
+    if (options.leaderElection.enabled) {
+      const le = options.leaderElection;
+      this.#elector = new LeaderElector({
+        kc: options.kc,
+        namespace: le.namespace,
+        name: le.name,
+        identity: this.identity,
+        leaseDurationMs: le.leaseDurationMs,
+        renewDeadlineMs: le.renewDeadlineMs,
+        retryPeriodMs: le.retryPeriodMs,
+        logger: options.logger,
+        onStartedLeading: () => this.#becameLeader(),
+        onStoppedLeading: () => this.#lostLeadership(),
+      });
+    }
+  }
+
+  /** The Secret cache, as the reconciler and the dispenser read it. */
+  get secretCache(): SecretCache {
+    return {
+      get: (namespace, name) => this.#secretWatcherFor(namespace)?.get(namespace, name),
+      list: (namespace) => this.#secretWatcherFor(namespace)?.list(namespace) ?? [],
+    };
+  }
+
+  get isLeader(): boolean {
+    return this.#leading;
+  }
+
+  get statusWriter(): StatusWriter {
+    return this.#status;
+  }
+
+  /** Starts watching, waits for the caches to fill, then reconciles. */
+  async start(): Promise<void> {
+    this.#started = true;
+    const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
+    await Promise.all(watchers.map((w) => w.start()));
+    this.#logger.info(
+      {
+        pools: this.#poolWatchers.reduce((n, w) => n + w.size, 0),
+        namespaces: this.#o.namespaces.length ? this.#o.namespaces : "all",
+      },
+      "caches synced",
+    );
+    this.#queue.start((key) => this.#work(key), this.#o.concurrency ?? 4);
+    for (const w of this.#poolWatchers) for (const pool of w.list()) this.#enqueue(pool);
+    this.#elector?.start();
+  }
+
+  /** Stops in order: no new work, pending status flushed, lease released, watches closed. */
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    await this.#queue.shutdown();
+    await this.#status.stop();
+    await this.#elector?.stop();
+    await Promise.all([...this.#poolWatchers, ...this.#secretWatchers.values()].map((w) => w.stop()));
+  }
+
+  /** Liveness: every watch showed a sign of life recently. Readiness: caches synced. */
+  health(now = Date.now()): { live: boolean; ready: boolean; details: Record<string, unknown> } {
+    const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
+    const limit = 3 * (this.#o.watchdogMs ?? 120_000);
+    const stale = watchers.map((w) => w.staleForMs(now));
+    return {
+      live: stale.every((ms) => ms < limit),
+      ready: watchers.every((w) => w.synced),
+      details: {
+        leader: this.#leading,
+        pools: this.registry.size,
+        watchStaleMs: Math.max(0, ...stale),
+        queue: this.#queue.length,
+      },
+    };
+  }
+
+  async #work(key: string): Promise<void> {
+    const [namespace, name] = key.split("/") as [string, string];
+    try {
+      const result = await this.#reconciler.reconcile({ namespace, name });
+      this.#queue.forget(key);
+      if (result.requeueAfterMs !== undefined) this.#queue.addAfter(key, result.requeueAfterMs);
+    } catch (err) {
+      this.#logger.warn(
+        { pool: key, err: (err as Error).message },
+        "reconcile failed; retrying with backoff",
+      );
+      this.#queue.addRateLimited(key);
+    }
+  }
+
+  #enqueue(object: KubernetesObject) {
+    const namespace = object.metadata?.namespace;
+    const name = object.metadata?.name;
+    if (namespace && name) this.#queue.add(refKey({ namespace, name }));
+  }
+
+  #secretChanged(secret: V1Secret) {
+    const namespace = secret.metadata?.namespace;
+    const name = secret.metadata?.name;
+    if (!namespace || !name) return;
+    const refs = this.registry.poolsReadingSecret(namespace, name);
+    // A pool that never resolved (new, or waiting for this very Secret) is not indexed yet.
+    const watcher = this.#poolWatcherFor(namespace);
+    for (const pool of watcher?.list(namespace) ?? []) {
+      const ref: PoolRef = { namespace, name: pool.metadata?.name ?? "" };
+      if (!this.registry.get(ref)) refs.push(ref);
+    }
+    for (const ref of refs) this.#queue.add(refKey(ref));
+  }
+
+  async #lookupUncachedSecret(namespace: string, name: string): Promise<UncachedSecret> {
+    try {
+      const secret = await this.#core.readNamespacedSecret({ namespace, name });
+      // Only the label matters here; the Secret's data is dropped with this object.
+      return secret.metadata?.labels?.[SECRET_LABEL] !== undefined ? "missing" : "unlabelled";
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return "missing";
+      throw err;
+    }
+  }
+
+  #poolWatcherFor(namespace: string): ResourceWatcher<KubernetesObject> | undefined {
+    if (!this.#o.namespaces.length) return this.#poolWatchers[0];
+    const index = this.#o.namespaces.indexOf(namespace);
+    return index >= 0 ? this.#poolWatchers[index] : undefined;
+  }
+
+  #secretWatcherFor(namespace: string): ResourceWatcher<V1Secret> | undefined {
+    return this.#secretWatchers.get(this.#o.namespaces.length ? namespace : "");
+  }
+
+  #becameLeader() {
+    this.#logger.info({ identity: this.identity }, "became leader; writing status");
+    this.#leading = true;
+    // A new leader trusts nothing it did not write itself: re-evaluate every pool.
+    this.#status.resetWritten();
+    for (const w of this.#poolWatchers) for (const pool of w.list()) this.#enqueue(pool);
+  }
+
+  #lostLeadership() {
+    this.#logger.warn({ identity: this.identity }, "lost leadership; no longer writing status");
+    this.#leading = false;
+  }
+}

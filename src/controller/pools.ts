@@ -1,0 +1,65 @@
+/**
+ * The pools this replica knows: for each KeyPool, its engine and what the dispenser needs to
+ * serve from it (provider, spec, whether the spec is valid). Shared by the controller, which
+ * keeps it in step with the cluster, and the servers, which read from it.
+ */
+import type { KeyPoolSpec } from "../api/keypool.ts";
+import type { KeyPoolEngine } from "../pool/engine.ts";
+import { type PoolRef, refKey } from "./status-writer.ts";
+
+export interface PoolRuntime {
+  ref: PoolRef;
+  uid: string | undefined;
+  engine: KeyPoolEngine;
+  /** The last valid spec (an invalid update keeps serving with this one). */
+  spec: KeyPoolSpec;
+  generation: number | undefined;
+  /** Secret names the pool read at its last reconcile (to map Secret events to pools). */
+  secretNames: Set<string>;
+  /** Whether the pool has a secretSelector (any labelled Secret in its namespace may matter). */
+  usesSelector: boolean;
+}
+
+export class PoolRegistry {
+  readonly #pools = new Map<string, PoolRuntime>();
+  readonly #listeners = new Set<(ref: PoolRef) => void>();
+
+  get(ref: PoolRef): PoolRuntime | undefined {
+    return this.#pools.get(refKey(ref));
+  }
+
+  set(runtime: PoolRuntime): void {
+    this.#pools.set(refKey(runtime.ref), runtime);
+  }
+
+  delete(ref: PoolRef): void {
+    this.#pools.delete(refKey(ref));
+  }
+
+  values(): IterableIterator<PoolRuntime> {
+    return this.#pools.values();
+  }
+
+  get size(): number {
+    return this.#pools.size;
+  }
+
+  /** Pools in `namespace` that read Secret `name` or select Secrets by label. */
+  poolsReadingSecret(namespace: string, name: string): PoolRef[] {
+    const refs: PoolRef[] = [];
+    for (const p of this.#pools.values()) {
+      if (p.ref.namespace === namespace && (p.usesSelector || p.secretNames.has(name))) refs.push(p.ref);
+    }
+    return refs;
+  }
+
+  /** Someone used a pool (dispensed, reported): the controller refreshes its status counters. */
+  touched(ref: PoolRef): void {
+    for (const listener of this.#listeners) listener(ref);
+  }
+
+  onTouched(listener: (ref: PoolRef) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Reconcile one KeyPool: level-triggered, from the caches only (never from the event that
+ * queued it). Resolves the pool's keys from its Secrets, applies them to the pool's engine
+ * (keeping the state of unchanged keys), and submits the status it should have. Returns when to
+ * look again (the engine's next time-driven transition), or throws to be retried with backoff.
+ * Invalid specs and missing Secrets are not errors: they are conditions, with no hot retry loop.
+ */
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { API_VERSION, KIND } from "../api/keypool.ts";
+import { type KeyPool, parseKeyPool } from "../api/parse.ts";
+import type { KeyPoolStatus } from "../api/status.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import { poolConfigFromSpec } from "../pool/config.ts";
+import { KeyPoolEngine, type KeyTransitionEvent } from "../pool/engine.ts";
+import { resolvePoolKeys, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
+import { findCondition } from "./conditions.ts";
+import type { EventRecorder, EventTarget } from "./events.ts";
+import type { PoolRegistry, PoolRuntime } from "./pools.ts";
+import { desiredStatus, snapshotFromStatus } from "./status.ts";
+import { type PoolRef, type StatusWriter, refKey } from "./status-writer.ts";
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+/** What the reconciler reads: the KeyPool cache. */
+export interface PoolCache {
+  get(namespace: string, name: string): KubernetesObject | undefined;
+}
+
+export interface ReconcilerOptions {
+  pools: PoolCache;
+  secrets: SecretCache;
+  lookupUncachedSecret: (namespace: string, name: string) => Promise<UncachedSecret>;
+  registry: PoolRegistry;
+  status: StatusWriter;
+  events: EventRecorder;
+  logger: Logger;
+  clock: Clock;
+  newLeaseId: () => string;
+}
+
+/** Warning for states that take a key out; Normal for coming back. */
+const WARNING_STATES = new Set(["RateLimited", "QuotaExhausted", "Invalid", "Degraded"]);
+
+export class Reconciler {
+  readonly #o: ReconcilerOptions;
+  #runs = 0;
+
+  constructor(options: ReconcilerOptions) {
+    this.#o = options;
+  }
+
+  async reconcile(ref: PoolRef): Promise<ReconcileResult> {
+    const log = this.#o.logger.child({ pool: refKey(ref), reconcile: ++this.#runs });
+    const object = this.#o.pools.get(ref.namespace, ref.name);
+    if (!object) {
+      this.#o.registry.delete(ref);
+      this.#o.status.forget(ref);
+      log.debug("pool gone; forgotten");
+      return {};
+    }
+    const generation = object.metadata?.generation;
+    const previous = (object as { status?: KeyPoolStatus }).status;
+    this.#o.status.observe(ref, previous);
+    const now = new Date(this.#o.clock.now());
+
+    const parsed = parseKeyPool(object);
+    if (!parsed.ok) {
+      log.info({ problems: parsed.problems }, "invalid spec");
+      this.#o.status.submit(
+        ref,
+        desiredStatus(previous, { kind: "invalidSpec", message: parsed.message }, generation, now),
+      );
+      this.#o.events.record(
+        this.#target(object),
+        "Warning",
+        "InvalidSpec",
+        parsed.message.slice(0, 1000),
+        String(generation),
+      );
+      return {};
+    }
+    const pool = parsed.value;
+
+    // kstatus reads a status without Ready as done: a new pool gets Ready=Unknown first.
+    if (!findCondition(previous?.conditions, "Ready")) {
+      await this.#o.status.writeNow(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
+    }
+
+    const runtime = this.#runtime(ref, pool);
+    const resolved = await resolvePoolKeys(
+      ref.namespace,
+      pool.spec,
+      this.#o.secrets,
+      this.#o.lookupUncachedSecret,
+    );
+    runtime.secretNames = resolved.secretNames;
+    runtime.usesSelector = pool.spec.secretSelector !== undefined;
+    const change = runtime.engine.setKeys(resolved.entries);
+    if (change.added.length || change.removed.length) {
+      log.info(
+        { added: change.added, removed: change.removed, total: runtime.engine.size },
+        "key set changed",
+      );
+    }
+    for (const problem of resolved.problems) {
+      this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
+    }
+
+    const views = runtime.engine.keys();
+    const status = desiredStatus(
+      previous,
+      { kind: "evaluated", views, problems: resolved.problems, emptyValues: resolved.emptyValues },
+      generation,
+      new Date(this.#o.clock.now()),
+    );
+    this.#o.status.submit(ref, status);
+
+    const next = runtime.engine.nextTransitionAt();
+    return next === undefined ? {} : { requeueAfterMs: Math.max(50, next - this.#o.clock.now()) };
+  }
+
+  /** Refreshes a pool's status from its engine alone (after dispenses and reports). */
+  refreshStatus(ref: PoolRef): void {
+    const runtime = this.#o.registry.get(ref);
+    const object = this.#o.pools.get(ref.namespace, ref.name);
+    if (!runtime || !object) return;
+    const previous = (object as { status?: KeyPoolStatus }).status;
+    const pending = desiredStatus(
+      previous,
+      { kind: "evaluated", views: runtime.engine.keys(), problems: [], emptyValues: 0 },
+      object.metadata?.generation,
+      new Date(this.#o.clock.now()),
+    );
+    // Source problems are only known to a full reconcile; keep its conditions.
+    if (previous?.conditions?.some((c) => c.type === "Stalled" && c.status === "True")) return;
+    this.#o.status.submit(ref, pending);
+  }
+
+  /** The pool's engine, created (and restored from the status) the first time the pool is seen. */
+  #runtime(ref: PoolRef, pool: KeyPool): PoolRuntime {
+    const config = poolConfigFromSpec(pool.spec);
+    const existing = this.#o.registry.get(ref);
+    if (existing && existing.uid === pool.metadata.uid) {
+      existing.engine.setConfig(config);
+      existing.spec = pool.spec;
+      existing.generation = pool.metadata.generation;
+      return existing;
+    }
+    const target = this.#target(pool);
+    const engine = new KeyPoolEngine(config, {
+      clock: this.#o.clock,
+      newLeaseId: this.#o.newLeaseId,
+      onTransition: (event) => this.#onTransition(target, event),
+    });
+    // Resume cooldowns, Invalid marks and counters from the last status (a restart, or a new leader).
+    engine.restore(snapshotFromStatus(pool.status, this.#o.clock.now()));
+    const runtime: PoolRuntime = {
+      ref,
+      uid: pool.metadata.uid,
+      engine,
+      spec: pool.spec,
+      generation: pool.metadata.generation,
+      secretNames: new Set(),
+      usesSelector: pool.spec.secretSelector !== undefined,
+    };
+    this.#o.registry.set(runtime);
+    return runtime;
+  }
+
+  #onTransition(target: EventTarget, event: KeyTransitionEvent) {
+    const ref = { namespace: target.namespace, name: target.name };
+    const until = event.untilMs ? ` until ${new Date(event.untilMs).toISOString()}` : "";
+    const message = `Key ${event.keyId} (${event.masked}, ${event.source}): ${event.from} -> ${event.to}${until} (${event.reason})`;
+    this.#o.logger.info(
+      { pool: refKey(ref), keyId: event.keyId, from: event.from, to: event.to, reason: event.reason },
+      "key state changed",
+    );
+    if (event.to === "Draining") return; // key-set changes are reported by the reconcile that made them
+    const type = WARNING_STATES.has(event.to) ? "Warning" : "Normal";
+    const reason = type === "Warning" ? `Key${event.to}` : "KeyRecovered";
+    this.#o.events.record(target, type, reason, message, event.keyId);
+    this.refreshStatus(ref);
+  }
+
+  #target(object: KubernetesObject | KeyPool): EventTarget {
+    return {
+      namespace: object.metadata?.namespace ?? "",
+      name: object.metadata?.name ?? "",
+      ...(object.metadata?.uid ? { uid: object.metadata.uid } : {}),
+      apiVersion: API_VERSION,
+      kind: KIND,
+    };
+  }
+}

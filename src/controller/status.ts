@@ -1,0 +1,159 @@
+/**
+ * Builds a KeyPool's status from the engine and the key sources, and reads engine state back
+ * from a status (so a restarted operator resumes cooldowns and Invalid marks).
+ */
+import { KEY_STATES } from "../api/keypool.ts";
+import type { Condition, KeyPoolStatus, KeyStatus } from "../api/status.ts";
+import type { KeyView } from "../pool/engine.ts";
+import { USABLE_STATES } from "../pool/key.ts";
+import { type EngineSnapshot, KeySnapshot, SNAPSHOT_VERSION } from "../pool/snapshot.ts";
+import type { SourceProblem } from "../sources/kubernetes/secrets.ts";
+import { ConditionType, Reason, setCondition } from "./conditions.ts";
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+const fromIso = (text: string | undefined) => (text ? Date.parse(text) : undefined);
+
+export function toKeyStatus(view: KeyView): KeyStatus {
+  return {
+    id: view.id,
+    masked: view.masked,
+    source: view.source,
+    ...(view.quotaGroup ? { quotaGroup: view.quotaGroup } : {}),
+    state: view.state,
+    ...(view.untilMs ? { until: iso(view.untilMs) } : {}),
+    healthScore: view.healthScore,
+    requests: view.requests,
+    errors: view.errors,
+    ...(view.consecutiveErrors ? { consecutiveErrors: view.consecutiveErrors } : {}),
+    ...(view.lastUsedMs ? { lastUsed: iso(view.lastUsedMs) } : {}),
+    ...(view.lastError
+      ? {
+          lastError: {
+            ...(view.lastError.code !== undefined ? { code: view.lastError.code } : {}),
+            reason: view.lastError.reason,
+            at: iso(view.lastError.atMs),
+          },
+        }
+      : {}),
+  };
+}
+
+/** Engine state saved in a status: what restore() needs. Entries that do not parse are skipped. */
+export function snapshotFromStatus(status: KeyPoolStatus | undefined, nowMs: number): EngineSnapshot {
+  const keys = (status?.keyStatuses ?? []).flatMap((k) => {
+    const parsed = KeySnapshot.safeParse({
+      id: k.id,
+      state: k.state,
+      untilMs: fromIso(k.until),
+      healthScore: k.healthScore,
+      requests: k.requests,
+      errors: k.errors,
+      consecutiveErrors: k.consecutiveErrors ?? 0,
+      lastUsedMs: fromIso(k.lastUsed),
+      lastErrorAtMs: fromIso(k.lastError?.at),
+      lastError: k.lastError
+        ? { code: k.lastError.code, reason: k.lastError.reason, atMs: fromIso(k.lastError.at) }
+        : undefined,
+    });
+    return parsed.success ? [parsed.data] : [];
+  });
+  return { version: SNAPSHOT_VERSION, takenAtMs: nowMs, keys };
+}
+
+export type Evaluation =
+  /** The first reconcile of a generation: nothing is known yet (kstatus needs a Ready condition at once). */
+  | { kind: "reconciling" }
+  | { kind: "invalidSpec"; message: string }
+  | { kind: "evaluated"; views: KeyView[]; problems: SourceProblem[]; emptyValues: number };
+
+/** Every state, zeros included: a merge patch must overwrite a count that dropped to zero. */
+function countByState(views: KeyView[]): Record<string, number> {
+  const counts: Record<string, number> = Object.fromEntries(KEY_STATES.map((s) => [s, 0]));
+  for (const v of views) counts[v.state] = (counts[v.state] ?? 0) + 1;
+  return counts;
+}
+
+function describeCounts(byState: Record<string, number>): string {
+  return Object.entries(byState)
+    .filter(([, n]) => n > 0)
+    .map(([state, n]) => `${n} ${state}`)
+    .join(", ");
+}
+
+/** The status the operator wants the KeyPool to have now. */
+export function desiredStatus(
+  previous: KeyPoolStatus | undefined,
+  evaluation: Evaluation,
+  generation: number | undefined,
+  now: Date,
+): KeyPoolStatus {
+  let conditions: Condition[] = previous?.conditions ?? [];
+  const set = (type: string, status: "True" | "False" | "Unknown", reason: string, message: string) => {
+    conditions = setCondition(conditions, { type, status, reason, message }, generation, now);
+  };
+
+  if (evaluation.kind === "reconciling") {
+    set(ConditionType.Ready, "Unknown", Reason.Reconciling, "Resolving keys from the pool's Secrets");
+    set(ConditionType.Reconciling, "True", Reason.Reconciling, "Resolving keys from the pool's Secrets");
+    return { ...previous, observedGeneration: generation, conditions };
+  }
+
+  if (evaluation.kind === "invalidSpec") {
+    const message = `Invalid spec: ${evaluation.message}`;
+    set(ConditionType.Ready, "False", Reason.InvalidSpec, message);
+    set(ConditionType.Stalled, "True", Reason.InvalidSpec, message);
+    set(ConditionType.Reconciling, "False", Reason.Reconciled, "Waiting for a valid spec");
+    return { ...previous, observedGeneration: generation, conditions };
+  }
+
+  const { views, problems, emptyValues } = evaluation;
+  // Usable by state: a key momentarily at its client-side limit still counts, so the status does
+  // not churn with every request.
+  const usable = views.filter((v) => USABLE_STATES.has(v.state)).length;
+  const byState = countByState(views);
+  const total = views.length;
+  const live = views.filter((v) => v.state !== "Draining").length;
+  const emptyNote = emptyValues ? ` (${emptyValues} empty value${emptyValues === 1 ? "" : "s"} ignored)` : "";
+  const problemText = problems.map((p) => p.message).join("; ");
+
+  if (usable > 0) {
+    const note = problems.length ? `; but: ${problemText}` : "";
+    set(
+      ConditionType.Ready,
+      "True",
+      Reason.KeysAvailable,
+      `${usable} of ${live} keys usable${emptyNote}${note}`,
+    );
+  } else if (problems.length) {
+    set(ConditionType.Ready, "False", (problems[0] as SourceProblem).reason, problemText);
+  } else if (live === 0) {
+    set(ConditionType.Ready, "False", Reason.NoKeys, `The pool's Secrets hold no keys${emptyNote}`);
+  } else {
+    set(ConditionType.Ready, "False", Reason.NoUsableKeys, `No usable key: ${describeCounts(byState)}`);
+  }
+
+  if (problems.length) set(ConditionType.Stalled, "True", (problems[0] as SourceProblem).reason, problemText);
+  else if (live === 0)
+    set(ConditionType.Stalled, "True", Reason.NoKeys, `The pool's Secrets hold no keys${emptyNote}`);
+  else set(ConditionType.Stalled, "False", Reason.NoProblem, "Nothing needs a change");
+
+  const unusable = live - usable;
+  if (unusable > 0)
+    set(
+      ConditionType.Degraded,
+      "True",
+      Reason.KeysUnusable,
+      `${unusable} of ${live} keys unusable: ${describeCounts(byState)}`,
+    );
+  else
+    set(ConditionType.Degraded, "False", Reason.AllKeysUsable, live ? `All ${live} keys usable` : "No keys");
+
+  set(ConditionType.Reconciling, "False", Reason.Reconciled, "The current generation has been evaluated");
+
+  return {
+    observedGeneration: generation,
+    conditions,
+    keys: { total, usable, byState },
+    keyStatuses: views.map(toKeyStatus),
+  };
+}

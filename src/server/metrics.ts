@@ -1,0 +1,73 @@
+/**
+ * Prometheus metrics. Labels name pools and states, never keys (not even key ids: ids are
+ * unbounded cardinality and the status already lists them).
+ */
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { KEY_STATES } from "../api/keypool.ts";
+import type { PoolRegistry } from "../controller/pools.ts";
+
+export interface MetricsSources {
+  pools: PoolRegistry;
+  isLeader: () => boolean;
+  watchStaleSeconds: () => number;
+  /** Status writes so far (a counter the status writer keeps). */
+  statusWrites: () => number;
+}
+
+export function createMetrics(sources: MetricsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "keypool_" });
+
+  new Gauge({
+    name: "keypool_pools",
+    help: "KeyPools known to this replica.",
+    registers: [registry],
+    collect() {
+      this.set(sources.pools.size);
+    },
+  });
+  new Gauge({
+    name: "keypool_keys",
+    help: "Keys per pool and state.",
+    labelNames: ["namespace", "pool", "state"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pool of sources.pools.values()) {
+        const counts = Object.fromEntries(KEY_STATES.map((s) => [s, 0]));
+        for (const key of pool.engine.keys()) counts[key.state] = (counts[key.state] ?? 0) + 1;
+        for (const [state, n] of Object.entries(counts)) {
+          this.set({ namespace: pool.ref.namespace, pool: pool.ref.name, state }, n);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "keypool_leader",
+    help: "1 when this replica holds the leader lease (writes status), else 0.",
+    registers: [registry],
+    collect() {
+      this.set(sources.isLeader() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "keypool_watch_stale_seconds",
+    help: "Seconds since the stalest watch last showed a sign of life.",
+    registers: [registry],
+    collect() {
+      this.set(sources.watchStaleSeconds());
+    },
+  });
+  let reported = 0;
+  new Counter({
+    name: "keypool_status_writes_total",
+    help: "KeyPool status merge-patches written by this replica.",
+    registers: [registry],
+    collect() {
+      const now = sources.statusWrites();
+      this.inc(now - reported);
+      reported = now;
+    },
+  });
+  return registry;
+}

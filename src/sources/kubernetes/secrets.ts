@@ -1,0 +1,134 @@
+/**
+ * src/sources/kubernetes — turning a KeyPool's Secret references into key entries.
+ *
+ * A Secret entry holds one key, or several separated by commas or newlines (for users coming
+ * from `*_KEYS=a,b,c` variables). Empty and whitespace-only values are skipped and counted.
+ * Only Secrets labelled keypool.dev/secret are watched (the operator never caches every Secret
+ * in the cluster); a reference to an unlabelled one is reported with the fix.
+ * May import: src/api, src/pool types, node built-ins.
+ */
+import type { V1Secret } from "@kubernetes/client-node";
+import type { KeyPoolSpec } from "../../api/keypool.ts";
+import type { KeyEntry } from "../../pool/key.ts";
+import { matchesSelector } from "./selector.ts";
+
+/** Label a Secret must carry to be seen by the operator (any value). */
+export const SECRET_LABEL = "keypool.dev/secret";
+
+export interface SecretCache {
+  get(namespace: string, name: string): V1Secret | undefined;
+  list(namespace: string): V1Secret[];
+}
+
+/** What a Secret outside the cache turned out to be (a direct GET tells). */
+export type UncachedSecret = "missing" | "unlabelled";
+
+export type SourceProblemReason = "SecretNotFound" | "SecretNotLabelled" | "SecretEntryMissing";
+
+export interface SourceProblem {
+  reason: SourceProblemReason;
+  secret: string;
+  entry?: string;
+  message: string;
+}
+
+export interface ResolvedKeys {
+  entries: KeyEntry[];
+  problems: SourceProblem[];
+  /** Entries (or comma/newline parts) that were empty or whitespace only. */
+  emptyValues: number;
+  /** Names of the Secrets the pool reads (for mapping Secret events back to pools). */
+  secretNames: Set<string>;
+}
+
+/** Splits an entry's value into keys: commas and newlines separate, whitespace is trimmed. */
+export function splitKeys(value: string): { keys: string[]; empty: number } {
+  // Trailing newlines (a file turned into a Secret) are not empty values.
+  const body = value.replace(/(\r?\n)+$/, "");
+  if (body.trim() === "") return { keys: [], empty: 1 };
+  const parts = body.split(/\r?\n|,/).map((p) => p.trim());
+  const keys = parts.filter((p) => p.length > 0);
+  return { keys, empty: parts.length - keys.length };
+}
+
+function decode(secret: V1Secret, entry: string): string | undefined {
+  const data = secret.data?.[entry];
+  if (data !== undefined) return Buffer.from(data, "base64").toString("utf8");
+  return secret.stringData?.[entry];
+}
+
+function entriesOf(secret: V1Secret): string[] {
+  return [...new Set([...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})])].sort();
+}
+
+export async function resolvePoolKeys(
+  namespace: string,
+  spec: KeyPoolSpec,
+  cache: SecretCache,
+  lookupUncached: (namespace: string, name: string) => Promise<UncachedSecret>,
+): Promise<ResolvedKeys> {
+  const result: ResolvedKeys = { entries: [], problems: [], emptyValues: 0, secretNames: new Set() };
+
+  const addEntry = (secret: V1Secret, name: string, entry: string, extra: Partial<KeyEntry>) => {
+    const value = decode(secret, entry);
+    if (value === undefined) return false;
+    const { keys, empty } = splitKeys(value);
+    result.emptyValues += empty;
+    keys.forEach((key, i) => {
+      const source = keys.length > 1 ? `secret/${name}#${entry}[${i}]` : `secret/${name}#${entry}`;
+      result.entries.push({ key, source, ...extra });
+    });
+    return true;
+  };
+
+  for (const [index, ref] of (spec.keys ?? []).entries()) {
+    const name = ref.secretRef.name;
+    result.secretNames.add(name);
+    const secret = cache.get(namespace, name);
+    if (!secret) {
+      const why = await lookupUncached(namespace, name);
+      result.problems.push(
+        why === "missing"
+          ? {
+              reason: "SecretNotFound",
+              secret: name,
+              message: `Secret ${namespace}/${name} (spec.keys[${index}]) not found`,
+            }
+          : {
+              reason: "SecretNotLabelled",
+              secret: name,
+              message:
+                `Secret ${namespace}/${name} (spec.keys[${index}]) is not labelled ${SECRET_LABEL}, so the operator ` +
+                `does not watch it. Add the label: kubectl label secret -n ${namespace} ${name} ${SECRET_LABEL}=true`,
+            },
+      );
+      continue;
+    }
+    const extra: Partial<KeyEntry> = {
+      ...(ref.weight !== undefined ? { weight: ref.weight } : {}),
+      ...(ref.limits !== undefined ? { limits: ref.limits } : {}),
+      ...(ref.quotaGroup !== undefined ? { quotaGroup: ref.quotaGroup } : {}),
+    };
+    const entries = ref.secretRef.key ? [ref.secretRef.key] : entriesOf(secret);
+    for (const entry of entries) {
+      if (!addEntry(secret, name, entry, extra)) {
+        result.problems.push({
+          reason: "SecretEntryMissing",
+          secret: name,
+          entry,
+          message: `Secret ${namespace}/${name} has no entry "${entry}" (spec.keys[${index}].secretRef.key)`,
+        });
+      }
+    }
+  }
+
+  if (spec.secretSelector) {
+    for (const secret of cache.list(namespace)) {
+      const name = secret.metadata?.name;
+      if (!name || !matchesSelector(secret.metadata?.labels, spec.secretSelector)) continue;
+      result.secretNames.add(name);
+      for (const entry of entriesOf(secret)) addEntry(secret, name, entry, {});
+    }
+  }
+  return result;
+}

@@ -1,0 +1,84 @@
+/**
+ * Runs `keypool operator` as a child process, the way a Deployment would run it, and keeps
+ * its log lines (pino JSON) so tests can assert on them and grep them for leaked keys.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { eventually } from "./eventually.ts";
+
+const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+
+export interface OperatorProcess {
+  child: ChildProcess;
+  /** Raw stdout + stderr lines. */
+  lines: string[];
+  /** Parsed JSON log lines. */
+  logs: Array<Record<string, unknown>>;
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** SIGTERM and wait for a clean exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: a crash, nothing flushed. */
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+export function startOperator(args: string[], env: Record<string, string> = {}): OperatorProcess {
+  const child = spawn(
+    process.execPath,
+    [MAIN, "operator", "--probes-port", "0", "--log-level", "debug", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, KUBERNETES_SERVICE_HOST: "", ...env },
+    },
+  );
+  running.add(child);
+  const lines: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const onLine = (line: string) => {
+    lines.push(line);
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not JSON: kept in lines only
+    }
+  };
+  if (child.stdout) createInterface({ input: child.stdout }).on("line", onLine);
+  if (child.stderr) createInterface({ input: child.stderr }).on("line", onLine);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
+  return {
+    child,
+    lines,
+    logs,
+    exited,
+    waitForLog: (match, timeoutMs = 30_000) =>
+      eventually(async () => {
+        if (child.exitCode !== null)
+          throw new Error(`operator exited with ${child.exitCode}:\n${lines.slice(-20).join("\n")}`);
+        return logs.find(match);
+      }, timeoutMs),
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}

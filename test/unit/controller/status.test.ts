@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest";
+import type { KeyView } from "../../../src/pool/engine.ts";
+import { setCondition } from "../../../src/controller/conditions.ts";
+import { desiredStatus, snapshotFromStatus } from "../../../src/controller/status.ts";
+
+const T = new Date("2026-11-22T10:00:00Z");
+const later = new Date("2026-11-22T10:05:00Z");
+
+function view(id: string, state: KeyView["state"], extra: Partial<KeyView> = {}): KeyView {
+  return {
+    id,
+    masked: "sk-...abcd",
+    source: `secret/s#${id}`,
+    quotaGroup: undefined,
+    state,
+    untilMs: undefined,
+    healthScore: 100,
+    requests: 0,
+    errors: 0,
+    consecutiveErrors: 0,
+    inFlight: 0,
+    lastUsedMs: undefined,
+    lastError: undefined,
+    weight: 10,
+    ...extra,
+  };
+}
+
+describe("conditions", () => {
+  it("keep lastTransitionTime unless the status flips", () => {
+    const first = setCondition([], { type: "Ready", status: "True", reason: "A", message: "a" }, 1, T);
+    const same = setCondition(first, { type: "Ready", status: "True", reason: "B", message: "b" }, 2, later);
+    expect(same[0]).toMatchObject({
+      reason: "B",
+      observedGeneration: 2,
+      lastTransitionTime: "2026-11-22T10:00:00Z",
+    });
+    const flipped = setCondition(
+      same,
+      { type: "Ready", status: "False", reason: "C", message: "c" },
+      2,
+      later,
+    );
+    expect(flipped[0]?.lastTransitionTime).toBe("2026-11-22T10:05:00Z");
+  });
+});
+
+describe("the status a pool should have", () => {
+  it("starts with Ready=Unknown and Reconciling=True, so kstatus never sees a status without Ready", () => {
+    const status = desiredStatus(undefined, { kind: "reconciling" }, 1, T);
+    expect(status.conditions?.map((c) => [c.type, c.status])).toEqual([
+      ["Ready", "Unknown"],
+      ["Reconciling", "True"],
+    ]);
+  });
+
+  it("is Ready and Degraded when some keys are usable and some are not", () => {
+    const views = [
+      view("a", "Healthy"),
+      view("b", "RateLimited", { untilMs: T.getTime() + 30_000 }),
+      view("c", "Invalid"),
+    ];
+    const status = desiredStatus(undefined, { kind: "evaluated", views, problems: [], emptyValues: 0 }, 3, T);
+    const byType = Object.fromEntries(status.conditions?.map((c) => [c.type, c]) ?? []);
+    expect(byType.Ready).toMatchObject({ status: "True", reason: "KeysAvailable", observedGeneration: 3 });
+    expect(byType.Degraded).toMatchObject({ status: "True", reason: "KeysUnusable" });
+    expect(byType.Degraded?.message).toContain("1 RateLimited");
+    expect(byType.Stalled?.status).toBe("False");
+    expect(status.keys).toMatchObject({ total: 3, usable: 1 });
+    expect(status.keys?.byState).toMatchObject({ Healthy: 1, RateLimited: 1, Invalid: 1, Draining: 0 });
+    expect(status.keyStatuses?.[1]?.until).toBe("2026-11-22T10:00:30Z");
+  });
+
+  it("is not Ready, with the reason, when no key is usable", () => {
+    const status = desiredStatus(
+      undefined,
+      { kind: "evaluated", views: [view("a", "Invalid")], problems: [], emptyValues: 0 },
+      1,
+      T,
+    );
+    expect(status.conditions?.find((c) => c.type === "Ready")).toMatchObject({
+      status: "False",
+      reason: "NoUsableKeys",
+    });
+  });
+
+  it("round-trips engine state through keyStatuses", () => {
+    const views = [
+      view("aaaaaaaaaaaa", "RateLimited", {
+        untilMs: T.getTime() + 30_000,
+        requests: 7,
+        errors: 2,
+        lastError: { code: 429, reason: "rate_limit_exceeded", atMs: T.getTime() },
+      }),
+    ];
+    const status = desiredStatus(undefined, { kind: "evaluated", views, problems: [], emptyValues: 0 }, 1, T);
+    const snapshot = snapshotFromStatus(status, T.getTime());
+    expect(snapshot.keys[0]).toMatchObject({
+      id: "aaaaaaaaaaaa",
+      state: "RateLimited",
+      untilMs: T.getTime() + 30_000,
+      requests: 7,
+      errors: 2,
+      lastError: { code: 429, reason: "rate_limit_exceeded", atMs: T.getTime() },
+    });
+  });
+});
