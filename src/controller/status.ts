@@ -20,7 +20,8 @@ export function toKeyStatus(view: KeyView): KeyStatus {
     source: view.source,
     ...(view.quotaGroup ? { quotaGroup: view.quotaGroup } : {}),
     state: view.state,
-    ...(view.untilMs ? { until: iso(view.untilMs) } : {}),
+    // Rounded up to the second the status can hold, so a restored cooldown never ends early.
+    ...(view.untilMs ? { until: iso(Math.ceil(view.untilMs / 1000) * 1000) } : {}),
     healthScore: view.healthScore,
     requests: view.requests,
     errors: view.errors,

@@ -70,7 +70,7 @@ describe("an operator restart", () => {
     // Until the dispenser exists, a status written as the operator would write it stands in for
     // the reports that made one key RateLimited and another Invalid.
     await first.kill();
-    const until = Date.now() + 60_000;
+    const until = Math.ceil((Date.now() + 12_000) / 1000) * 1000; // status times are whole seconds
     const pool = await api.readPool(ns, "pool");
     await api.patchPoolStatus(ns, "pool", {
       ...pool.status,
@@ -115,6 +115,19 @@ describe("an operator restart", () => {
     expect(byId.get(keyId(keys.dead))).toMatchObject({ state: "Invalid", requests: 5 });
     expect(byId.get(keyId(keys.ok))).toMatchObject({ state: "Healthy", requests: 100 });
     expect(after.status?.keys?.usable).toBe(2);
+
+    // At its time, and not before, the cooldown ends: the key is Healthy again, with an Event.
+    const recovered = await api.waitForPool(
+      ns,
+      "pool",
+      (p) => p.status?.keyStatuses?.find((k) => k.id === keyId(keys.limited) && k.state === "Healthy") && p,
+      30_000,
+    );
+    expect(Date.now()).toBeGreaterThanOrEqual(until);
+    expect(recovered.status?.keyStatuses?.find((k) => k.id === keyId(keys.dead))?.state).toBe("Invalid");
+    await eventually(async () =>
+      (await api.events(ns)).some((e) => e.reason === "KeyRecovered" && e.type === "Normal"),
+    );
     await second.stop();
   });
 });
