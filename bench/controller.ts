@@ -11,18 +11,11 @@
  * Env: BENCH_POOLS (default 1000), BENCH_KEYS (20), BENCH_CHURN (100).
  */
 import { readFile } from "node:fs/promises";
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../src/api/keypool.ts";
-import { ensureBinaries } from "../test/support/control-plane/build.ts";
-import { ControlPlane, freePort } from "../test/support/control-plane/control-plane.ts";
+import { freePort } from "../test/support/control-plane/control-plane.ts";
 import { startOperator } from "../test/support/operator-process.ts";
-import { kubectlAt } from "./support.ts";
+import { benchControlPlane } from "./support.ts";
 
 const POOLS = Number(process.env.BENCH_POOLS ?? 1000);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20);
@@ -56,16 +49,9 @@ async function metric(port: number, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
 }
 
-const plane = await ControlPlane.start({ binaries: await ensureBinaries({ log }) });
+const { plane, kc, core } = await benchControlPlane(NS, log);
 try {
-  log(`control plane ${plane.version.gitVersion} at ${plane.server}`);
-  await kubectlAt(plane, ["apply", "--server-side", "-f", "crds/keypool.dev_keypools.yaml"]);
-  await kubectlAt(plane, ["wait", "--for=condition=Established", `crd/${PLURAL}.${GROUP}`]);
-  const kc = new KubeConfig();
-  kc.loadFromFile(plane.kubeconfigPath);
-  const core = kc.makeApiClient(CoreV1Api);
   const objects = kc.makeApiClient(CustomObjectsApi);
-  await core.createNamespace({ body: { metadata: { name: NS } } });
 
   const indexes = Array.from({ length: POOLS }, (_, i) => i);
   let t = Date.now();

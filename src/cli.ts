@@ -2,8 +2,15 @@
  * The `keypool` command: parses arguments and hands a typed config to the command's runner.
  * Every error that stops start-up is one clear line on stderr.
  */
-import { ConfigError, operatorFlagsHelp, parseOperatorConfig } from "./config.ts";
+import {
+  ConfigError,
+  operatorFlagsHelp,
+  parseOperatorConfig,
+  parseServeConfig,
+  serveFlagsHelp,
+} from "./config.ts";
 import { runOperator } from "./run-operator.ts";
+import { runServe } from "./run-serve.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -11,11 +18,15 @@ export function usage(): string {
   return `keypool — a Kubernetes operator that pools LLM provider API keys
 
 Usage:
-  keypool operator [flags]   run the controller: watch KeyPools and Secrets, keep their status
+  keypool operator [flags]   in a cluster: watch KeyPools and Secrets, keep their status, serve keys
+  keypool serve [flags]      without a cluster: pools from a manifests directory and *_KEYS variables
   keypool --help             show this help
 
 Flags of "keypool operator":
 ${operatorFlagsHelp()}
+
+Flags of "keypool serve":
+${serveFlagsHelp()}
 `;
 }
 
@@ -34,6 +45,12 @@ export async function runCli(argv: string[], env: Env): Promise<number> {
           return 0;
         }
         return await runOperator(parseOperatorConfig(rest, env));
+      case "serve":
+        if (rest.includes("--help") || rest.includes("-h")) {
+          process.stdout.write(usage());
+          return 0;
+        }
+        return await runServe(parseServeConfig(rest, env), env);
       default:
         process.stderr.write(`keypool: unknown command "${command}" (try keypool --help)\n`);
         return 2;

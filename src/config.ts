@@ -1,7 +1,8 @@
 /**
  * Command-line configuration, read once in main.ts: flags first, then KEYPOOL_* environment
  * variables, then the defaults below (the one place each default is written). Parsed with zod,
- * so a bad value stops start-up with one line naming the flag.
+ * so a bad value stops start-up with one line naming the flag. The help text is generated from
+ * the same schemas.
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -10,19 +11,30 @@ import { fieldPath } from "./api/parse.ts";
 import { LOG_LEVELS } from "./log.ts";
 
 const port = z.coerce.number().int().min(0).max(65_535);
-const list = z
-  .string()
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be namespace names")));
+const csv = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const namespaceList = csv.pipe(z.array(z.string().regex(NAMESPACE_RE, "must be namespace names")));
 const flag = z.union([
   z.boolean(),
   z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
 ]);
+
+/** Fields both commands have. */
+const common = {
+  logLevel: z.enum(LOG_LEVELS).default("info").describe("fatal, error, warn, info, debug, trace or silent."),
+  port: port.default(8769).describe("Port of the key-dispensing API."),
+  probesPort: port.default(8081).describe("Port of /healthz, /readyz and /metrics."),
+  defaultNamespace: z
+    .string()
+    .regex(NAMESPACE_RE)
+    .default("default")
+    .describe("Namespace of compat-API pools for callers without one (not ServiceAccounts, or no auth)."),
+};
 
 export const OperatorConfig = z.object({
   kubeconfig: z
@@ -30,10 +42,12 @@ export const OperatorConfig = z.object({
     .min(1)
     .optional()
     .describe("Path of a kubeconfig; default: in-cluster config, else $KUBECONFIG."),
-  namespaces: list.default([]).describe("Comma-separated namespaces to watch; default: all namespaces."),
+  namespaces: namespaceList
+    .default([])
+    .describe("Comma-separated namespaces to watch; default: all namespaces."),
   leaderElect: flag
     .default(false)
-    .describe("Elect a leader with a coordination.k8s.io Lease; only the leader writes status."),
+    .describe("Elect a leader with a coordination.k8s.io Lease; only the leader writes status and probes."),
   leaderElectionNamespace: z
     .string()
     .min(1)
@@ -51,11 +65,112 @@ export const OperatorConfig = z.object({
   leaderElectionRetryPeriod: duration("How often candidates try to acquire, and the leader renews.").default(
     "2s",
   ),
-  logLevel: z.enum(LOG_LEVELS).default("info").describe("fatal, error, warn, info, debug, trace or silent."),
-  probesPort: port.default(8081).describe("Port of /healthz, /readyz and /metrics."),
+  ...common,
+  address: z.string().min(1).default("0.0.0.0").describe("Address the dispensing API binds to."),
   probesAddress: z.string().min(1).default("0.0.0.0").describe("Address the probes port binds to."),
+  auth: z
+    .enum(["kubernetes", "none"])
+    .default("kubernetes")
+    .describe(
+      "kubernetes: TokenReview + SubjectAccessReview (verb use on the KeyPool); none: anyone (local use only).",
+    ),
+  authAudiences: csv
+    .pipe(z.array(z.string().min(1)).min(1, "give at least one audience"))
+    .default(["keypool"])
+    .describe("Audiences a caller's token must carry (TokenReview spec.audiences), comma-separated."),
+  probes: flag.default(true).describe("Probe every key with its provider's free request (list models)."),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
+
+export const ServeConfig = z.object({
+  manifests: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Directory of KeyPool and Secret manifests (YAML/JSON), followed as it changes."),
+  stateFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Where key state is saved, so a restart resumes cooldowns and Invalid marks."),
+  ...common,
+  address: z.string().min(1).default("127.0.0.1").describe("Address the dispensing API binds to."),
+  probesAddress: z.string().min(1).default("127.0.0.1").describe("Address the probes port binds to."),
+  auth: z
+    .enum(["none", "tokens"])
+    .default("none")
+    .describe("none: anyone who reaches the port; tokens: bearer tokens from --auth-tokens-file."),
+  authTokensFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("YAML/JSON: tokens: [{name, token, pools: [namespace/pool | *], verbs: [use, update]}]."),
+  probes: flag
+    .default(false)
+    .describe("Probe every key with its provider's free request (needs the provider reachable)."),
+});
+export type ServeConfig = z.infer<typeof ServeConfig>;
+
+type Flags<S extends z.ZodObject> = Record<keyof z.input<S>, { flag: string; boolean?: true }>;
+
+const kebab = (field: string) => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+function flagsOf<S extends z.ZodObject>(schema: S, booleans: string[]): Flags<S> {
+  return Object.fromEntries(
+    Object.keys(schema.shape).map((field) => [
+      field,
+      { flag: kebab(field), ...(booleans.includes(field) ? { boolean: true as const } : {}) },
+    ]),
+  ) as Flags<S>;
+}
+
+const OPERATOR_FLAGS = flagsOf(OperatorConfig, ["leaderElect", "probes"]);
+const SERVE_FLAGS = flagsOf(ServeConfig, ["probes"]);
+
+const envName = (flagName: string) => `KEYPOOL_${flagName.toUpperCase().replaceAll("-", "_")}`;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly code = "invalid_configuration";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function parseConfig<S extends z.ZodType>(
+  schema: S,
+  flags: Record<string, { flag: string; boolean?: true }>,
+  argv: string[],
+  env: Env,
+  defaults: (raw: Record<string, unknown>) => void = () => {},
+): z.infer<S> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(
+        Object.values(flags).map(({ flag, boolean }) => [flag, { type: boolean ? "boolean" : "string" }]),
+      ),
+      allowNegative: true,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message.split("\n")[0] ?? "bad arguments");
+  }
+  const raw: Record<string, unknown> = {};
+  for (const [field, { flag }] of Object.entries(flags)) {
+    const value = values[flag] ?? env[envName(flag)];
+    if (value !== undefined) raw[field] = value;
+  }
+  defaults(raw);
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = String(issue?.path[0] ?? "");
+    const flagName = flags[field]?.flag ?? fieldPath(issue?.path ?? []);
+    throw new ConfigError(`--${flagName} (or ${envName(flagName)}): ${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
 
 /** Leader-election timings must nest as client-go requires: retry < renew deadline < lease. */
 const OperatorConfigChecked = OperatorConfig.superRefine((c, ctx) => {
@@ -71,76 +186,44 @@ const OperatorConfigChecked = OperatorConfig.superRefine((c, ctx) => {
   }
 });
 
-/** Flags of `keypool operator`, by config field: --kebab-case name and whether it takes a value. */
-const FLAGS: Record<keyof z.input<typeof OperatorConfig>, { flag: string; boolean?: true }> = {
-  kubeconfig: { flag: "kubeconfig" },
-  namespaces: { flag: "namespaces" },
-  leaderElect: { flag: "leader-elect", boolean: true },
-  leaderElectionNamespace: { flag: "leader-election-namespace" },
-  leaderElectionId: { flag: "leader-election-id" },
-  leaderElectionLeaseDuration: { flag: "leader-election-lease-duration" },
-  leaderElectionRenewDeadline: { flag: "leader-election-renew-deadline" },
-  leaderElectionRetryPeriod: { flag: "leader-election-retry-period" },
-  logLevel: { flag: "log-level" },
-  probesPort: { flag: "probes-port" },
-  probesAddress: { flag: "probes-address" },
-};
-
-const envName = (flagName: string) => `KEYPOOL_${flagName.toUpperCase().replaceAll("-", "_")}`;
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
-  readonly code = "invalid_configuration";
-}
+const ServeConfigChecked = ServeConfig.superRefine((c, ctx) => {
+  if (c.auth === "tokens" && !c.authTokensFile) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authTokensFile"],
+      message: "--auth tokens needs --auth-tokens-file",
+    });
+  }
+});
 
 /** Parses `keypool operator` arguments and the environment into a config, or throws ConfigError. */
-export function parseOperatorConfig(
-  argv: string[],
-  env: Readonly<Record<string, string | undefined>>,
-): OperatorConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: Object.fromEntries(
-        Object.values(FLAGS).map(({ flag, boolean }) => [flag, { type: boolean ? "boolean" : "string" }]),
-      ),
-    }));
-  } catch (err) {
-    throw new ConfigError((err as Error).message.split("\n")[0] ?? "bad arguments");
-  }
-  const raw: Record<string, unknown> = {};
-  for (const [field, { flag }] of Object.entries(FLAGS)) {
-    const value = values[flag] ?? env[envName(flag)];
-    if (value !== undefined) raw[field] = value;
-  }
-  if (raw.leaderElectionNamespace === undefined && env.POD_NAMESPACE)
-    raw.leaderElectionNamespace = env.POD_NAMESPACE;
-  if (raw.kubeconfig === undefined && env.KUBECONFIG && !env.KUBERNETES_SERVICE_HOST)
-    raw.kubeconfig = env.KUBECONFIG;
-  const parsed = OperatorConfigChecked.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = String(issue?.path[0] ?? "");
-    const flag = FLAGS[field as keyof typeof FLAGS]?.flag ?? fieldPath(issue?.path ?? []);
-    throw new ConfigError(`--${flag} (or ${envName(flag)}): ${issue?.message ?? "invalid"}`);
-  }
-  return parsed.data;
+export function parseOperatorConfig(argv: string[], env: Env): OperatorConfig {
+  return parseConfig(OperatorConfigChecked, OPERATOR_FLAGS, argv, env, (raw) => {
+    if (raw.leaderElectionNamespace === undefined && env.POD_NAMESPACE)
+      raw.leaderElectionNamespace = env.POD_NAMESPACE;
+    if (raw.kubeconfig === undefined && env.KUBECONFIG && !env.KUBERNETES_SERVICE_HOST)
+      raw.kubeconfig = env.KUBECONFIG;
+  });
 }
 
-/** Help text generated from the schema, so it cannot drift from the defaults. */
-export function operatorFlagsHelp(): string {
-  const shape = OperatorConfig.shape;
-  return Object.entries(FLAGS)
-    .map(([field, { flag, boolean }]) => {
-      const schema = shape[field as keyof typeof shape];
-      const def = (schema as unknown as { _zod: { def: { defaultValue?: unknown } } })._zod.def.defaultValue;
+/** Parses `keypool serve` arguments and the environment into a config, or throws ConfigError. */
+export function parseServeConfig(argv: string[], env: Env): ServeConfig {
+  return parseConfig(ServeConfigChecked, SERVE_FLAGS, argv, env);
+}
+
+function flagsHelp(schema: z.ZodObject, flags: Record<string, { flag: string; boolean?: true }>): string {
+  return Object.entries(flags)
+    .map(([field, { flag: name, boolean }]) => {
+      const fieldSchema = schema.shape[field] as z.ZodType;
+      const def = (fieldSchema as unknown as { _zod: { def: { defaultValue?: unknown } } })._zod.def
+        .defaultValue;
       const shown =
         def === undefined || (Array.isArray(def) && def.length === 0) ? "" : ` (default ${String(def)})`;
-      const name = `--${flag}${boolean ? "" : " <value>"}`;
-      return `  ${name.padEnd(36)}${schema.description ?? ""}${shown}\n  ${"".padEnd(36)}env ${envName(flag)}`;
+      const label = `--${name}${boolean ? "" : " <value>"}`;
+      return `  ${label.padEnd(36)}${fieldSchema.description ?? ""}${shown}\n  ${"".padEnd(36)}env ${envName(name)}`;
     })
     .join("\n");
 }
+
+export const operatorFlagsHelp = () => flagsHelp(OperatorConfig, OPERATOR_FLAGS);
+export const serveFlagsHelp = () => flagsHelp(ServeConfig, SERVE_FLAGS);

@@ -15,6 +15,7 @@ import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { PoolRegistry } from "./pools.ts";
+import { Prober } from "./prober.ts";
 import { Reconciler } from "./reconciler.ts";
 import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
 import { ResourceWatcher } from "./watcher.ts";
@@ -43,6 +44,8 @@ export interface OperatorOptions {
   watchdogMs?: number;
   relistIntervalMs?: number;
   statusCounterIntervalMs?: number;
+  /** Active key probes (leader only); on by default. */
+  probes?: boolean;
 }
 
 export class Operator {
@@ -57,6 +60,8 @@ export class Operator {
   readonly #reconciler: Reconciler;
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
+  readonly prober: Prober;
+  readonly #refreshTimers = new Map<string, NodeJS.Timeout>();
   #leading: boolean;
   #started = false;
 
@@ -113,7 +118,25 @@ export class Operator {
       clock: options.clock,
       newLeaseId: () => randomUUID(),
     });
-    this.registry.onTouched((ref) => this.#reconciler.refreshStatus(ref));
+    // Dispenses and reports change counters: refresh a pool's status at most once a second
+    // (the status writer then debounces the write itself), never once per request.
+    this.registry.onTouched((ref) => {
+      const key = refKey(ref);
+      if (this.#refreshTimers.has(key)) return;
+      this.#refreshTimers.set(
+        key,
+        setTimeout(() => {
+          this.#refreshTimers.delete(key);
+          this.#reconciler.refreshStatus(ref);
+        }, 1_000),
+      );
+    });
+    this.prober = new Prober({
+      registry: this.registry,
+      logger: options.logger,
+      clock: options.clock,
+      isActive: () => this.#leading && this.#started,
+    });
 
     if (options.leaderElection.enabled) {
       const le = options.leaderElection;
@@ -163,12 +186,16 @@ export class Operator {
     this.#queue.start((key) => this.#work(key), this.#o.concurrency ?? 4);
     for (const w of this.#poolWatchers) for (const pool of w.list()) this.#enqueue(pool);
     this.#elector?.start();
+    if (this.#o.probes !== false) this.prober.start();
   }
 
   /** Stops in order: no new work, pending status flushed, lease released, watches closed. */
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
+    for (const timer of this.#refreshTimers.values()) clearTimeout(timer);
+    this.#refreshTimers.clear();
+    await this.prober.stop();
     await this.#queue.shutdown();
     await this.#status.stop();
     await this.#elector?.stop();

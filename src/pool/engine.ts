@@ -114,6 +114,7 @@ export class KeyPoolEngine {
   readonly #pending = new Map<string, KeySnapshot>();
   #order = 0;
   #useSeq = 0;
+  #keySetVersion = 0;
 
   constructor(config: PoolConfig, options: EngineOptions) {
     this.#config = config;
@@ -184,6 +185,7 @@ export class KeyPoolEngine {
       this.#place(rec, now);
       removed.push(rec.id);
     }
+    if (added.length || removed.length) this.#keySetVersion++;
     return { added, removed };
   }
 
@@ -253,6 +255,8 @@ export class KeyPoolEngine {
       rec = this.#keys.get(lease.keyId);
       if (!rec) return { ok: false, code: "unknown_key" };
       rec.inFlight = Math.max(0, rec.inFlight - 1);
+      this.#updateLoad(rec, now);
+      if (this.#active.has(rec)) this.#active.changed(rec);
     } else {
       rec = this.#keys.get(ref.keyId);
       if (!rec) return { ok: false, code: "unknown_key" };
@@ -377,6 +381,24 @@ export class KeyPoolEngine {
   /** The key a lease was opened on (for reports that name a lease). */
   leaseKeyId(leaseId: string): string | undefined {
     return this.#leases.get(leaseId)?.keyId;
+  }
+
+  /** Changes whenever keys join or leave (for structures built over the key set). */
+  get keySetVersion(): number {
+    return this.#keySetVersion;
+  }
+
+  /** Ids of every key that is not draining, in the order they joined. */
+  keyIds(): string[] {
+    return [...this.#keys.values()]
+      .filter((rec) => rec.state !== "Draining")
+      .sort((a, b) => a.order - b.order)
+      .map((rec) => rec.id);
+  }
+
+  /** The key itself, for callers that must use it (probes, the proxy). Never log it. */
+  keyMaterial(keyId: string): string | undefined {
+    return this.#keys.get(keyId)?.key;
   }
 
   hasKey(keyId: string): boolean {
@@ -536,6 +558,7 @@ export class KeyPoolEngine {
   }
 
   #removeKey(rec: KeyRecord) {
+    this.#keySetVersion++;
     this.#active.remove(rec);
     this.#wake.remove(rec);
     this.#degraded.delete(rec);

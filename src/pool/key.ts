@@ -194,11 +194,10 @@ export function applyOutcome(
       const soft = applyRateLimitHeaders(rec, outcome, now);
       if (soft) return soft;
       if (rec.state === "Degraded") return moveTo(rec, "Healthy", "succeeded");
-      // Only a probe proves that an Invalid or out-of-quota key works again: a late report of a
-      // call made before the key was marked says nothing about now.
-      if (origin === "probe" && (rec.state === "Invalid" || rec.state === "QuotaExhausted")) {
-        return moveTo(rec, "Healthy", "probe_succeeded");
-      }
+      // Only a probe proves that an Invalid key works again: a late report of a call made before
+      // the key was marked says nothing about now. A QuotaExhausted key waits for its time even
+      // then: a list-models probe succeeds without credit, so it cannot prove quota is back.
+      if (origin === "probe" && rec.state === "Invalid") return moveTo(rec, "Healthy", "probe_succeeded");
       return undefined;
     }
     case OutcomeKind.RateLimited: {

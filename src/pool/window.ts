@@ -25,13 +25,17 @@ export function createWindow(limit: number, windowMs: number, unitSized = true):
     : new BucketedWindow(limit, windowMs);
 }
 
-/** Remembers the last `limit` event times: exact for requests-per-window limits. */
+/**
+ * Remembers the last `limit` event times in a ring, oldest to newest: exact for
+ * requests-per-window limits. Times are kept non-decreasing, so `used` is a binary search.
+ */
 export class ExactWindow implements UsageWindow {
   readonly limit: number;
   readonly #windowMs: number;
   readonly #times: Float64Array;
   #next = 0;
   #count = 0;
+  #last = Number.NEGATIVE_INFINITY;
 
   constructor(limit: number, windowMs: number) {
     this.limit = limit;
@@ -40,29 +44,47 @@ export class ExactWindow implements UsageWindow {
   }
 
   add(now: number, amount = 1): void {
+    // A clock that steps back must not break the ordering the search relies on.
+    const t = Math.max(now, this.#last);
+    this.#last = t;
     for (let i = 0; i < amount; i++) {
-      this.#times[this.#next] = now;
+      this.#times[this.#next] = t;
       this.#next = (this.#next + 1) % this.limit;
       if (this.#count < this.limit) this.#count++;
     }
   }
 
+  /** The i-th oldest remembered time. */
+  #at(i: number): number {
+    const oldest = this.#count < this.limit ? 0 : this.#next;
+    return this.#times[(oldest + i) % this.limit] as number;
+  }
+
   used(now: number): number {
     const start = now - this.#windowMs;
-    let n = 0;
-    for (let i = 0; i < this.#count; i++) if ((this.#times[i] as number) > start) n++;
-    return n;
+    // First remembered time inside the window.
+    let lo = 0;
+    let hi = this.#count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#at(mid) > start) hi = mid;
+      else lo = mid + 1;
+    }
+    return this.#count - lo;
   }
 
   roomAt(now: number): number {
     if (this.#count < this.limit) return now;
-    // The ring is full: the slot about to be overwritten holds the oldest event.
-    const oldest = this.#times[this.#next] as number;
-    return Math.max(now, oldest + this.#windowMs);
+    // The ring is full: the oldest event must leave the window first.
+    return Math.max(now, this.#at(0) + this.#windowMs);
   }
 }
 
-/** Counts units in BUCKETS buckets: fixed memory whatever the limit; for tokens and daily limits. */
+/**
+ * Counts units in BUCKETS buckets: fixed memory whatever the limit; for tokens and daily limits.
+ * A running total is kept and expired buckets are subtracted as time moves on, so `used` costs
+ * only the buckets that expired since the last call.
+ */
 export class BucketedWindow implements UsageWindow {
   readonly limit: number;
   readonly #bucketMs: number;
@@ -70,6 +92,9 @@ export class BucketedWindow implements UsageWindow {
   readonly #span: number;
   readonly #amounts: Float64Array;
   readonly #indexes: Float64Array;
+  #total = 0;
+  /** Newest bucket index the total has been brought up to. */
+  #current = Number.NEGATIVE_INFINITY;
 
   constructor(limit: number, windowMs: number) {
     this.limit = limit;
@@ -79,39 +104,52 @@ export class BucketedWindow implements UsageWindow {
     this.#indexes = new Float64Array(this.#span).fill(-1);
   }
 
+  /** Drops buckets that left the window by `now` from the total. */
+  #advance(now: number): number {
+    const current = Math.floor(now / this.#bucketMs);
+    if (current <= this.#current) return this.#current;
+    const from = Math.max(this.#current + 1, current - this.#span + 1);
+    // Slots that bucket indexes in (current - span, current] will reuse: whatever they hold
+    // now is older than the window.
+    const steps = Math.min(this.#span, current - this.#current);
+    for (let k = 0; k < steps; k++) {
+      const index = (Number.isFinite(this.#current) ? this.#current + 1 : from) + k;
+      const slot = index % this.#span;
+      if ((this.#indexes[slot] as number) !== index && (this.#indexes[slot] as number) >= 0) {
+        this.#total -= this.#amounts[slot] as number;
+        this.#amounts[slot] = 0;
+        this.#indexes[slot] = -1;
+      }
+    }
+    this.#current = current;
+    return current;
+  }
+
   add(now: number, amount = 1): void {
-    const index = Math.floor(now / this.#bucketMs);
+    const index = this.#advance(now);
     const slot = index % this.#span;
     if (this.#indexes[slot] !== index) {
       this.#indexes[slot] = index;
       this.#amounts[slot] = 0;
     }
     this.#amounts[slot] = (this.#amounts[slot] as number) + amount;
+    this.#total += amount;
   }
 
   used(now: number): number {
-    const current = Math.floor(now / this.#bucketMs);
-    let total = 0;
-    for (let slot = 0; slot < this.#span; slot++) {
-      const index = this.#indexes[slot] as number;
-      if (index > current - this.#span && index <= current) total += this.#amounts[slot] as number;
-    }
-    return total;
+    this.#advance(now);
+    return this.#total;
   }
 
   roomAt(now: number): number {
-    let used = this.used(now);
+    const current = this.#advance(now);
+    let used = this.#total;
     if (used < this.limit) return now;
-    const current = Math.floor(now / this.#bucketMs);
     // Let buckets expire oldest first until the total drops below the limit.
-    const live: Array<[number, number]> = [];
-    for (let slot = 0; slot < this.#span; slot++) {
-      const index = this.#indexes[slot] as number;
-      if (index > current - this.#span && index <= current) live.push([index, this.#amounts[slot] as number]);
-    }
-    live.sort((a, b) => a[0] - b[0]);
-    for (const [index, amount] of live) {
-      used -= amount;
+    for (let index = current - this.#span + 1; index <= current; index++) {
+      const slot = index % this.#span;
+      if (this.#indexes[slot] !== index) continue;
+      used -= this.#amounts[slot] as number;
       if (used < this.limit) return (index + this.#span) * this.#bucketMs;
     }
     return now;

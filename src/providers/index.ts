@@ -44,3 +44,4 @@ export function getProvider(name: ProviderName): ProviderProfile {
   if (!Object.hasOwn(PROVIDERS, name)) throw new Error(`unknown provider "${String(name)}"`);
   return PROVIDERS[name];
 }
+export { providerUrl } from "./url.ts";

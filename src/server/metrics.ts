@@ -12,6 +12,8 @@ export interface MetricsSources {
   watchStaleSeconds: () => number;
   /** Status writes so far (a counter the status writer keeps). */
   statusWrites: () => number;
+  /** Kubernetes auth counters, when that auth is in use. */
+  authStats?: () => { tokenReviews: number; accessReviews: number; authnHits: number; authzHits: number };
 }
 
 export function createMetrics(sources: MetricsSources): Registry {
@@ -69,5 +71,21 @@ export function createMetrics(sources: MetricsSources): Registry {
       reported = now;
     },
   });
+  if (sources.authStats) {
+    const stats = sources.authStats;
+    new Gauge({
+      name: "keypool_auth_requests_total",
+      help: "Dispenser auth lookups: TokenReviews and SubjectAccessReviews sent, and cache hits.",
+      labelNames: ["kind"] as const,
+      registers: [registry],
+      collect() {
+        const s = stats();
+        this.set({ kind: "token_review" }, s.tokenReviews);
+        this.set({ kind: "access_review" }, s.accessReviews);
+        this.set({ kind: "authn_cache_hit" }, s.authnHits);
+        this.set({ kind: "authz_cache_hit" }, s.authzHits);
+      },
+    });
+  }
   return registry;
 }

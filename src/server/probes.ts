@@ -3,7 +3,7 @@
  * synced) and /metrics (Prometheus). Separate from the dispenser port so a NetworkPolicy can
  * keep it private.
  */
-import type { Server } from "node:http";
+import { createServer, type RequestListener, type Server } from "node:http";
 import express from "express";
 import type { Registry } from "prom-client";
 
@@ -28,8 +28,14 @@ export function createProbesApp(source: HealthSource, metrics: Registry): expres
   return app;
 }
 
-export function listen(app: express.Express, port: number, host: string): Promise<Server> {
+/** Starts an HTTP server for `handler` (an express app or a plain request listener). */
+export function listen(handler: RequestListener, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(server)));
+    const server = createServer(handler);
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve(server);
+    });
   });
 }

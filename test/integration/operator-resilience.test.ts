@@ -202,9 +202,12 @@ describe("two operator replicas with leader election", () => {
       async () =>
         (await leases.readNamespacedLease({ namespace: ns, name: "keypool-operator" })).spec?.holderIdentity,
     );
-    const [leader, follower] = one.logs.some((l) => l.msg === "became leader; writing status")
-      ? [one, two]
-      : [two, one];
+    // Which process holds the Lease: each logs its identity when it starts.
+    const identityOf = async (op: OperatorProcess) =>
+      (await op.waitForLog((l) => l.msg === "starting operator")).identity;
+    const [leader, follower] = (await identityOf(one)) === holder ? [one, two] : [two, one];
+    expect(await identityOf(leader)).toBe(holder);
+    await leader.waitForLog((l) => l.msg === "became leader; writing status");
     expect(follower.logs.some((l) => l.msg === "became leader; writing status")).toBe(false);
 
     await leader.kill();

@@ -19,6 +19,8 @@ export interface OperatorProcess {
     match: (line: Record<string, unknown>) => boolean,
     timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
+  /** Base URL of the dispenser once the operator is running (http://127.0.0.1:<port>). */
+  dispenserUrl(): Promise<string>;
   /** SIGTERM and wait for a clean exit; returns the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: a crash, nothing flushed. */
@@ -26,15 +28,34 @@ export interface OperatorProcess {
   exited: Promise<number | null>;
 }
 
+/** Free ports on loopback for both servers: parallel test files never collide. */
+const LOOPBACK_PORTS = [
+  "--port",
+  "0",
+  "--address",
+  "127.0.0.1",
+  "--probes-port",
+  "0",
+  "--probes-address",
+  "127.0.0.1",
+];
+
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-export function startOperator(args: string[], env: Record<string, string> = {}): OperatorProcess {
+export interface StartOptions {
+  env?: Record<string, string>;
+  /** false: stop keeping log lines once the operator runs (benchmarks: audit lines at load). */
+  retainLogs?: boolean;
+}
+
+export function startOperator(args: string[], options: StartOptions = {}): OperatorProcess {
+  const env = options.env ?? {};
   const child = spawn(
     process.execPath,
-    [MAIN, "operator", "--probes-port", "0", "--log-level", "debug", ...args],
+    [MAIN, "operator", ...LOOPBACK_PORTS, "--log-level", "debug", ...args],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, KUBERNETES_SERVICE_HOST: "", ...env },
@@ -43,7 +64,10 @@ export function startOperator(args: string[], env: Record<string, string> = {}):
   running.add(child);
   const lines: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
+  let started = false;
   const onLine = (line: string) => {
+    if (started && options.retainLogs === false) return;
+    if (line.includes('"operator running"')) started = true;
     lines.push(line);
     try {
       logs.push(JSON.parse(line) as Record<string, unknown>);
@@ -70,6 +94,10 @@ export function startOperator(args: string[], env: Record<string, string> = {}):
           throw new Error(`operator exited with ${child.exitCode}:\n${lines.slice(-20).join("\n")}`);
         return logs.find(match);
       }, timeoutMs),
+    async dispenserUrl() {
+      const line = await eventually(async () => logs.find((l) => l.msg === "operator running"), 30_000);
+      return `http://127.0.0.1:${String(line.port)}`;
+    },
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       child.kill("SIGTERM");

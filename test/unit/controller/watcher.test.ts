@@ -267,7 +267,7 @@ describe("ResourceWatcher (scripted server)", () => {
     const { watcher } = start(fake, { watchdogMs: 300 });
     await watcher.start();
     await until(() => watcher.stats.watchdogAborts >= 2 && watcher.stats.lists >= 3);
-    await until(() => fake.watchesClosedByClient >= 2);
+    await until(() => fake.watchesClosedByClient >= 2 && fake.watches.length >= 3);
     expect(watcher.stats.errors).toBe(0);
     expect(fake.watches.map((u) => u.searchParams.get("resourceVersion")).slice(0, 3)).toEqual([
       "20",

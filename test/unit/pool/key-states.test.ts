@@ -150,11 +150,18 @@ describe("time-driven transitions", () => {
 });
 
 describe("recovery of Invalid and QuotaExhausted keys", () => {
-  it.each(["invalidKey", "quotaExhausted"] as const)("a successful probe brings a %s key back", (kind) => {
+  it("a successful probe brings an Invalid key back", () => {
     const { engine } = makePool({}, keys("a"));
-    engine.report({ keyId: idOf("a") }, { kind });
+    engine.report({ keyId: idOf("a") }, { kind: "invalidKey" });
     engine.report({ keyId: idOf("a") }, { kind: "success" }, "probe");
     expect(stateOf(engine)?.state).toBe("Healthy");
+  });
+
+  it("a successful probe does not end a quota hold early (list-models works without credit)", () => {
+    const { engine } = makePool({}, keys("a"));
+    engine.report({ keyId: idOf("a") }, { kind: "quotaExhausted" });
+    engine.report({ keyId: idOf("a") }, { kind: "success" }, "probe");
+    expect(stateOf(engine)?.state).toBe("QuotaExhausted");
   });
 
   it("a late success report from an older call does not bring an Invalid key back", () => {

@@ -87,10 +87,10 @@ describe("LeastLoaded", () => {
     expect(first.ok && second.ok).toBe(true);
     const third = engine.pick();
     expect(third.ok && third.keyId).toBe(idOf("c"));
-    // Closing a's lease makes a the least loaded again.
-    if (first.ok) engine.report({ leaseId: first.leaseId }, { kind: "success" });
+    // Closing b's lease makes b the least loaded, although a was used longer ago.
+    if (second.ok) engine.report({ leaseId: second.leaseId }, { kind: "success" });
     const fourth = engine.pick();
-    expect(fourth.ok && fourth.keyId).toBe(idOf("a"));
+    expect(fourth.ok && fourth.keyId).toBe(idOf("b"));
   });
 
   it("weighs use against each key's own limits: a key with 10x the limit takes most of the load", () => {

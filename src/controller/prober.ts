@@ -1,0 +1,150 @@
+/**
+ * Active health probes: each key is checked with its provider's free request (list models)
+ * when it joins a pool (so an invalid key is caught before anyone gets it), every
+ * health.probeInterval, and sooner while it is Degraded or Invalid (to notice recovery). Results go through the provider's classification, like callers' reports.
+ * Concurrency-limited, with the pool's probeTimeout. Runs only while `isActive()` (the leader).
+ */
+import { Agent, type Dispatcher, fetch } from "undici";
+import { parseDuration } from "../api/duration.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import type { Outcome } from "../pool/outcome.ts";
+import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
+import type { PoolRegistry, PoolRuntime } from "./pools.ts";
+import { type PoolRef, refKey } from "./status-writer.ts";
+
+export interface ProberOptions {
+  registry: PoolRegistry;
+  logger: Logger;
+  clock: Clock;
+  isActive: () => boolean;
+  concurrency?: number;
+  /** How often due probes are looked for. */
+  tickMs?: number;
+  /** Largest body read from a probe answer (error bodies are small; model lists may not be). */
+  maxBodyBytes?: number;
+  dispatcher?: Dispatcher;
+}
+
+/** Probed more often, to notice recovery. QuotaExhausted is not: it waits for its time (a
+ * list-models probe succeeds without credit), and is probed again when that ends. */
+const RECHECK_STATES = new Set(["Degraded", "Invalid"]);
+const NEVER_PROBED_STATES = new Set(["RateLimited", "QuotaExhausted", "Disabled", "Draining"]);
+
+export class Prober {
+  readonly #o: ProberOptions;
+  readonly #log: Logger;
+  readonly #lastProbe = new Map<string, number>();
+  readonly #running = new Set<string>();
+  readonly #dispatcher: Dispatcher;
+  #timer: NodeJS.Timeout | undefined;
+  #active = 0;
+  readonly stats = { probes: 0, failures: 0 };
+
+  constructor(options: ProberOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: "prober" });
+    this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 16 });
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    const tick = () => {
+      this.#timer = setTimeout(tick, this.#o.tickMs ?? 1_000);
+      if (this.#o.isActive()) this.#runDue();
+    };
+    this.#timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#active > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Probes every key of a pool now (admin action); resolves with how many were probed. */
+  async probePool(ref: PoolRef): Promise<number> {
+    const runtime = this.#o.registry.get(ref);
+    if (!runtime) return 0;
+    const ids = runtime.engine
+      .keys()
+      .filter((k) => k.state !== "Draining" && k.state !== "Disabled")
+      .map((k) => k.id);
+    await Promise.all(ids.map((id) => this.#probe(runtime, id)));
+    return ids.length;
+  }
+
+  #runDue() {
+    const now = this.#o.clock.now();
+    const limit = this.#o.concurrency ?? 4;
+    for (const runtime of this.#o.registry.values()) {
+      const interval = parseDuration(runtime.spec.health.probeInterval) ?? 600_000;
+      const recheck = Math.min(interval, Math.max(10_000, Math.round(interval / 5)));
+      for (const key of runtime.engine.keys()) {
+        if (this.#active >= limit) return;
+        if (NEVER_PROBED_STATES.has(key.state)) continue;
+        const id = `${refKey(runtime.ref)}/${key.id}`;
+        const last = this.#lastProbe.get(id);
+        const due = last === undefined || now - last >= (RECHECK_STATES.has(key.state) ? recheck : interval);
+        if (due && !this.#running.has(id)) void this.#probe(runtime, key.id);
+      }
+    }
+  }
+
+  async #probe(runtime: PoolRuntime, keyId: string): Promise<Outcome | undefined> {
+    const id = `${refKey(runtime.ref)}/${keyId}`;
+    const key = runtime.engine.keyMaterial(keyId);
+    if (!key || this.#running.has(id)) return undefined;
+    this.#running.add(id);
+    this.#active++;
+    this.#lastProbe.set(id, this.#o.clock.now());
+    const profile = getProvider(runtime.spec.provider);
+    const timeoutMs = parseDuration(runtime.spec.health.probeTimeout) ?? 10_000;
+    let outcome: Outcome;
+    try {
+      const base = runtime.spec.baseURL ?? profile.defaultBaseURL;
+      const res = await fetch(providerUrl(base, profile.probe.path), {
+        method: profile.probe.method,
+        headers: { ...profile.probe.headers, ...profile.authHeaders(key) },
+        signal: AbortSignal.timeout(timeoutMs),
+        dispatcher: this.#dispatcher,
+      });
+      const body = await readLimited(res, this.#o.maxBodyBytes ?? 256 * 1024);
+      outcome = profile.classify({ status: res.status, headers: res.headers, body }, this.#o.clock.now());
+    } catch (err) {
+      outcome = classifyNetworkError(err);
+    } finally {
+      this.#active--;
+      this.#running.delete(id);
+    }
+    this.stats.probes++;
+    if (outcome.kind !== "success") this.stats.failures++;
+    const result = runtime.engine.report({ keyId }, outcome, "probe");
+    this.#log.debug(
+      {
+        pool: refKey(runtime.ref),
+        keyId,
+        outcome: outcome.kind,
+        reason: outcome.reason,
+        state: result.ok ? result.state : undefined,
+      },
+      "probed key",
+    );
+    this.#o.registry.touched(runtime.ref);
+    return outcome;
+  }
+}
+
+/** Reads at most `limit` bytes of a body (a probe needs the error body, not a huge model list). */
+async function readLimited(res: Awaited<ReturnType<typeof fetch>>, limit: number): Promise<string> {
+  if (!res.body) return "";
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    const buf = Buffer.from(chunk as Uint8Array);
+    chunks.push(buf);
+    size += buf.length;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(chunks).toString("utf8").slice(0, limit);
+}

@@ -1,0 +1,107 @@
+/** `keypool serve`: the engine without a cluster (manifests directory + env vars). Wiring only. */
+import { randomUUID } from "node:crypto";
+import type { ServeConfig } from "./config.ts";
+import { PoolRegistry } from "./controller/pools.ts";
+import { Prober } from "./controller/prober.ts";
+import { createLogger } from "./log.ts";
+import { addressPort, closeServer, onSignals } from "./run-operator.ts";
+import { type Authorizer, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
+import { createDispenserApp } from "./server/dispenser.ts";
+import { createMetrics } from "./server/metrics.ts";
+import { createProbesApp, listen } from "./server/probes.ts";
+import { StandaloneSource } from "./sources/files/standalone.ts";
+
+const systemClock = { now: () => Date.now() };
+
+export async function runServe(
+  config: ServeConfig,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  const logger = createLogger({ level: config.logLevel });
+  const registry = new PoolRegistry();
+  const source = new StandaloneSource({
+    manifestsDir: config.manifests,
+    env,
+    defaultNamespace: config.defaultNamespace,
+    stateFile: config.stateFile,
+    registry,
+    logger,
+    clock: systemClock,
+    newLeaseId: () => randomUUID(),
+    onTransition: (ref, event) =>
+      logger.info(
+        {
+          pool: `${ref.namespace}/${ref.name}`,
+          keyId: event.keyId,
+          from: event.from,
+          to: event.to,
+          reason: event.reason,
+        },
+        "key state changed",
+      ),
+  });
+  let auth: Authorizer;
+  if (config.auth === "tokens") {
+    auth = await StaticTokenAuth.fromFile(config.authTokensFile as string);
+  } else {
+    if (config.address !== "127.0.0.1" && config.address !== "::1" && config.address !== "localhost") {
+      logger.warn(
+        { address: config.address },
+        "auth is off and the port is reachable from other hosts: anyone there gets keys",
+      );
+    }
+    auth = new NoAuth();
+  }
+  const prober = new Prober({ registry, logger, clock: systemClock, isActive: () => true });
+  const app = createDispenserApp({
+    registry,
+    auth,
+    logger,
+    clock: systemClock,
+    mode: "standalone",
+    defaultNamespace: config.defaultNamespace,
+    runtimeKeys: source,
+    probePool: (ref) => prober.probePool(ref),
+  });
+  const health = {
+    health: () => ({
+      live: true,
+      ready: true,
+      details: { pools: registry.size, problems: source.problems().length },
+    }),
+  };
+  const metrics = createMetrics({
+    pools: registry,
+    isLeader: () => true,
+    watchStaleSeconds: () => 0,
+    statusWrites: () => 0,
+  });
+
+  await source.start();
+  for (const problem of source.problems())
+    logger.warn({ pool: problem.name ? `${problem.namespace}/${problem.name}` : undefined }, problem.message);
+  if (config.probes) prober.start();
+  const dispenser = await listen(app, config.port, config.address);
+  const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);
+  const host = config.address.includes(":") ? `[${config.address}]` : config.address;
+  const url = `http://${host}:${addressPort(dispenser)}`;
+  logger.info(
+    {
+      url,
+      port: addressPort(dispenser),
+      probesPort: addressPort(probes),
+      pools: [...registry.values()].map((p) => `${p.ref.namespace}/${p.ref.name}`),
+    },
+    "serving keys",
+  );
+  process.stderr.write(`keypool: serving ${registry.size} pool(s) at ${url} (try: curl ${url}/status)\n`);
+
+  const code = await onSignals(logger, async () => {
+    await closeServer(dispenser);
+    await prober.stop();
+    await source.stop();
+    await closeServer(probes);
+  });
+  logger.flush();
+  return code;
+}

@@ -1,0 +1,120 @@
+/**
+ * Who may do what, as the HTTP servers ask it. Three implementations:
+ * - KubernetesAuth (auth.ts): TokenReview + SubjectAccessReview, the product's RBAC model;
+ * - StaticTokenAuth: bearer tokens from a file, for standalone mode;
+ * - NoAuth: everyone may do everything (`--auth=none`, local use only; logged at start).
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { parse } from "yaml";
+import { z } from "zod";
+import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
+import { bearerToken } from "./auth.ts";
+
+export interface Authorizer {
+  /** Checks a bearer token and a verb on keypools/<pool> in <namespace>. */
+  check(token: string | undefined, verb: AuthVerb, namespace: string, pool: string): Promise<AuthDecision>;
+  /** Only who the caller is (for compat routes that resolve pools in the caller's namespace). */
+  authenticate(token: string | undefined): Promise<AuthDecision>;
+}
+
+export { bearerToken };
+
+const ANONYMOUS: Caller = { username: "anonymous", uid: undefined, groups: [] };
+
+/** Anyone may take keys; admin actions (verb update) still need a real identity. */
+export class NoAuth implements Authorizer {
+  async check(_token: string | undefined, verb: AuthVerb): Promise<AuthDecision> {
+    if (verb === "update") {
+      return {
+        ok: false,
+        code: "forbidden",
+        message: "admin actions need an identity: run with --auth tokens (standalone) or --auth kubernetes",
+      };
+    }
+    return { ok: true, caller: ANONYMOUS };
+  }
+  async authenticate(): Promise<AuthDecision> {
+    return { ok: true, caller: ANONYMOUS };
+  }
+}
+
+const TokensFile = z.object({
+  tokens: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        token: z.string().min(16, "tokens must be at least 16 characters"),
+        /** "namespace/pool", "namespace/*" or "*". */
+        pools: z.array(z.string().min(1)).default(["*"]),
+        verbs: z.array(z.enum(["use", "update"])).default(["use"]),
+      }),
+    )
+    .min(1),
+});
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+/** Bearer tokens from a file: `tokens: [{name, token, pools: ["default/gpt-4"], verbs: [use]}]`. */
+export class StaticTokenAuth implements Authorizer {
+  readonly #entries: Array<{ name: string; digest: Buffer; pools: string[]; verbs: AuthVerb[] }>;
+
+  constructor(file: z.input<typeof TokensFile>) {
+    const parsed = TokensFile.parse(file);
+    this.#entries = parsed.tokens.map((t) => ({
+      name: t.name,
+      digest: digest(t.token),
+      pools: t.pools,
+      verbs: t.verbs,
+    }));
+  }
+
+  static async fromFile(path: string): Promise<StaticTokenAuth> {
+    const parsed = TokensFile.safeParse(parse(await readFile(path, "utf8")));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new Error(`${path}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid tokens file"}`);
+    }
+    return new StaticTokenAuth(parsed.data);
+  }
+
+  #find(token: string | undefined) {
+    if (!token) return undefined;
+    const d = digest(token);
+    return this.#entries.find((e) => timingSafeEqual(e.digest, d));
+  }
+
+  async authenticate(token: string | undefined): Promise<AuthDecision> {
+    const entry = this.#find(token);
+    if (!entry) {
+      return {
+        ok: false,
+        code: "unauthenticated",
+        message: "send a token from the tokens file as Authorization: Bearer <token>",
+      };
+    }
+    return { ok: true, caller: { username: `token:${entry.name}`, uid: undefined, groups: [] } };
+  }
+
+  async check(
+    token: string | undefined,
+    verb: AuthVerb,
+    namespace: string,
+    pool: string,
+  ): Promise<AuthDecision> {
+    const entry = this.#find(token);
+    const who = await this.authenticate(token);
+    if (!entry || !who.ok) return who;
+    const poolAllowed = entry.pools.some(
+      (p) => p === "*" || p === `${namespace}/${pool}` || p === `${namespace}/*`,
+    );
+    if (!poolAllowed || !entry.verbs.includes(verb)) {
+      return {
+        ok: false,
+        code: "forbidden",
+        message: `token "${entry.name}" may not "${verb}" pool ${namespace}/${pool}`,
+      };
+    }
+    return who;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Dispensing and reporting, independent of HTTP: pick a key (session affinity, strategy,
+ * fallback pools), turn a report into an outcome (provider classification), describe a pool
+ * without key material. The express routes (dispenser.ts, compat.ts) are thin over this.
+ */
+import type { KeyState } from "../api/keypool.ts";
+import type { PoolRegistry, PoolRuntime } from "../controller/pools.ts";
+import type { PoolRef } from "../controller/status-writer.ts";
+import type { Clock } from "../pool/clock.ts";
+import type { Dispensed } from "../pool/engine.ts";
+import type { Outcome } from "../pool/outcome.ts";
+import { getProvider } from "../providers/index.ts";
+import type { SessionAffinity } from "./affinity.ts";
+import { KeyPoolError } from "./errors.ts";
+
+export interface DispenseResult extends Dispensed {
+  /** The pool that served: the one asked for, or a fallback. */
+  servedBy: PoolRef;
+  /** Pools tried before, when a fallback served. */
+  fallbackFrom: PoolRef[];
+}
+
+const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
+
+export function requirePool(registry: PoolRegistry, ref: PoolRef): PoolRuntime {
+  const runtime = registry.get(ref);
+  if (!runtime) throw new KeyPoolError("pool_not_found", `KeyPool ${refText(ref)} not found`);
+  return runtime;
+}
+
+/**
+ * Hands out a key of `ref`, or of its fallback chain when it has none usable. A fallback cycle
+ * (A -> B -> A) is refused: the chain stops at the first pool seen twice.
+ */
+export function dispense(
+  registry: PoolRegistry,
+  affinity: SessionAffinity,
+  clock: Clock,
+  ref: PoolRef,
+  options: { session?: string; holder?: string } = {},
+): DispenseResult {
+  const first = requirePool(registry, ref);
+  const tried: PoolRef[] = [];
+  const seen = new Set<string>();
+  let runtime: PoolRuntime | undefined = first;
+  let earliest: number | undefined;
+  while (runtime && !seen.has(refText(runtime.ref))) {
+    seen.add(refText(runtime.ref));
+    const engine = runtime.engine;
+    let picked: Dispensed | undefined;
+    if (options.session) {
+      const keyId = affinity.keyFor(engine, `${refText(runtime.ref)}/${options.session}`);
+      if (keyId) picked = engine.pickKey(keyId, options.holder);
+    }
+    if (!picked) {
+      const result = engine.pick(options.holder);
+      if (result.ok) picked = result;
+      else if (result.retryAtMs !== undefined)
+        earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, result.retryAtMs);
+    }
+    if (picked) {
+      registry.touched(runtime.ref);
+      return { ...picked, servedBy: runtime.ref, fallbackFrom: tried };
+    }
+    tried.push(runtime.ref);
+    const next: string | undefined = runtime.spec.fallbackPoolRef?.name;
+    runtime = next ? registry.get({ namespace: runtime.ref.namespace, name: next }) : undefined;
+  }
+  const retryAfterSeconds =
+    earliest === undefined ? 60 : Math.max(1, Math.ceil((earliest - clock.now()) / 1000));
+  const chain = tried.map(refText).join(" -> ");
+  throw new KeyPoolError(
+    "no_usable_key",
+    `No usable key in ${chain}${earliest === undefined ? "" : `; the earliest becomes usable in ${retryAfterSeconds} s`}`,
+    { retryAfterSeconds },
+  );
+}
+
+/** What a caller may send about how a call went. */
+export interface ReportInput {
+  leaseId?: string;
+  keyId?: string;
+  outcome?: Outcome["kind"];
+  statusCode?: number;
+  /** The provider's error body (parsed JSON or text), for classification. */
+  body?: unknown;
+  /** The provider's response headers (rate-limit headers, retry-after). */
+  headers?: Record<string, string>;
+  retryAfterSeconds?: number;
+  tokens?: number;
+  latencyMs?: number;
+}
+
+/** Turns a report into an engine outcome: an explicit outcome, or the provider's classification. */
+export function outcomeOf(runtime: PoolRuntime, input: ReportInput, nowMs: number): Outcome {
+  let outcome: Outcome;
+  if (input.statusCode !== undefined) {
+    const profile = getProvider(runtime.spec.provider);
+    outcome = profile.classify({ status: input.statusCode, headers: input.headers, body: input.body }, nowMs);
+  } else {
+    outcome = { kind: input.outcome ?? "success" };
+  }
+  if (input.outcome && input.statusCode !== undefined && input.outcome !== outcome.kind) {
+    // The caller said what happened; the status code still fills reason and statusCode.
+    outcome = { ...outcome, kind: input.outcome };
+  }
+  if (input.retryAfterSeconds !== undefined) {
+    outcome = { ...outcome, untilMs: Math.max(outcome.untilMs ?? 0, nowMs + input.retryAfterSeconds * 1000) };
+  }
+  if (input.tokens !== undefined) outcome = { ...outcome, tokens: input.tokens };
+  return outcome;
+}
+
+export function report(
+  registry: PoolRegistry,
+  clock: Clock,
+  ref: PoolRef,
+  input: ReportInput,
+): { keyId: string; state: KeyState } {
+  const runtime = requirePool(registry, ref);
+  const outcome = outcomeOf(runtime, input, clock.now());
+  const result = runtime.engine.report(
+    input.leaseId ? { leaseId: input.leaseId } : { keyId: input.keyId as string },
+    outcome,
+  );
+  if (!result.ok) {
+    throw result.code === "unknown_lease"
+      ? new KeyPoolError(
+          "lease_not_found",
+          `Lease ${input.leaseId} is not open in KeyPool ${refText(ref)} (closed, expired, or from another pool: report to the pool that served it)`,
+        )
+      : new KeyPoolError("key_not_found", `Key ${input.keyId} is not in KeyPool ${refText(ref)}`);
+  }
+  registry.touched(ref);
+  return { keyId: result.keyId, state: result.state };
+}
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
+
+/** A pool as the API shows it: no key material, ever. */
+export function poolView(runtime: PoolRuntime) {
+  const keys = runtime.engine.keys();
+  const byState: Record<string, number> = {};
+  for (const k of keys) byState[k.state] = (byState[k.state] ?? 0) + 1;
+  return {
+    pool: runtime.ref,
+    provider: runtime.spec.provider,
+    strategy: runtime.spec.strategy,
+    keys: { total: keys.length, usable: runtime.engine.usableCount, byState },
+    keyStatuses: keys.map((k) => ({
+      id: k.id,
+      masked: k.masked,
+      source: k.source,
+      state: k.state,
+      until: iso(k.untilMs),
+      healthScore: k.healthScore,
+      requests: k.requests,
+      errors: k.errors,
+      inFlight: k.inFlight,
+      lastUsed: iso(k.lastUsedMs),
+      lastError: k.lastError ? { ...k.lastError, at: iso(k.lastError.atMs), atMs: undefined } : undefined,
+    })),
+  };
+}

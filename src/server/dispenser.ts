@@ -1,0 +1,305 @@
+/**
+ * src/server — the HTTP side: the key-dispensing API (this file), the key-pool-manager
+ * compatibility API (compat.ts), auth, probes and metrics. Express 5 apps over the pool
+ * registry; every error is JSON `{error: {code, message}}` with a code from errors.ts.
+ * May import: src/api, src/pool, src/providers, src/controller (registry types), src/log.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { z } from "zod";
+import type { PoolRegistry } from "../controller/pools.ts";
+import type { PoolRef } from "../controller/status-writer.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import { OutcomeKind } from "../pool/outcome.ts";
+import { SessionAffinity } from "./affinity.ts";
+import type { AuthVerb, Caller } from "./auth.ts";
+import { type Authorizer, bearerToken } from "./authorizer.ts";
+import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
+import { parseBody } from "./body.ts";
+import { dispense, poolView, report, requirePool } from "./dispense.ts";
+import { KeyPoolError } from "./errors.ts";
+
+export interface DispenserOptions {
+  registry: PoolRegistry;
+  auth: Authorizer;
+  logger: Logger;
+  clock: Clock;
+  /** "kubernetes": Git is the source of truth, keys change only through Secrets. */
+  mode: "kubernetes" | "standalone";
+  /** Namespace for compat routes when the caller has none (not a ServiceAccount, or no auth). */
+  defaultNamespace: string;
+  /** Standalone only: keys added/removed at run time (compat POST/DELETE /keys/:pool). */
+  runtimeKeys?: RuntimeKeys;
+  /** Forces a probe of every key of a pool (admin action). */
+  probePool?: (ref: PoolRef) => Promise<number>;
+  /** Largest request body accepted. */
+  bodyLimit?: string;
+}
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const KEY_ID_RE = /^[0-9a-f]{12}$/;
+
+/** A path segment that must be a Kubernetes name. */
+function nameOf(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length > 253 || !NAME_RE.test(value)) {
+    throw new KeyPoolError("invalid_request", `"${String(value).slice(0, 64)}" is not a valid ${what} name`);
+  }
+  return value;
+}
+
+function nameParam(req: Request, param: string): string {
+  return nameOf(req.params[param], param);
+}
+
+export const ReportBody = z
+  .strictObject({
+    leaseId: z.string().min(1).max(128).optional(),
+    keyId: z.string().regex(KEY_ID_RE, "must be a 12-character key id").optional(),
+    outcome: z.enum(Object.values(OutcomeKind) as [OutcomeKind, ...OutcomeKind[]]).optional(),
+    statusCode: z.number().int().min(100).max(599).optional(),
+    body: z.unknown().optional(),
+    error: z.unknown().optional(),
+    headers: z.record(z.string(), z.string().max(1024)).optional(),
+    retryAfterSeconds: z
+      .number()
+      .min(0)
+      .max(7 * 86_400)
+      .optional(),
+    tokens: z.number().int().min(0).max(100_000_000).optional(),
+    latencyMs: z.number().min(0).max(86_400_000).optional(),
+  })
+  .refine((r) => r.leaseId !== undefined || r.keyId !== undefined, {
+    message: "give leaseId (from the dispense answer) or keyId",
+    path: ["leaseId"],
+  })
+  .refine((r) => r.outcome !== undefined || r.statusCode !== undefined, {
+    message: "give outcome or statusCode (the provider's HTTP status)",
+    path: ["outcome"],
+  });
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+const KEY_PATH_RE = /^\/v1\/pools\/([^/?]+)\/([^/?]+)\/key(?:\?.*)?$/;
+
+/**
+ * The dispenser: GET /v1/pools/{namespace}/{pool}/key, the hot path, is answered directly on
+ * node:http (bench/dispense: express's router and response helpers cost more than everything
+ * the dispense itself does); every other endpoint goes to the express app.
+ */
+export function createDispenserApp(options: DispenserOptions): RequestHandler {
+  const log = options.logger.child({ component: "dispenser" });
+  const affinity = new SessionAffinity();
+  const app = createExpressApp(options, log, affinity);
+
+  const handleKey = async (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+    const ref = {
+      namespace: nameOf(decodeSegment(match[1]), "namespace"),
+      name: nameOf(decodeSegment(match[2]), "pool"),
+    };
+    const header = req.headers.authorization;
+    const decision = await options.auth.check(bearerToken(header), "use", ref.namespace, ref.name);
+    if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
+    const caller = decision.caller;
+    const sessionHeader = req.headers["x-keypool-session"];
+    const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
+    const result = dispense(options.registry, affinity, options.clock, ref, {
+      session,
+      holder: caller.username,
+    });
+    log.info(
+      {
+        audit: "dispense",
+        caller: caller.username,
+        pool: `${ref.namespace}/${ref.name}`,
+        servedBy: `${result.servedBy.namespace}/${result.servedBy.name}`,
+        keyId: result.keyId,
+        leaseId: result.leaseId,
+      },
+      "key dispensed",
+    );
+    const body = JSON.stringify({
+      key: result.key,
+      keyId: result.keyId,
+      leaseId: result.leaseId,
+      pool: result.servedBy,
+      ...(result.fallbackFrom.length ? { fallbackFrom: result.fallbackFrom } : {}),
+      strategy: result.strategy,
+      expiresAt: new Date(result.expiresAtMs).toISOString(),
+    });
+    res.writeHead(200, {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      "content-length": Buffer.byteLength(body),
+    });
+    res.end(body);
+  };
+
+  return (req, res) => {
+    const match = req.method === "GET" ? KEY_PATH_RE.exec(req.url ?? "") : null;
+    if (!match) {
+      app(req, res);
+      return;
+    }
+    handleKey(req, res, match).catch((err: unknown) =>
+      writeError(res, asKeyPoolError(err, log, req.url ?? "")),
+    );
+  };
+}
+
+function decodeSegment(segment: string | undefined): string {
+  try {
+    return decodeURIComponent(segment ?? "");
+  } catch {
+    return segment ?? "";
+  }
+}
+
+function createExpressApp(
+  options: DispenserOptions,
+  log: Logger,
+  affinity: SessionAffinity,
+): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.use(requireJsonBodies);
+  app.use(express.json({ limit: options.bodyLimit ?? "64kb", strict: true }));
+
+  const authorize = async (req: Request, verb: AuthVerb, ref: PoolRef): Promise<Caller> => {
+    const decision = await options.auth.check(
+      bearerToken(req.get("authorization")),
+      verb,
+      ref.namespace,
+      ref.name,
+    );
+    if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
+    return decision.caller;
+  };
+  const poolRef = (req: Request): PoolRef => ({
+    namespace: nameParam(req, "namespace"),
+    name: nameParam(req, "pool"),
+  });
+
+  app.post("/v1/pools/:namespace/:pool/report", async (req, res) => {
+    const ref = poolRef(req);
+    await authorize(req, "use", ref);
+    const body = parseBody(ReportBody, req.body);
+    const result = report(options.registry, options.clock, ref, { ...body, body: body.body ?? body.error });
+    res.json({ keyId: result.keyId, state: result.state });
+  });
+
+  app.get("/v1/pools/:namespace/:pool", async (req, res) => {
+    const ref = poolRef(req);
+    await authorize(req, "use", ref);
+    res.json(poolView(requirePool(options.registry, ref)));
+  });
+
+  // Admin actions: verb "update" on the KeyPool.
+  const keyAction = (action: "reset" | "disable" | "enable") =>
+    async function keyActionRoute(req: Request, res: Response) {
+      const ref = poolRef(req);
+      const caller = await authorize(req, "update", ref);
+      const keyId = String(req.params.keyId);
+      if (!KEY_ID_RE.test(keyId))
+        throw new KeyPoolError("invalid_request", "keyId must be a 12-character key id");
+      const engine = requirePool(options.registry, ref).engine;
+      if (!engine[action](keyId))
+        throw new KeyPoolError(
+          "key_not_found",
+          `Key ${keyId} is not in KeyPool ${ref.namespace}/${ref.name}`,
+        );
+      log.info(
+        { audit: action, caller: caller.username, pool: `${ref.namespace}/${ref.name}`, keyId },
+        `key ${action}`,
+      );
+      options.registry.touched(ref);
+      res.json({ keyId, state: engine.keys().find((k) => k.id === keyId)?.state });
+    };
+  app.post("/v1/pools/:namespace/:pool/keys/:keyId/reset", keyAction("reset"));
+  app.post("/v1/pools/:namespace/:pool/keys/:keyId/disable", keyAction("disable"));
+  app.post("/v1/pools/:namespace/:pool/keys/:keyId/enable", keyAction("enable"));
+  app.post("/v1/pools/:namespace/:pool/probe", async (req, res) => {
+    const ref = poolRef(req);
+    const caller = await authorize(req, "update", ref);
+    requirePool(options.registry, ref);
+    if (!options.probePool)
+      throw new KeyPoolError("method_not_allowed", "Probes are not enabled on this server");
+    const probed = await options.probePool(ref);
+    log.info(
+      { audit: "probe", caller: caller.username, pool: `${ref.namespace}/${ref.name}`, probed },
+      "pool probed",
+    );
+    res.json({ probed, pool: poolView(requirePool(options.registry, ref)) });
+  });
+
+  app.use(
+    createCompatRouter({
+      registry: options.registry,
+      auth: options.auth,
+      clock: options.clock,
+      logger: log,
+      affinity,
+      mode: options.mode,
+      defaultNamespace: options.defaultNamespace,
+      runtimeKeys: options.runtimeKeys,
+    }),
+  );
+
+  app.use((req, _res, next) => {
+    next(new KeyPoolError("not_found", `No endpoint ${req.method} ${req.path.slice(0, 200)}`));
+  });
+  app.use(errorHandler(log));
+  return app;
+}
+
+/** Bodies must be JSON: a form or text body is refused instead of silently ignored. */
+function requireJsonBodies(req: Request, _res: Response, next: NextFunction) {
+  const length = Number(req.get("content-length") ?? 0);
+  if ((length > 0 || req.get("transfer-encoding")) && !req.is("application/json")) {
+    next(
+      new KeyPoolError("unsupported_media_type", "Send the body as JSON (Content-Type: application/json)"),
+    );
+    return;
+  }
+  next();
+}
+
+/** Any thrown value as the API error it answers with (unexpected ones are logged, not shown). */
+function asKeyPoolError(err: unknown, log: Logger, path: string): KeyPoolError {
+  if (err instanceof KeyPoolError) return err;
+  const type = (err as { type?: string }).type;
+  if (type === "entity.too.large")
+    return new KeyPoolError("payload_too_large", "The request body is too large");
+  if (type === "entity.parse.failed")
+    return new KeyPoolError("invalid_request", "The request body is not valid JSON");
+  if ((err as { status?: number }).status === 400)
+    return new KeyPoolError("invalid_request", "The request is malformed");
+  log.error(
+    { err: (err as Error).message, stack: (err as Error).stack, path: path.slice(0, 200) },
+    "request failed",
+  );
+  return new KeyPoolError("internal", "Internal error; it has been logged");
+}
+
+/** The one place errors become HTTP answers. */
+function writeError(res: ServerResponse, error: KeyPoolError) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(error.toJSON());
+  res.statusCode = error.status;
+  if (error.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(error.retryAfterSeconds));
+  if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="keypool"');
+  res.setHeader("Cache-Control", "no-store");
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
+}
+
+export function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    writeError(res, asKeyPoolError(err, log, req.path));
+  };
+}

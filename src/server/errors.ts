@@ -1,0 +1,68 @@
+/**
+ * Errors of the HTTP API: one base class with a stable machine-readable `code`, and one table
+ * mapping each code to its HTTP status. Callers match on `error.code`, never on messages.
+ */
+export const ERROR_STATUS = {
+  /** No or bad credentials: send a ServiceAccount token as Authorization: Bearer. */
+  unauthenticated: 401,
+  /** Authenticated, but RBAC does not grant the verb on this pool. */
+  forbidden: 403,
+  /** No KeyPool with that namespace/name. */
+  pool_not_found: 404,
+  /** The report names a lease this pool does not have (closed, expired, or another pool's). */
+  lease_not_found: 404,
+  /** The report or action names a key id this pool does not have. */
+  key_not_found: 404,
+  /** No such endpoint. */
+  not_found: 404,
+  /** The endpoint exists but not with this method (or not in this mode). */
+  method_not_allowed: 405,
+  /** The request body or a path segment is malformed; the message names the field. */
+  invalid_request: 400,
+  /** The key is already in the pool (compat POST /keys). */
+  conflict: 409,
+  /** The body is larger than the server accepts. */
+  payload_too_large: 413,
+  /** Only application/json bodies are accepted. */
+  unsupported_media_type: 415,
+  /** Every key of the pool (and of its fallbacks) is unusable now; Retry-After says when to come back. */
+  no_usable_key: 503,
+  /** The pool's spec is invalid and it has never been valid: nothing to serve. */
+  pool_not_ready: 503,
+  /** TokenReview / SubjectAccessReview could not be reached: try again. */
+  auth_unavailable: 503,
+  /** A bug: logged with details, answered without them. */
+  internal: 500,
+} as const;
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class KeyPoolError extends Error {
+  override name = "KeyPoolError";
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    extra: { retryAfterSeconds?: number; details?: Record<string, unknown> } = {},
+  ) {
+    super(message);
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.retryAfterSeconds = extra.retryAfterSeconds;
+    this.details = extra.details;
+  }
+
+  toJSON() {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.retryAfterSeconds !== undefined ? { retryAfterSeconds: this.retryAfterSeconds } : {}),
+        ...(this.details ?? {}),
+      },
+    };
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * `keypool serve` as users run it without a cluster: pools from a manifests directory and
+ * *_KEYS variables, static bearer tokens, keys added and removed at run time (admin token
+ * only), and state that survives a restart.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyId } from "../../src/pool/identity.ts";
+import { freePort } from "../support/control-plane/control-plane.ts";
+import { eventually } from "../support/eventually.ts";
+
+const USE_TOKEN = "use-token-0123456789abcdef";
+const ADMIN_TOKEN = "admin-token-0123456789abcdef";
+let dir: string;
+let port: number;
+let child: ChildProcess | undefined;
+let logs = "";
+
+async function start() {
+  port = await freePort();
+  logs = "";
+  child = spawn(
+    process.execPath,
+    [
+      "src/main.ts",
+      "serve",
+      "--manifests",
+      join(dir, "manifests"),
+      "--state-file",
+      join(dir, "state.json"),
+      "--auth",
+      "tokens",
+      "--auth-tokens-file",
+      join(dir, "tokens.yaml"),
+      "--port",
+      String(port),
+      "--probes-port",
+      "0",
+    ],
+    {
+      env: { ...process.env, GPT_4_KEYS: "sk-test-env-gpt4-aaaaaaaa,sk-test-env-gpt4-bbbbbbbb" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  child.stdout?.on("data", (d: Buffer) => (logs += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (logs += d.toString()));
+  await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 30_000, 100);
+}
+
+async function stop() {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child?.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+async function call(path: string, token: string | undefined, body?: unknown, method?: string) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: method ?? (body === undefined ? "GET" : "POST"),
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "keypool-serve-"));
+  await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "manifests")));
+  await writeFile(
+    join(dir, "tokens.yaml"),
+    `tokens:\n  - {name: app, token: ${USE_TOKEN}, pools: ["default/*"]}\n  - {name: ops, token: ${ADMIN_TOKEN}, pools: ["*"], verbs: [use, update]}\n`,
+  );
+  await writeFile(
+    join(dir, "manifests", "pool.yaml"),
+    `apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {a: sk-test-file-key-aaaaaaaa}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: files}
+spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]}
+`,
+  );
+  await start();
+});
+
+afterAll(async () => {
+  await stop();
+});
+
+describe("keypool serve", () => {
+  it("serves pools from the manifests directory and from GPT_4_KEYS, to token holders only", async () => {
+    expect((await call("/v1/pools/default/files/key", undefined)).status).toBe(401);
+    expect((await call("/v1/pools/default/files/key", "wrong-token-0123456789")).status).toBe(401);
+    const fromFile = await call("/v1/pools/default/files/key", USE_TOKEN);
+    expect(fromFile.json.key).toBe("sk-test-file-key-aaaaaaaa");
+    const fromEnv = await call("/keys/gpt-4", USE_TOKEN);
+    expect(fromEnv.json).toMatchObject({
+      success: true,
+      model: "gpt-4",
+      pool: { totalKeys: 2, healthyKeys: 2 },
+    });
+  });
+
+  it("adds and removes keys at run time with an admin token only", async () => {
+    const key = { key: "sk-test-runtime-added-cccccccc" };
+    expect((await call("/keys/files", undefined, key)).status).toBe(401);
+    expect((await call("/keys/files", USE_TOKEN, key)).json).toMatchObject({ error: { code: "forbidden" } });
+    const added = await call("/keys/files", ADMIN_TOKEN, key);
+    expect(added.status).toBe(201);
+    expect(added.json.keyId).toBe(keyId(key.key));
+    expect((await call("/keys/files", ADMIN_TOKEN, key)).status).toBe(409);
+    const pool = await call("/v1/pools/default/files", USE_TOKEN);
+    expect((pool.json.keys as { total: number }).total).toBe(2);
+    // A manifest's key cannot be removed through the API: it would come back.
+    const manifestKey = await call(
+      "/keys/files",
+      ADMIN_TOKEN,
+      { key: "sk-test-file-key-aaaaaaaa" },
+      "DELETE",
+    );
+    expect(manifestKey.status).toBe(405);
+  });
+
+  it("keeps state and added keys across a restart, in a file only its owner can read", async () => {
+    await call("/health/files", USE_TOKEN, { key: "sk-test-file-key-aaaaaaaa", status: "failed" });
+    await stop();
+    expect((await stat(join(dir, "state.json"))).mode & 0o777).toBe(0o600);
+    await start();
+    const pool = await call("/v1/pools/default/files", USE_TOKEN);
+    const states = Object.fromEntries(
+      (pool.json.keyStatuses as Array<{ id: string; state: string }>).map((k) => [k.id, k.state]),
+    );
+    expect(states).toEqual({
+      [keyId("sk-test-file-key-aaaaaaaa")]: "Invalid",
+      [keyId("sk-test-runtime-added-cccccccc")]: "Healthy",
+    });
+    const removed = await call(
+      "/keys/files",
+      ADMIN_TOKEN,
+      { key: "sk-test-runtime-added-cccccccc" },
+      "DELETE",
+    );
+    expect(removed.status).toBe(200);
+  });
+
+  it("follows the manifests directory: a new Secret entry joins without a restart", async () => {
+    await writeFile(
+      join(dir, "manifests", "pool.yaml"),
+      `apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {a: sk-test-file-key-aaaaaaaa, b: sk-test-file-key-dddddddd}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: files}
+spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]}
+`,
+    );
+    const got = await eventually(
+      async () => {
+        const res = await call("/v1/pools/default/files/key", USE_TOKEN);
+        return res.json.key === "sk-test-file-key-dddddddd" ? res : undefined;
+      },
+      15_000,
+      200,
+    );
+    expect(got.status).toBe(200);
+  });
+
+  it("never logs a key", () => {
+    for (const raw of [
+      "sk-test-file-key-aaaaaaaa",
+      "sk-test-env-gpt4-aaaaaaaa",
+      "sk-test-runtime-added-cccccccc",
+      USE_TOKEN,
+      ADMIN_TOKEN,
+    ]) {
+      expect(logs).not.toContain(raw);
+    }
+  });
+});
