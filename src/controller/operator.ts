@@ -237,7 +237,15 @@ export class Operator {
   #enqueue(object: KubernetesObject) {
     const namespace = object.metadata?.namespace;
     const name = object.metadata?.name;
-    if (namespace && name) this.#queue.add(refKey({ namespace, name }));
+    if (!namespace || !name) return;
+    this.#queue.add(refKey({ namespace, name }));
+    // Pools that fall back to this one: a change here may close (or open) a fallback cycle.
+    for (const other of this.#poolWatcherFor(namespace)?.list(namespace) ?? []) {
+      const fallback = (other as { spec?: { fallbackPoolRef?: { name?: string } } }).spec?.fallbackPoolRef
+        ?.name;
+      if (fallback === name && other.metadata?.name)
+        this.#queue.add(refKey({ namespace, name: other.metadata.name }));
+    }
   }
 
   #secretChanged(secret: V1Secret) {

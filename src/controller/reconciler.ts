@@ -13,7 +13,12 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { poolConfigFromSpec } from "../pool/config.ts";
 import { KeyPoolEngine, type KeyTransitionEvent } from "../pool/engine.ts";
-import { resolvePoolKeys, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
+import {
+  resolvePoolKeys,
+  type SecretCache,
+  type SourceProblem,
+  type UncachedSecret,
+} from "../sources/kubernetes/secrets.ts";
 import { findCondition } from "./conditions.ts";
 import type { EventRecorder, EventTarget } from "./events.ts";
 import type { PoolRegistry, PoolRuntime } from "./pools.ts";
@@ -105,6 +110,8 @@ export class Reconciler {
         "key set changed",
       );
     }
+    const cycle = this.#fallbackCycle(ref, pool.spec.fallbackPoolRef?.name);
+    if (cycle) resolved.problems.push(cycle);
     for (const problem of resolved.problems) {
       this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
     }
@@ -120,6 +127,30 @@ export class Reconciler {
 
     const next = runtime.engine.nextTransitionAt();
     return next === undefined ? {} : { requeueAfterMs: Math.max(50, next - this.#o.clock.now()) };
+  }
+
+  /**
+   * A fallbackPoolRef chain that comes back to a pool already in it: the dispenser stops at the
+   * first pool seen twice, and the user learns about it here. (Self-reference is an InvalidSpec.)
+   */
+  #fallbackCycle(ref: PoolRef, first: string | undefined): SourceProblem | undefined {
+    const chain = [ref.name];
+    for (let next = first; next;) {
+      if (chain.includes(next)) {
+        return {
+          reason: "FallbackCycle",
+          secret: "",
+          message: `spec.fallbackPoolRef: ${[...chain, next].join(" -> ")} is a cycle; the dispenser stops at the first pool seen twice`,
+        };
+      }
+      chain.push(next);
+      const spec = (
+        this.#o.pools.get(ref.namespace, next) as
+          { spec?: { fallbackPoolRef?: { name?: string } } } | undefined
+      )?.spec;
+      next = spec?.fallbackPoolRef?.name;
+    }
+    return undefined;
   }
 
   /** Refreshes a pool's status from its engine alone (after dispenses and reports). */

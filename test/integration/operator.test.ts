@@ -149,6 +149,29 @@ describe("problems a user must fix", () => {
     expect(condition(pool, "Stalled")).toMatchObject({ status: "True", reason: "InvalidSpec" });
   });
 
+  it("flags a fallback cycle on the pools in it", async () => {
+    await api.createPool(ns, "ping", {
+      provider: "openai",
+      keys: [{ secretRef: { name: "openai-keys" } }],
+      fallbackPoolRef: { name: "pong" },
+    });
+    await api.createPool(ns, "pong", {
+      provider: "openai",
+      keys: [{ secretRef: { name: "openai-keys" } }],
+      fallbackPoolRef: { name: "ping" },
+    });
+    for (const name of ["ping", "pong"]) {
+      const pool = await api.waitForPool(
+        ns,
+        name,
+        (p) => condition(p, "Stalled")?.reason === "FallbackCycle" && p,
+      );
+      expect(condition(pool, "Stalled")?.message).toContain("spec.fallbackPoolRef:");
+      // The keys still serve: a cycle only matters once nothing is usable.
+      expect(condition(pool, "Ready")?.status).toBe("True");
+    }
+  });
+
   it("reports an empty Secret as having no keys", async () => {
     await api.putSecret(ns, "empty", { a: "  ", b: "\n" });
     await api.createPool(ns, "empty", { provider: "openai", keys: [{ secretRef: { name: "empty" } }] });

@@ -23,7 +23,8 @@ export interface SecretCache {
 /** What a Secret outside the cache turned out to be (a direct GET tells). */
 export type UncachedSecret = "missing" | "unlabelled";
 
-export type SourceProblemReason = "SecretNotFound" | "SecretNotLabelled" | "SecretEntryMissing";
+export type SourceProblemReason =
+  "SecretNotFound" | "SecretNotLabelled" | "SecretEntryMissing" | "FallbackCycle";
 
 export interface SourceProblem {
   reason: SourceProblemReason;
