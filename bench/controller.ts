@@ -103,6 +103,8 @@ try {
     String(probesPort),
     "--log-level",
     "warn",
+    // The controller alone: no key probes (the bench keys are fake, the providers unreachable).
+    "--no-probes",
   ]);
   let readyAt = 0;
   for (;;) {
