@@ -182,7 +182,7 @@ try {
   const half = await load(keyUrl, headers, Math.round(peak.rps / 2));
   const authMetrics = (await (await fetch(`http://127.0.0.1:${probesPort}/metrics`)).text())
     .split("\n")
-    .filter((l) => l.startsWith("keypool_auth_requests_total"));
+    .filter((l) => /^keypool_(auth_requests_total|nodejs_eventloop_lag_(p50|p99|max)_seconds|nodejs_gc_duration_seconds_(sum|count))/.test(l));
   operator.kill("SIGTERM");
   await once(operator, "exit");
   log(`operator log: ${logPath}`);
@@ -198,7 +198,7 @@ try {
   console.log(row("bare node:http, same body", barePeak, bareHalf));
   console.log(row("keypool GET .../key (k8s auth)", peak, half));
   console.log(`throughput ratio keypool / bare: ${(peak.rps / barePeak.rps).toFixed(2)}`);
-  console.log(`auth during the runs: ${authMetrics.join(", ") || "(auth off)"}`);
+  console.log(`operator during the runs:\n  ${authMetrics.join("\n  ")}`);
 } finally {
   await plane.stop();
 }

@@ -1,0 +1,89 @@
+/**
+ * SIGTERM stops a server gracefully: it stops accepting, lets the request in flight finish,
+ * saves state, and exits 0. Shown with `keypool serve` and an admin probe held open by a slow
+ * fake provider.
+ */
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { keyId } from "../../src/pool/identity.ts";
+import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
+import { freePort } from "../support/control-plane/control-plane.ts";
+import { eventually } from "../support/eventually.ts";
+
+const ADMIN = "admin-token-graceful-0123456789";
+const SLOW_KEY = "sk-test-graceful-slow-00000001";
+let fake: FakeProvider | undefined;
+
+afterAll(async () => {
+  await fake?.close();
+});
+
+describe("graceful shutdown", () => {
+  it("finishes the request in flight, refuses new ones, saves state and exits 0", async () => {
+    fake = await startFakeProvider("openai", { [SLOW_KEY]: { kind: "slow", delayMs: 1500 } });
+    const dir = await mkdtemp(join(tmpdir(), "keypool-graceful-"));
+    await mkdir(join(dir, "manifests"));
+    await writeFile(
+      join(dir, "tokens.yaml"),
+      `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
+    );
+    await writeFile(
+      join(dir, "manifests", "pool.yaml"),
+      `apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {slow: ${SLOW_KEY}}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: slow}
+spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}}]}
+`,
+    );
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [
+        "src/main.ts",
+        "serve",
+        "--manifests",
+        join(dir, "manifests"),
+        "--state-file",
+        join(dir, "state.json"),
+        "--auth",
+        "tokens",
+        "--auth-tokens-file",
+        join(dir, "tokens.yaml"),
+        "--port",
+        String(port),
+        "--probes-port",
+        "0",
+      ],
+      { stdio: "ignore" },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const base = `http://127.0.0.1:${port}`;
+    await eventually(async () => (await fetch(`${base}/health`)).ok, 30_000, 100);
+
+    // A request that takes ~1.5 s (the provider is slow to answer the probe).
+    const inFlight = fetch(`${base}/v1/pools/default/slow/probe`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    await eventually(async () => fake?.requests.some((r) => r.path === "/v1/models"), 5_000, 20);
+    child.kill("SIGTERM");
+
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toMatchObject({ probed: 1 });
+    await expect(fetch(`${base}/health`)).rejects.toThrow();
+    expect(await exited).toBe(0);
+    const state = JSON.parse(await readFile(join(dir, "state.json"), "utf8")) as {
+      pools: Record<string, { keys: Array<{ id: string }> }>;
+    };
+    expect(state.pools["default/slow"]?.keys.map((k) => k.id)).toEqual([keyId(SLOW_KEY)]);
+  });
+});
