@@ -162,7 +162,12 @@ export class KubernetesAuth {
     return this.authorize(authn.caller, verb, namespace, pool);
   }
 
-  /** The cache, then a request already in flight, then a new request. */
+  /**
+   * The cache, then a request already in flight, then a new request. A positive answer in its
+   * last fifth of life is served while a fresh review runs in the background, so busy callers
+   * never all wait for a review when an entry expires; a revoked grant still stops being
+   * served within the cache lifetime.
+   */
   #lookup(
     key: string,
     cache: TtlCache<AuthDecision>,
@@ -170,19 +175,27 @@ export class KubernetesAuth {
     hits: "authnHits" | "authzHits",
     request: () => Promise<AuthDecision>,
   ): Promise<AuthDecision> {
-    const cached = cache.get(key, this.#now());
+    const now = this.#now();
+    const cached = cache.entry(key, now);
+    const start = () => {
+      const started = request().finally(() => inFlight.delete(key));
+      inFlight.set(key, started);
+      return started;
+    };
     if (cached) {
       this.#stats[hits]++;
-      return Promise.resolve(cached);
+      const lifetime = cached.expiresAt - cached.storedAt;
+      if (cached.value.ok && cached.expiresAt - now < lifetime / 5 && !inFlight.has(key)) {
+        void start().catch(() => {});
+      }
+      return Promise.resolve(cached.value);
     }
     const pending = inFlight.get(key);
     if (pending) {
       this.#stats[hits]++;
       return pending;
     }
-    const started = request().finally(() => inFlight.delete(key));
-    inFlight.set(key, started);
-    return started;
+    return start();
   }
 
   async #reviewToken(token: string, key: string): Promise<AuthDecision> {
@@ -337,7 +350,7 @@ export function tokenExpiry(token: string): number | undefined {
  */
 export class TtlCache<V> {
   readonly #max: number;
-  readonly #entries = new Map<string, { value: V; expiresAt: number; touchedAt: number }>();
+  readonly #entries = new Map<string, { value: V; storedAt: number; expiresAt: number; touchedAt: number }>();
 
   constructor(maxEntries: number) {
     if (!(maxEntries >= 1)) throw new Error(`maxEntries must be at least 1, got ${maxEntries}`);
@@ -349,6 +362,11 @@ export class TtlCache<V> {
   }
 
   get(key: string, now: number): V | undefined {
+    return this.entry(key, now)?.value;
+  }
+
+  /** The live entry with its expiry, or undefined. */
+  entry(key: string, now: number): { value: V; storedAt: number; expiresAt: number } | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     if (entry.expiresAt <= now) {
@@ -362,7 +380,7 @@ export class TtlCache<V> {
       this.#entries.delete(key);
       this.#entries.set(key, entry);
     }
-    return entry.value;
+    return entry;
   }
 
   set(key: string, value: V, expiresAt: number, now = 0): void {
@@ -372,7 +390,7 @@ export class TtlCache<V> {
       if (oldest.done) break;
       this.#entries.delete(oldest.value);
     }
-    this.#entries.set(key, { value, expiresAt, touchedAt: now });
+    this.#entries.set(key, { value, storedAt: now, expiresAt, touchedAt: now });
   }
 }
 
