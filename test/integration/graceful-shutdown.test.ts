@@ -3,15 +3,14 @@
  * saves state, and exits 0. Shown with `keypool serve` and an admin probe held open by a slow
  * fake provider.
  */
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { keyId } from "../../src/pool/identity.ts";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
-import { freePort } from "../support/control-plane/control-plane.ts";
 import { eventually } from "../support/eventually.ts";
+import { startServe } from "../support/serve-process.ts";
 
 const ADMIN = "admin-token-graceful-0123456789";
 const SLOW_KEY = "sk-test-graceful-slow-00000001";
@@ -43,30 +42,8 @@ metadata: {name: slow}
 spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}}]}
 `,
     );
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [
-        "src/main.ts",
-        "serve",
-        "--manifests",
-        join(dir, "manifests"),
-        "--state-file",
-        join(dir, "state.json"),
-        "--auth",
-        "tokens",
-        "--auth-tokens-file",
-        join(dir, "tokens.yaml"),
-        "--port",
-        String(port),
-        "--probes-port",
-        "0",
-      ],
-      { stdio: "ignore" },
-    );
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    const base = `http://127.0.0.1:${port}`;
-    await eventually(async () => (await fetch(`${base}/health`)).ok, 30_000, 100);
+    const server = await startServe(dir);
+    const base = server.url;
 
     // A request that takes ~1.5 s (the provider is slow to answer the probe).
     const inFlight = fetch(`${base}/v1/pools/default/slow/probe`, {
@@ -74,7 +51,7 @@ spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}
       headers: { authorization: `Bearer ${ADMIN}` },
     });
     await eventually(async () => fake?.requests.some((r) => r.path === "/v1/models"), 5_000, 20);
-    child.kill("SIGTERM");
+    const exited = server.stop();
 
     const answer = await inFlight;
     expect(answer.status).toBe(200);

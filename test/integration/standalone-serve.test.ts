@@ -3,58 +3,30 @@
  * *_KEYS variables, static bearer tokens, keys added and removed at run time (admin token
  * only), and state that survives a restart.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyId } from "../../src/pool/identity.ts";
-import { freePort } from "../support/control-plane/control-plane.ts";
 import { eventually } from "../support/eventually.ts";
+import { type ServeProcess, startServe } from "../support/serve-process.ts";
 
 const USE_TOKEN = "use-token-0123456789abcdef";
 const ADMIN_TOKEN = "admin-token-0123456789abcdef";
 let dir: string;
+let server: ServeProcess | undefined;
 let port: number;
-let child: ChildProcess | undefined;
 let logs = "";
 
 async function start() {
-  port = await freePort();
-  logs = "";
-  child = spawn(
-    process.execPath,
-    [
-      "src/main.ts",
-      "serve",
-      "--manifests",
-      join(dir, "manifests"),
-      "--state-file",
-      join(dir, "state.json"),
-      "--auth",
-      "tokens",
-      "--auth-tokens-file",
-      join(dir, "tokens.yaml"),
-      "--port",
-      String(port),
-      "--probes-port",
-      "0",
-    ],
-    {
-      env: { ...process.env, GPT_4_KEYS: "sk-test-env-gpt4-aaaaaaaa,sk-test-env-gpt4-bbbbbbbb" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  child.stdout?.on("data", (d: Buffer) => (logs += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (logs += d.toString()));
-  await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 30_000, 100);
+  server = await startServe(dir, { GPT_4_KEYS: "sk-test-env-gpt4-aaaaaaaa,sk-test-env-gpt4-bbbbbbbb" });
+  port = Number(new URL(server.url).port);
 }
 
 async function stop() {
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child?.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
+  if (!server) return;
+  await server.stop();
+  logs += server.output();
 }
 
 async function call(path: string, token: string | undefined, body?: unknown, method?: string) {
@@ -178,6 +150,7 @@ spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]
   });
 
   it("never logs a key", () => {
+    const all = logs + (server?.output() ?? "");
     for (const raw of [
       "sk-test-file-key-aaaaaaaa",
       "sk-test-env-gpt4-aaaaaaaa",
@@ -185,7 +158,7 @@ spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]
       USE_TOKEN,
       ADMIN_TOKEN,
     ]) {
-      expect(logs).not.toContain(raw);
+      expect(all).not.toContain(raw);
     }
   });
 });

@@ -1,0 +1,59 @@
+/**
+ * Runs `keypool serve` as a child process on a free loopback port, the layout the standalone
+ * tests share: <dir>/manifests, <dir>/state.json and <dir>/tokens.yaml.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { freePort } from "./control-plane/control-plane.ts";
+import { eventually } from "./eventually.ts";
+
+export interface ServeProcess {
+  child: ChildProcess;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** stdout + stderr so far. */
+  output: () => string;
+  exited: Promise<number | null>;
+  /** SIGTERM, then the exit code. */
+  stop: () => Promise<number | null>;
+}
+
+export async function startServe(dir: string, env: Record<string, string> = {}): Promise<ServeProcess> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      "src/main.ts",
+      "serve",
+      "--manifests",
+      join(dir, "manifests"),
+      "--state-file",
+      join(dir, "state.json"),
+      "--auth",
+      "tokens",
+      "--auth-tokens-file",
+      join(dir, "tokens.yaml"),
+      "--port",
+      String(port),
+      "--probes-port",
+      "0",
+    ],
+    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  await eventually(async () => (await fetch(`${url}/health`)).ok, 30_000, 100);
+  return {
+    child,
+    url,
+    output: () => output,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
