@@ -64,6 +64,7 @@ export class Operator {
   readonly #refreshTimers = new Map<string, NodeJS.Timeout>();
   #leading: boolean;
   #started = false;
+  #synced = false;
 
   constructor(options: OperatorOptions) {
     this.#o = options;
@@ -88,7 +89,7 @@ export class Operator {
           kc: options.kc,
           path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
           logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
-          onEvent: (_type, object) => this.#enqueue(object),
+          onEvent: (_type, object) => this.#poolChanged(object),
           watchdogMs: options.watchdogMs,
           relistIntervalMs: options.relistIntervalMs,
         }),
@@ -176,6 +177,7 @@ export class Operator {
     this.#started = true;
     const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
     await Promise.all(watchers.map((w) => w.start()));
+    this.#synced = true;
     this.#logger.info(
       {
         pools: this.#poolWatchers.reduce((n, w) => n + w.size, 0),
@@ -237,14 +239,21 @@ export class Operator {
   #enqueue(object: KubernetesObject) {
     const namespace = object.metadata?.namespace;
     const name = object.metadata?.name;
+    if (namespace && name) this.#queue.add(refKey({ namespace, name }));
+  }
+
+  /** A KeyPool changed: it, and the pools that fall back to it (a fallback cycle may close or open). */
+  #poolChanged(object: KubernetesObject) {
+    this.#enqueue(object);
+    // Until the caches are synced every pool is queued anyway (start()): no need to look.
+    if (!this.#synced) return;
+    const namespace = object.metadata?.namespace;
+    const name = object.metadata?.name;
     if (!namespace || !name) return;
-    this.#queue.add(refKey({ namespace, name }));
-    // Pools that fall back to this one: a change here may close (or open) a fallback cycle.
     for (const other of this.#poolWatcherFor(namespace)?.list(namespace) ?? []) {
       const fallback = (other as { spec?: { fallbackPoolRef?: { name?: string } } }).spec?.fallbackPoolRef
         ?.name;
-      if (fallback === name && other.metadata?.name)
-        this.#queue.add(refKey({ namespace, name: other.metadata.name }));
+      if (fallback === name) this.#enqueue(other);
     }
   }
 

@@ -8,7 +8,7 @@
  * neither (Invalid, Disabled: only an event brings it back). So a pick costs what the strategy
  * costs, whatever the number of unusable keys.
  */
-import type { KeyState, Limits, Strategy } from "../api/keypool.ts";
+import { KEY_STATES, type KeyState, type Limits, type Strategy } from "../api/keypool.ts";
 import type { Clock } from "./clock.ts";
 import type { PoolConfig } from "./config.ts";
 import { IndexedHeap } from "./heap.ts";
@@ -254,9 +254,7 @@ export class KeyPoolEngine {
       if (!lease) return { ok: false, code: "unknown_lease" };
       rec = this.#keys.get(lease.keyId);
       if (!rec) return { ok: false, code: "unknown_key" };
-      rec.inFlight = Math.max(0, rec.inFlight - 1);
-      this.#updateLoad(rec, now);
-      if (this.#active.has(rec)) this.#active.changed(rec);
+      this.#leaseEnded(rec, now);
     } else {
       rec = this.#keys.get(ref.keyId);
       if (!rec) return { ok: false, code: "unknown_key" };
@@ -345,10 +343,7 @@ export class KeyPoolEngine {
     }
     for (const lease of this.#leases.expire(now)) {
       const rec = this.#keys.get(lease.keyId);
-      if (!rec) continue;
-      rec.inFlight = Math.max(0, rec.inFlight - 1);
-      this.#updateLoad(rec, now);
-      if (this.#active.has(rec)) this.#active.changed(rec);
+      if (rec) this.#leaseEnded(rec, now);
     }
   }
 
@@ -414,6 +409,14 @@ export class KeyPoolEngine {
   /** Ids of the keys usable now (for session affinity), in a stable order. */
   usableKeyIds(): string[] {
     return [...this.#active.values()].sort((a, b) => a.order - b.order).map((rec) => rec.id);
+  }
+
+  /** How many keys are in each state (cheap: no views, no sorting). */
+  stateCounts(): Record<KeyState, number> {
+    this.tick();
+    const counts = Object.fromEntries(KEY_STATES.map((state) => [state, 0])) as Record<KeyState, number>;
+    for (const rec of this.#keys.values()) counts[rec.state]++;
+    return counts;
   }
 
   /** Every key as the status shows it (no key material), in the order keys joined. */
@@ -506,6 +509,13 @@ export class KeyPoolEngine {
       rec.windows = limitWindows(rec.limits);
       this.#place(rec, now);
     }
+  }
+
+  /** A lease closed or expired: one fewer in flight, and the strategy re-ranks the key. */
+  #leaseEnded(rec: KeyRecord, now: number) {
+    rec.inFlight = Math.max(0, rec.inFlight - 1);
+    this.#updateLoad(rec, now);
+    if (this.#active.has(rec)) this.#active.changed(rec);
   }
 
   #updateLoad(rec: KeyRecord, now: number) {

@@ -91,16 +91,17 @@ export function createCompatRouter(o: CompatOptions): Router {
     return { ref, caller: who.caller.username };
   };
 
-  const summary = (ref: PoolRef) => {
-    const keys = requirePool(o.registry, ref)
-      .engine.keys()
-      .filter((k) => k.state !== "Draining");
-    const health: Record<HealthWord, number> = { healthy: 0, degraded: 0, failed: 0, rate_limited: 0 };
-    for (const k of keys) {
-      const word = WORD_OF_STATE[k.state];
-      if (word) health[word]++;
+  /** Key counts in the compat API's words (Draining keys are leaving, so not counted). */
+  const health = (ref: PoolRef) => {
+    const counts = requirePool(o.registry, ref).engine.stateCounts();
+    const words: Record<HealthWord, number> = { healthy: 0, degraded: 0, failed: 0, rate_limited: 0 };
+    let total = 0;
+    for (const [state, n] of Object.entries(counts) as Array<[KeyState, number]>) {
+      const word = WORD_OF_STATE[state];
+      if (word) words[word] += n;
+      if (state !== "Draining") total += n;
     }
-    return { keys, health };
+    return { total, words };
   };
 
   router.get("/keys/:pool", async (req, res) => {
@@ -116,7 +117,7 @@ export function createCompatRouter(o: CompatOptions): Router {
       },
       "key dispensed (compat)",
     );
-    const { keys, health } = summary(result.servedBy);
+    const counts = health(result.servedBy);
     res.set("Cache-Control", "no-store");
     res.json({
       success: true,
@@ -124,7 +125,7 @@ export function createCompatRouter(o: CompatOptions): Router {
       key: result.key,
       keyId: result.keyId,
       leaseId: result.leaseId,
-      pool: { totalKeys: keys.length, healthyKeys: health.healthy + health.degraded },
+      pool: { totalKeys: counts.total, healthyKeys: counts.words.healthy + counts.words.degraded },
     });
   });
 
@@ -156,12 +157,13 @@ export function createCompatRouter(o: CompatOptions): Router {
         runtime.ref.name,
       );
       if (!allowed.ok) continue;
-      const { keys, health } = summary(runtime.ref);
+      const counts = health(runtime.ref);
+      const keys = runtime.engine.keys().filter((k) => k.state !== "Draining");
       const requests = keys.reduce((n, k) => n + k.requests, 0);
       const errors = keys.reduce((n, k) => n + k.errors, 0);
       models[runtime.ref.name] = {
-        totalKeys: keys.length,
-        health,
+        totalKeys: counts.total,
+        health: counts.words,
         currentIndex: 0,
         stats: {
           totalRequests: requests,

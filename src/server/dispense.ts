@@ -140,8 +140,7 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undef
 /** A pool as the API shows it: no key material, ever. */
 export function poolView(runtime: PoolRuntime) {
   const keys = runtime.engine.keys();
-  const byState: Record<string, number> = {};
-  for (const k of keys) byState[k.state] = (byState[k.state] ?? 0) + 1;
+  const byState = Object.fromEntries(Object.entries(runtime.engine.stateCounts()).filter(([, n]) => n > 0));
   return {
     pool: runtime.ref,
     provider: runtime.spec.provider,

@@ -3,7 +3,6 @@
  * unbounded cardinality and the status already lists them).
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import { KEY_STATES } from "../api/keypool.ts";
 import type { PoolRegistry } from "../controller/pools.ts";
 
 export interface MetricsSources {
@@ -36,9 +35,7 @@ export function createMetrics(sources: MetricsSources): Registry {
     collect() {
       this.reset();
       for (const pool of sources.pools.values()) {
-        const counts = Object.fromEntries(KEY_STATES.map((s) => [s, 0]));
-        for (const key of pool.engine.keys()) counts[key.state] = (counts[key.state] ?? 0) + 1;
-        for (const [state, n] of Object.entries(counts)) {
+        for (const [state, n] of Object.entries(pool.engine.stateCounts())) {
           this.set({ namespace: pool.ref.namespace, pool: pool.ref.name, state }, n);
         }
       }

@@ -41,19 +41,17 @@ async function call(path: string, token: string | undefined, body?: unknown, met
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "keypool-serve-"));
-  await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "manifests")));
-  await writeFile(
-    join(dir, "tokens.yaml"),
-    `tokens:\n  - {name: app, token: ${USE_TOKEN}, pools: ["default/*"]}\n  - {name: ops, token: ${ADMIN_TOKEN}, pools: ["*"], verbs: [use, update]}\n`,
-  );
+/** The manifests directory's one file: a Secret with `keys` and the KeyPool "files" using it. */
+async function writePool(keys: Record<string, string>) {
+  const data = Object.entries(keys)
+    .map(([entry, key]) => `${entry}: ${key}`)
+    .join(", ");
   await writeFile(
     join(dir, "manifests", "pool.yaml"),
     `apiVersion: v1
 kind: Secret
 metadata: {name: keys}
-stringData: {a: sk-test-file-key-aaaaaaaa}
+stringData: {${data}}
 ---
 apiVersion: keypool.dev/v1alpha1
 kind: KeyPool
@@ -61,6 +59,16 @@ metadata: {name: files}
 spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]}
 `,
   );
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "keypool-serve-"));
+  await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "manifests")));
+  await writeFile(
+    join(dir, "tokens.yaml"),
+    `tokens:\n  - {name: app, token: ${USE_TOKEN}, pools: ["default/*"]}\n  - {name: ops, token: ${ADMIN_TOKEN}, pools: ["*"], verbs: [use, update]}\n`,
+  );
+  await writePool({ a: "sk-test-file-key-aaaaaaaa" });
   await start();
 });
 
@@ -125,19 +133,7 @@ describe("keypool serve", () => {
   });
 
   it("follows the manifests directory: a new Secret entry joins without a restart", async () => {
-    await writeFile(
-      join(dir, "manifests", "pool.yaml"),
-      `apiVersion: v1
-kind: Secret
-metadata: {name: keys}
-stringData: {a: sk-test-file-key-aaaaaaaa, b: sk-test-file-key-dddddddd}
----
-apiVersion: keypool.dev/v1alpha1
-kind: KeyPool
-metadata: {name: files}
-spec: {provider: openai, strategy: RoundRobin, keys: [{secretRef: {name: keys}}]}
-`,
-    );
+    await writePool({ a: "sk-test-file-key-aaaaaaaa", b: "sk-test-file-key-dddddddd" });
     const got = await eventually(
       async () => {
         const res = await call("/v1/pools/default/files/key", USE_TOKEN);
