@@ -30,7 +30,8 @@ const ALL_RAW_KEYS = Object.values(KEYS);
 beforeAll(async () => {
   await installKeyPoolCrd();
   ns = await createTestNamespace(kc, "operator");
-  operator = startOperator(["--kubeconfig", inject("kubeconfig"), "--namespaces", ns]);
+  // Auth off: these tests use the dispenser only to give keys counters (RBAC has its own tests).
+  operator = startOperator(["--kubeconfig", inject("kubeconfig"), "--namespaces", ns, "--auth", "none"]);
   await operator.waitForLog((l) => l.msg === "operator running");
 });
 
@@ -89,15 +90,24 @@ describe("a KeyPool with a labelled Secret", () => {
     await api.waitForPool(ns, "main", (p) => p.status?.keys?.total === 3 && p);
   });
 
-  it("treats a changed value as a new key: the old id drains, unchanged keys keep their entries", async () => {
-    const before = await api.readPool(ns, "main");
+  it("treats a changed value as a new key: the old id drains, unchanged keys keep their counters", async () => {
+    // Use the keys so they have counters, and wait until the status shows them.
+    const url = await operator.dispenserUrl();
+    for (let i = 0; i < 9; i++) expect((await fetch(`${url}/v1/pools/${ns}/main/key`)).status).toBe(200);
+    const before = await api.waitForPool(
+      ns,
+      "main",
+      (p) => (p.status?.keyStatuses ?? []).reduce((n, k) => n + k.requests, 0) === 9 && p,
+    );
     const unchanged = before.status?.keyStatuses?.filter((k) => k.id !== keyId(KEYS.two));
     await api.putSecret(ns, "openai-keys", { a: KEYS.one, b: KEYS.twoRotated, c: KEYS.three });
     const pool = await api.waitForPool(ns, "main", (p) => {
       const ids = new Map(p.status?.keyStatuses?.map((k) => [k.id, k.state]));
       return ids.get(keyId(KEYS.twoRotated)) === "Healthy" && ids.get(keyId(KEYS.two)) === "Draining" && p;
     });
+    expect(unchanged?.length).toBe(2);
     for (const key of unchanged ?? []) {
+      expect(key.requests).toBeGreaterThan(0);
       expect(pool.status?.keyStatuses?.find((k) => k.id === key.id)).toEqual(key);
     }
   });
