@@ -18,7 +18,7 @@
  * lacking `create` on tokenreviews/subjectaccessreviews: the `system:auth-delegator`
  * ClusterRole grants both) are `auth_unavailable`, logged at warn and never cached.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import {
   ApiException,
   AuthenticationV1Api,
@@ -42,6 +42,9 @@ export interface Caller {
 }
 
 export type AuthVerb = "use" | "update";
+
+/** A value now when it is known (a cache hit), a promise when it needs a round trip. */
+export type MaybeAsync<T> = T | Promise<T>;
 
 export type AuthDecision =
   | { ok: true; caller: Caller }
@@ -128,38 +131,39 @@ export class KubernetesAuth {
     return { ...this.#stats };
   }
 
-  /** Bearer token → caller. Never logs or stores the token: cache keys are sha256(token). */
-  authenticate(token: string): Promise<AuthDecision> {
-    if (!token) {
-      return Promise.resolve(unauthenticated(`no bearer token: ${this.#howToAuthenticate()}`));
-    }
-    const key = createHash("sha256").update(token).digest("base64url");
+  /**
+   * Bearer token → caller. Never logs or stores the token: cache keys are sha256(token).
+   * A cached answer comes back synchronously (the dispenser's hot path skips a promise tick).
+   */
+  authenticate(token: string): MaybeAsync<AuthDecision> {
+    if (!token) return unauthenticated(`no bearer token: ${this.#howToAuthenticate()}`);
+    const key = hash("sha256", token, "base64url");
     return this.#lookup(key, this.#authnCache, this.#authnInFlight, "authnHits", () =>
       this.#reviewToken(token, key),
     );
   }
 
   /** May `caller` do `verb` on keypools/<pool> in `namespace` (group keypool.dev)? */
-  authorize(caller: Caller, verb: AuthVerb, namespace: string, pool: string): Promise<AuthDecision> {
-    if (!namespace || !pool) {
-      return Promise.resolve(forbidden("a namespace and a pool name are required"));
-    }
+  authorize(caller: Caller, verb: AuthVerb, namespace: string, pool: string): MaybeAsync<AuthDecision> {
+    if (!namespace || !pool) return forbidden("a namespace and a pool name are required");
     const key = `${callerKey(caller)}\u0000${verb}\u0000${namespace}\u0000${pool}`;
     return this.#lookup(key, this.#authzCache, this.#authzInFlight, "authzHits", () =>
       this.#reviewAccess(key, caller, verb, namespace, pool),
     );
   }
 
-  /** Both, in one call, as the dispenser uses it. */
-  async check(
+  /** Both, in one call, as the dispenser uses it; synchronous when both answers are cached. */
+  check(
     token: string | undefined,
     verb: AuthVerb,
     namespace: string,
     pool: string,
-  ): Promise<AuthDecision> {
-    const authn = await this.authenticate(token ?? "");
-    if (!authn.ok) return authn;
-    return this.authorize(authn.caller, verb, namespace, pool);
+  ): MaybeAsync<AuthDecision> {
+    const authn = this.authenticate(token ?? "");
+    if (authn instanceof Promise) {
+      return authn.then((a) => (a.ok ? this.authorize(a.caller, verb, namespace, pool) : a));
+    }
+    return authn.ok ? this.authorize(authn.caller, verb, namespace, pool) : authn;
   }
 
   /**
@@ -174,7 +178,7 @@ export class KubernetesAuth {
     inFlight: Map<string, Promise<AuthDecision>>,
     hits: "authnHits" | "authzHits",
     request: () => Promise<AuthDecision>,
-  ): Promise<AuthDecision> {
+  ): MaybeAsync<AuthDecision> {
     const now = this.#now();
     const cached = cache.entry(key, now);
     const start = () => {
@@ -188,7 +192,7 @@ export class KubernetesAuth {
       if (cached.value.ok && cached.expiresAt - now < lifetime / 5 && !inFlight.has(key)) {
         void start().catch(() => {});
       }
-      return Promise.resolve(cached.value);
+      return cached.value;
     }
     const pending = inFlight.get(key);
     if (pending) {

@@ -4,18 +4,21 @@
  * - StaticTokenAuth: bearer tokens from a file, for standalone mode;
  * - NoAuth: everyone may do everything (`--auth=none`, local use only; logged at start).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { z } from "zod";
-import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
+import type { AuthDecision, AuthVerb, Caller, MaybeAsync } from "./auth.ts";
 import { bearerToken } from "./auth.ts";
 
 export interface Authorizer {
-  /** Checks a bearer token and a verb on keypools/<pool> in <namespace>. */
-  check(token: string | undefined, verb: AuthVerb, namespace: string, pool: string): Promise<AuthDecision>;
+  /**
+   * Checks a bearer token and a verb on keypools/<pool> in <namespace>: the decision itself when
+   * it is known without I/O, else a promise of it.
+   */
+  check(token: string | undefined, verb: AuthVerb, namespace: string, pool: string): MaybeAsync<AuthDecision>;
   /** Only who the caller is (for compat routes that resolve pools in the caller's namespace). */
-  authenticate(token: string | undefined): Promise<AuthDecision>;
+  authenticate(token: string | undefined): MaybeAsync<AuthDecision>;
 }
 
 export { bearerToken };
@@ -24,7 +27,7 @@ const ANONYMOUS: Caller = { username: "anonymous", uid: undefined, groups: [] };
 
 /** Anyone may take keys; admin actions (verb update) still need a real identity. */
 export class NoAuth implements Authorizer {
-  async check(_token: string | undefined, verb: AuthVerb): Promise<AuthDecision> {
+  check(_token: string | undefined, verb: AuthVerb): AuthDecision {
     if (verb === "update") {
       return {
         ok: false,
@@ -34,7 +37,7 @@ export class NoAuth implements Authorizer {
     }
     return { ok: true, caller: ANONYMOUS };
   }
-  async authenticate(): Promise<AuthDecision> {
+  authenticate(): AuthDecision {
     return { ok: true, caller: ANONYMOUS };
   }
 }
@@ -53,11 +56,18 @@ const TokensFile = z.object({
     .min(1),
 });
 
-const digest = (s: string) => createHash("sha256").update(s).digest();
+const digest = (s: string) => hash("sha256", s, "buffer");
+
+interface TokenEntry {
+  name: string;
+  digest: Buffer;
+  pools: string[];
+  verbs: AuthVerb[];
+}
 
 /** Bearer tokens from a file: `tokens: [{name, token, pools: ["default/gpt-4"], verbs: [use]}]`. */
 export class StaticTokenAuth implements Authorizer {
-  readonly #entries: Array<{ name: string; digest: Buffer; pools: string[]; verbs: AuthVerb[] }>;
+  readonly #entries: TokenEntry[];
 
   constructor(file: z.input<typeof TokensFile>) {
     const parsed = TokensFile.parse(file);
@@ -84,8 +94,11 @@ export class StaticTokenAuth implements Authorizer {
     return this.#entries.find((e) => timingSafeEqual(e.digest, d));
   }
 
-  async authenticate(token: string | undefined): Promise<AuthDecision> {
-    const entry = this.#find(token);
+  authenticate(token: string | undefined): AuthDecision {
+    return this.#identify(this.#find(token));
+  }
+
+  #identify(entry: TokenEntry | undefined): AuthDecision {
     if (!entry) {
       return {
         ok: false,
@@ -96,14 +109,9 @@ export class StaticTokenAuth implements Authorizer {
     return { ok: true, caller: { username: `token:${entry.name}`, uid: undefined, groups: [] } };
   }
 
-  async check(
-    token: string | undefined,
-    verb: AuthVerb,
-    namespace: string,
-    pool: string,
-  ): Promise<AuthDecision> {
+  check(token: string | undefined, verb: AuthVerb, namespace: string, pool: string): AuthDecision {
     const entry = this.#find(token);
-    const who = await this.authenticate(token);
+    const who = this.#identify(entry);
     if (!entry || !who.ok) return who;
     const poolAllowed = entry.pools.some(
       (p) => p === "*" || p === `${namespace}/${pool}` || p === `${namespace}/*`,

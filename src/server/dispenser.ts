@@ -13,7 +13,7 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { OutcomeKind } from "../pool/outcome.ts";
 import { SessionAffinity } from "./affinity.ts";
-import type { AuthVerb, Caller } from "./auth.ts";
+import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
 import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { parseBody } from "./body.ts";
@@ -92,13 +92,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
   const affinity = new SessionAffinity();
   const app = createExpressApp(options, log, affinity);
 
-  const handleKey = async (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
-    const ref = {
-      namespace: nameOf(decodeSegment(match[1]), "namespace"),
-      name: nameOf(decodeSegment(match[2]), "pool"),
-    };
-    const header = req.headers.authorization;
-    const decision = await options.auth.check(bearerToken(header), "use", ref.namespace, ref.name);
+  const serveKey = (req: IncomingMessage, res: ServerResponse, ref: PoolRef, decision: AuthDecision) => {
     if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
@@ -135,19 +129,43 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     res.end(body);
   };
 
+  // Synchronous when the auth answer is cached (the usual case): no promise tick per request.
+  const handleKey = (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
+    const ref = {
+      namespace: nameOf(decodeSegment(match[1]), "namespace"),
+      name: nameOf(decodeSegment(match[2]), "pool"),
+    };
+    const decision = options.auth.check(
+      bearerToken(req.headers.authorization),
+      "use",
+      ref.namespace,
+      ref.name,
+    );
+    if (decision instanceof Promise) {
+      decision
+        .then((d) => serveKey(req, res, ref, d))
+        .catch((err: unknown) => writeError(res, asKeyPoolError(err, log, req.url ?? "")));
+    } else {
+      serveKey(req, res, ref, decision);
+    }
+  };
+
   return (req, res) => {
     const match = req.method === "GET" ? KEY_PATH_RE.exec(req.url ?? "") : null;
     if (!match) {
       app(req, res);
       return;
     }
-    handleKey(req, res, match).catch((err: unknown) =>
-      writeError(res, asKeyPoolError(err, log, req.url ?? "")),
-    );
+    try {
+      handleKey(req, res, match);
+    } catch (err) {
+      writeError(res, asKeyPoolError(err, log, req.url ?? ""));
+    }
   };
 }
 
 function decodeSegment(segment: string | undefined): string {
+  if (segment === undefined || !segment.includes("%")) return segment ?? "";
   try {
     return decodeURIComponent(segment ?? "");
   } catch {
