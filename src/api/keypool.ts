@@ -192,6 +192,27 @@ export const Leases = z
   })
   .describe("Leases: each dispense opens one; a report closes it.");
 
+export const ProxySettings = z
+  .object({
+    maxAttempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(10)
+      .default(3)
+      .describe("Keys one proxied call may try: a 429, 5xx or refused key moves the call to another key."),
+    maxWait: duration(
+      "How long a proxied call waits for a key to become usable before it answers 429 (callers may ask for less, or more up to the server's limit, with x-keypool-max-wait).",
+      { maxMs: 300_000 },
+    ).default("5s"),
+    timeout: duration("How long the provider may take to start answering one attempt.", {
+      minMs: 1000,
+      maxMs: 3_600_000,
+    }).default("10m"),
+  })
+  .describe("How the proxy (/proxy/{namespace}/{pool}/...) calls the provider.");
+export type ProxySettings = z.infer<typeof ProxySettings>;
+
 const HTTP_URL_MESSAGE = "must be an http or https URL";
 
 /**
@@ -252,6 +273,7 @@ export const KeyPoolSpec = z
     health: Health.prefault({}),
     rotation: Rotation.prefault({}),
     leases: Leases.prefault({}),
+    proxy: ProxySettings.prefault({}),
     fallbackPoolRef: z
       .object({ name: z.string().min(1).max(253).regex(KUBE_NAME_RE, "must be a valid KeyPool name") })
       .describe("A KeyPool in the same namespace that serves when this one has no usable key.")

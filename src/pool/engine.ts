@@ -9,6 +9,7 @@
  * costs, whatever the number of unusable keys.
  */
 import { KEY_STATES, type KeyState, type Limits, type Strategy } from "../api/keypool.ts";
+import { type PoolCapacity, poolCapacity } from "./capacity.ts";
 import type { Clock } from "./clock.ts";
 import type { PoolConfig } from "./config.ts";
 import { IndexedHeap } from "./heap.ts";
@@ -31,7 +32,7 @@ import {
   windowsUtilization,
 } from "./key.ts";
 import { type Lease, LeaseTable } from "./leases.ts";
-import { type Outcome, OutcomeKind } from "./outcome.ts";
+import { type Outcome, OutcomeKind, type RateLimitInfo } from "./outcome.ts";
 import { type ActiveSet, createActiveSet } from "./strategies.ts";
 import { type EngineSnapshot, type KeySnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
 
@@ -189,13 +190,50 @@ export class KeyPoolEngine {
     return { added, removed };
   }
 
-  /** Hands out a key by the pool's strategy and opens a lease on it. */
-  pick(holder?: string): PickResult {
+  /**
+   * Hands out a key by the pool's strategy and opens a lease on it. Keys in `exclude` are passed
+   * over (the proxy's failover: a call moves to a key it has not tried yet).
+   */
+  pick(holder?: string, exclude?: ReadonlySet<string>): PickResult {
     const now = this.#clock.now();
     this.tick();
-    const rec = this.#active.peek();
+    let rec = this.#active.peek();
+    if (rec && exclude?.has(rec.id)) rec = this.#peekExcluding(exclude);
     if (!rec) return { ok: false, retryAtMs: this.nextUsableAt() };
     return this.#dispense(rec, now, holder);
+  }
+
+  /**
+   * The strategy's choice among keys not in `exclude`: the excluded keys leave the active set for
+   * the peek and rejoin it (for RoundRobin, at the end of the round: they were just tried).
+   */
+  #peekExcluding(exclude: ReadonlySet<string>): KeyRecord | undefined {
+    const held: KeyRecord[] = [];
+    for (const id of exclude) {
+      const rec = this.#keys.get(id);
+      if (rec && this.#active.has(rec)) {
+        this.#active.remove(rec);
+        held.push(rec);
+      }
+    }
+    const rec = this.#active.peek();
+    for (const h of held) this.#active.add(h);
+    return rec;
+  }
+
+  /** Records a key's rate-limit headers ahead of its report (the proxy, before a stream ends). */
+  noteRateLimit(keyId: string, rateLimit: RateLimitInfo): void {
+    const rec = this.#keys.get(keyId);
+    if (rec) rec.rateLimit = rateLimit;
+  }
+
+  /** What the usable keys have left (configured limits, provider rate-limit headers). */
+  capacity(): PoolCapacity {
+    const now = this.#clock.now();
+    this.tick();
+    const usable: KeyRecord[] = [];
+    for (const rec of this.#keys.values()) if (rec.isUsableState()) usable.push(rec);
+    return poolCapacity(usable, now);
   }
 
   /** Hands out a specific key when it is usable now (session affinity); undefined otherwise. */
@@ -260,6 +298,7 @@ export class KeyPoolEngine {
       if (!rec) return { ok: false, code: "unknown_key" };
     }
 
+    if (outcome.rateLimit) rec.rateLimit = outcome.rateLimit;
     if (outcome.tokens && outcome.tokens > 0) {
       rec.windows.tokens?.add(now, outcome.tokens);
       const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;

@@ -3,6 +3,7 @@
  * snapshots. Pure: no I/O, no timers, no clock reads except through the injected Clock.
  * May import: src/api (schemas and types), node:crypto (hashing), zod. Nothing else.
  */
+export * from "./capacity.ts";
 export * from "./clock.ts";
 export * from "./config.ts";
 export * from "./engine.ts";

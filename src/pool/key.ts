@@ -5,7 +5,7 @@
 import type { KeyState, Limits } from "../api/keypool.ts";
 import type { PoolConfig } from "./config.ts";
 import { keyId, maskKey } from "./identity.ts";
-import { OutcomeKind, type Outcome } from "./outcome.ts";
+import { OutcomeKind, type Outcome, type RateLimitInfo } from "./outcome.ts";
 import { createWindow, type UsageWindow } from "./window.ts";
 
 const MINUTE_MS = 60_000;
@@ -90,6 +90,8 @@ export class KeyRecord {
   lastUseSeq = 0;
   lastError: LastError | undefined;
   inFlight = 0;
+  /** The provider's rate-limit headers on the last answer that carried any. */
+  rateLimit: RateLimitInfo | undefined;
 
   // Bookkeeping of the engine's structures.
   activeIndex = -1;

@@ -89,6 +89,18 @@ const refused: RefusedCase[] = [
     field: "spec.health.probeInterval",
   },
   {
+    name: "a proxy maxWait above its maximum (a CEL rule)",
+    spec: { provider: "openai", keys, proxy: { maxWait: "10m" } },
+    stderr: ["spec.proxy.maxWait", "must be at most 5m"],
+    field: "spec.proxy.maxWait",
+  },
+  {
+    name: "zero proxy attempts",
+    spec: { provider: "openai", keys, proxy: { maxAttempts: 0 } },
+    stderr: ["spec.proxy.maxAttempts", "should be greater than or equal to 1"],
+    field: "spec.proxy.maxAttempts",
+  },
+  {
     name: "a pool with neither keys nor a secretSelector (a CEL rule)",
     spec: { provider: "openai" },
     stderr: [
@@ -181,6 +193,7 @@ describe("the API server fills in the spec defaults", () => {
       },
       rotation: { drainPeriod: "10m" },
       leases: { duration: "5m" },
+      proxy: { maxAttempts: 3, maxWait: "5s", timeout: "10m" },
     });
     expect(stored.spec).toEqual(KeyPoolSpec.parse(minimal));
   });

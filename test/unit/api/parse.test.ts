@@ -21,6 +21,7 @@ const DEFAULTED = {
   },
   rotation: { drainPeriod: "10m" },
   leases: { duration: "5m" },
+  proxy: { maxAttempts: 3, maxWait: "5s", timeout: "10m" },
 };
 
 describe("parsing a valid KeyPool", () => {
@@ -66,6 +67,7 @@ describe("parsing a valid KeyPool", () => {
       },
       rotation: { drainPeriod: "15m" },
       leases: { duration: "10m" },
+      proxy: { maxAttempts: 5, maxWait: "30s", timeout: "2m" },
       fallbackPoolRef: { name: "openai-prod" },
     };
     expect(parseKeyPool(pool(spec, "vllm-local"))).toEqual({ ok: true, value: pool(spec, "vllm-local") });
