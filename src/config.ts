@@ -5,6 +5,7 @@
  * the same schemas.
  */
 import { parseArgs } from "node:util";
+import bytes from "bytes";
 import { z } from "zod";
 import { duration, parseDuration } from "./api/duration.ts";
 import { fieldPath } from "./api/parse.ts";
@@ -24,6 +25,23 @@ const flag = z.union([
   z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
 ]);
 
+/** A size such as "4mb", "512kb" or a number of bytes. */
+const size = (description: string) =>
+  z
+    .union([z.number(), z.string()])
+    .transform((value, ctx) => {
+      const parsed = bytes.parse(value);
+      if (parsed === null || !Number.isFinite(parsed) || parsed < 1) {
+        ctx.addIssue({
+          code: "custom",
+          message: 'must be a size such as "4mb", "512kb" or a number of bytes',
+        });
+        return z.NEVER;
+      }
+      return parsed;
+    })
+    .describe(description);
+
 /** Fields both commands have. */
 const common = {
   logLevel: z.enum(LOG_LEVELS).default("info").describe("fatal, error, warn, info, debug, trace or silent."),
@@ -34,6 +52,16 @@ const common = {
     .regex(NAMESPACE_RE)
     .default("default")
     .describe("Namespace of compat-API pools for callers without one (not ServiceAccounts, or no auth)."),
+  proxyMaxBody: size("Largest request body the proxy forwards (larger: 413).").default(32 * 1024 * 1024),
+  proxyRetryBody: size(
+    "Request bodies up to this size are held so a failed attempt can move to another key; larger ones are streamed once, without retry.",
+  ).default(4 * 1024 * 1024),
+  proxyMaxWaitLimit: duration(
+    "Most a caller may ask the proxy to wait for a usable key (x-keypool-max-wait).",
+    {
+      maxMs: 600_000,
+    },
+  ).default("60s"),
 };
 
 export const OperatorConfig = z.object({

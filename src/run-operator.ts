@@ -1,6 +1,7 @@
 /** `keypool operator`: wiring only. */
 import type { Server } from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
+import type { Registry } from "prom-client";
 import { parseDuration } from "./api/duration.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Operator } from "./controller/operator.ts";
@@ -87,6 +88,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     mode: "kubernetes",
     defaultNamespace: config.defaultNamespace,
     probePool: (ref) => operator.prober.probePool(ref),
+    proxy: proxySettings(config, metrics),
   });
 
   const probes = await listen(createProbesApp(operator, metrics), config.probesPort, config.probesAddress);
@@ -107,6 +109,21 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
   const code = await stopped;
   logger.flush();
   return code;
+}
+
+/** The proxy's settings from either command's configuration. */
+export function proxySettings(
+  config: Pick<OperatorConfig, "proxyMaxBody" | "proxyRetryBody" | "proxyMaxWaitLimit">,
+  metrics: Registry,
+) {
+  return {
+    limits: {
+      maxBytes: config.proxyMaxBody,
+      retryLimit: Math.min(config.proxyRetryBody, config.proxyMaxBody),
+    },
+    maxWaitLimitMs: parseDuration(config.proxyMaxWaitLimit) ?? 60_000,
+    metrics,
+  };
 }
 
 /**

@@ -4,7 +4,7 @@ import type { ServeConfig } from "./config.ts";
 import { PoolRegistry } from "./controller/pools.ts";
 import { Prober } from "./controller/prober.ts";
 import { createLogger } from "./log.ts";
-import { addressPort, closeServer, onSignals } from "./run-operator.ts";
+import { addressPort, closeServer, onSignals, proxySettings } from "./run-operator.ts";
 import { type Authorizer, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
 import { createDispenserApp } from "./server/dispenser.ts";
 import { createMetrics } from "./server/metrics.ts";
@@ -53,6 +53,12 @@ export async function runServe(
     auth = new NoAuth();
   }
   const prober = new Prober({ registry, logger, clock: systemClock, isActive: () => true });
+  const metrics = createMetrics({
+    pools: registry,
+    isLeader: () => true,
+    watchStaleSeconds: () => 0,
+    statusWrites: () => 0,
+  });
   const app = createDispenserApp({
     registry,
     auth,
@@ -62,6 +68,7 @@ export async function runServe(
     defaultNamespace: config.defaultNamespace,
     runtimeKeys: source,
     probePool: (ref) => prober.probePool(ref),
+    proxy: proxySettings(config, metrics),
   });
   const health = {
     health: () => ({
@@ -70,12 +77,6 @@ export async function runServe(
       details: { pools: registry.size, problems: source.problems().length },
     }),
   };
-  const metrics = createMetrics({
-    pools: registry,
-    isLeader: () => true,
-    watchStaleSeconds: () => 0,
-    statusWrites: () => 0,
-  });
 
   await source.start();
   for (const problem of source.problems())

@@ -37,7 +37,14 @@ export function dispense(
   affinity: SessionAffinity,
   clock: Clock,
   ref: PoolRef,
-  options: { session?: string; holder?: string } = {},
+  options: {
+    session?: string;
+    holder?: string;
+    /** Key ids not to hand out (the proxy's failover: keys this call already tried). */
+    exclude?: ReadonlySet<string>;
+    /** Which fallback pools may serve (the proxy takes only pools of the same provider). */
+    accept?: (runtime: PoolRuntime) => boolean;
+  } = {},
 ): DispenseResult {
   const first = requirePool(registry, ref);
   const tried: PoolRef[] = [];
@@ -48,12 +55,13 @@ export function dispense(
     seen.add(refText(runtime.ref));
     const engine = runtime.engine;
     let picked: Dispensed | undefined;
-    if (options.session) {
+    const usable = runtime === first || !options.accept || options.accept(runtime);
+    if (usable && options.session) {
       const keyId = affinity.keyFor(engine, `${refText(runtime.ref)}/${options.session}`);
-      if (keyId) picked = engine.pickKey(keyId, options.holder);
+      if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId, options.holder);
     }
-    if (!picked) {
-      const result = engine.pick(options.holder);
+    if (usable && !picked) {
+      const result = engine.pick(options.holder, options.exclude);
       if (result.ok) picked = result;
       else if (result.retryAtMs !== undefined)
         earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, result.retryAtMs);

@@ -6,12 +6,17 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
+import type { Registry } from "prom-client";
+import type { Dispatcher } from "undici";
 import { z } from "zod";
 import type { PoolRegistry } from "../controller/pools.ts";
 import type { PoolRef } from "../controller/status-writer.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { OutcomeKind } from "../pool/outcome.ts";
+import type { BodyLimits } from "../proxy/body.ts";
+import { ProxyMetrics } from "../proxy/metrics.ts";
+import { createProxy, isProxyPath } from "../proxy/proxy.ts";
 import { SessionAffinity } from "./affinity.ts";
 import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
 import { type Authorizer, bearerToken } from "./authorizer.ts";
@@ -35,6 +40,13 @@ export interface DispenserOptions {
   probePool?: (ref: PoolRef) => Promise<number>;
   /** Largest request body accepted. */
   bodyLimit?: string;
+  /** The provider proxy (/proxy/...): body limits, the wait cap, where its metrics go. */
+  proxy?: {
+    limits: BodyLimits;
+    maxWaitLimitMs: number;
+    metrics?: Registry;
+    dispatcher?: Dispatcher;
+  };
 }
 
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -91,6 +103,17 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
   const log = options.logger.child({ component: "dispenser" });
   const affinity = new SessionAffinity();
   const app = createExpressApp(options, log, affinity);
+  const proxy = createProxy({
+    registry: options.registry,
+    auth: options.auth,
+    logger: options.logger,
+    clock: options.clock,
+    affinity,
+    limits: options.proxy?.limits ?? { maxBytes: 32 * 1024 * 1024, retryLimit: 4 * 1024 * 1024 },
+    maxWaitLimitMs: options.proxy?.maxWaitLimitMs ?? 60_000,
+    ...(options.proxy?.metrics ? { metrics: new ProxyMetrics(options.proxy.metrics) } : {}),
+    ...(options.proxy?.dispatcher ? { dispatcher: options.proxy.dispatcher } : {}),
+  });
 
   const serveKey = (req: IncomingMessage, res: ServerResponse, ref: PoolRef, decision: AuthDecision) => {
     if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
@@ -151,6 +174,10 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
   };
 
   return (req, res) => {
+    if (isProxyPath(req.url)) {
+      proxy(req, res);
+      return;
+    }
     const match = req.method === "GET" ? KEY_PATH_RE.exec(req.url ?? "") : null;
     if (!match) {
       app(req, res);

@@ -27,6 +27,12 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   /** Every key of the pool (and of its fallbacks) is unusable now; Retry-After says when to come back. */
   no_usable_key: 503,
+  /** Proxy: no key of the pool became usable within maxWait; Retry-After says when one will. */
+  rate_limited: 429,
+  /** Proxy: the provider could not be reached (connection refused, reset, TLS) on any attempt. */
+  upstream_unavailable: 502,
+  /** Proxy: the provider did not start answering within spec.proxy.timeout. */
+  upstream_timeout: 504,
   /** The pool's spec is invalid and it has never been valid: nothing to serve. */
   pool_not_ready: 503,
   /** TokenReview / SubjectAccessReview could not be reached: try again. */

@@ -63,17 +63,23 @@ function rateLimitHeaders(usage: Usage): Record<string, string> {
     [`anthropic-ratelimit-${name}-reset`]: reset,
   });
   // "tokens" is the most restrictive token limit in effect: the family with less headroom.
-  const inputLeft = 1 - usage.inputTokens / LIMITS.inputTokens;
-  const outputLeft = 1 - usage.outputTokens / LIMITS.outputTokens;
+  const scale = usage.limitScale;
+  const limits = {
+    requests: LIMITS.requests * scale,
+    inputTokens: LIMITS.inputTokens * scale,
+    outputTokens: LIMITS.outputTokens * scale,
+  };
+  const inputLeft = 1 - usage.inputTokens / limits.inputTokens;
+  const outputLeft = 1 - usage.outputTokens / limits.outputTokens;
   const tokens =
     outputLeft < inputLeft
-      ? family("tokens", LIMITS.outputTokens, usage.outputTokens)
-      : family("tokens", LIMITS.inputTokens, usage.inputTokens);
+      ? family("tokens", limits.outputTokens, usage.outputTokens)
+      : family("tokens", limits.inputTokens, usage.inputTokens);
   return {
-    ...family("requests", LIMITS.requests, usage.requests),
+    ...family("requests", limits.requests, usage.requests),
     ...tokens,
-    ...family("input-tokens", LIMITS.inputTokens, usage.inputTokens),
-    ...family("output-tokens", LIMITS.outputTokens, usage.outputTokens),
+    ...family("input-tokens", limits.inputTokens, usage.inputTokens),
+    ...family("output-tokens", limits.outputTokens, usage.outputTokens),
   };
 }
 

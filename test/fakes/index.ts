@@ -10,9 +10,9 @@ import { anthropicDialect } from "./anthropic.ts";
 import { googleDialect } from "./google.ts";
 import { openaiDialect } from "./openai.ts";
 import { type Dialect, startServer } from "./server.ts";
-import type { FakeProvider, FakeProviderName, KeyBehaviour } from "./types.ts";
+import type { FakeOptions, FakeProvider, FakeProviderName, KeyBehaviour } from "./types.ts";
 
-export type { FakeProvider, FakeProviderName, KeyBehaviour, RecordedRequest } from "./types.ts";
+export type { FakeOptions, FakeProvider, FakeProviderName, KeyBehaviour, RecordedRequest } from "./types.ts";
 
 const DIALECTS: Readonly<Record<FakeProviderName, Dialect>> = {
   openai: openaiDialect,
@@ -24,6 +24,7 @@ const DIALECTS: Readonly<Record<FakeProviderName, Dialect>> = {
 export function startFakeProvider(
   name: FakeProviderName,
   keys?: Record<string, KeyBehaviour>,
+  options?: FakeOptions,
 ): Promise<FakeProvider> {
-  return startServer(DIALECTS[name], keys);
+  return startServer(DIALECTS[name], keys, options);
 }

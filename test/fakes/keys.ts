@@ -6,7 +6,7 @@ import type { KeyBehaviour } from "./types.ts";
 
 /** What the fake decided for one request: answer normally (maybe late), or fail in a provider's way. */
 export type Decision =
-  | { kind: "valid"; delayMs: number }
+  | { kind: "valid"; delayMs: number; chunkGapMs?: number }
   | { kind: "invalid" }
   | { kind: "rateLimited"; remainingMs: number }
   | { kind: "quotaExhausted" }
@@ -30,6 +30,8 @@ export interface Usage {
   outputTokens: number;
   /** Time left until the window restarts. */
   resetInMs: number;
+  /** Multiplier of the provider's tier limits in rate-limit headers (benchmarks raise them). */
+  limitScale: number;
 }
 
 const WINDOW_MS = 60_000;
@@ -38,9 +40,11 @@ export class KeyBook {
   readonly #entries = new Map<string, Entry>();
   readonly #windows = new Map<string, { startMs: number; requests: number; input: number; output: number }>();
   readonly #now: () => number;
+  readonly #limitScale: number;
 
-  constructor(now: () => number) {
+  constructor(now: () => number, limitScale = 1) {
     this.#now = now;
+    this.#limitScale = limitScale;
   }
 
   set(key: string, behaviour: KeyBehaviour): void {
@@ -57,7 +61,9 @@ export class KeyBook {
       case "valid":
         return { kind: "valid", delayMs: 0 };
       case "slow":
-        return { kind: "valid", delayMs: behaviour.delayMs };
+        return behaviour.chunkGapMs === undefined
+          ? { kind: "valid", delayMs: behaviour.delayMs }
+          : { kind: "valid", delayMs: behaviour.delayMs, chunkGapMs: behaviour.chunkGapMs };
       case "flaky":
         return behaviour.failEvery > 0 && entry.count % behaviour.failEvery === 0
           ? { kind: "serverError", status: 500 }
@@ -91,6 +97,7 @@ export class KeyBook {
       inputTokens: window.input,
       outputTokens: window.output,
       resetInMs: window.startMs + WINDOW_MS - now,
+      limitScale: this.#limitScale,
     };
   }
 }

@@ -44,14 +44,16 @@ function openaiError(
 /** `x-ratelimit-*` after this request: what every successful answer carries. */
 function rateLimitHeaders(usage: Usage): Record<string, string> {
   const tokens = usage.inputTokens + usage.outputTokens;
+  const limitRequests = LIMIT_REQUESTS * usage.limitScale;
+  const limitTokens = LIMIT_TOKENS * usage.limitScale;
   return {
-    "x-ratelimit-limit-requests": String(LIMIT_REQUESTS),
-    "x-ratelimit-limit-tokens": String(LIMIT_TOKENS),
-    "x-ratelimit-remaining-requests": String(Math.max(0, LIMIT_REQUESTS - usage.requests)),
-    "x-ratelimit-remaining-tokens": String(Math.max(0, LIMIT_TOKENS - tokens)),
+    "x-ratelimit-limit-requests": String(limitRequests),
+    "x-ratelimit-limit-tokens": String(limitTokens),
+    "x-ratelimit-remaining-requests": String(Math.max(0, limitRequests - usage.requests)),
+    "x-ratelimit-remaining-tokens": String(Math.max(0, limitTokens - tokens)),
     // OpenAI's buckets refill continuously: a reset is the time until everything used is back.
-    "x-ratelimit-reset-requests": goDuration((60_000 * usage.requests) / LIMIT_REQUESTS),
-    "x-ratelimit-reset-tokens": goDuration((60_000 * tokens) / LIMIT_TOKENS),
+    "x-ratelimit-reset-requests": goDuration((60_000 * usage.requests) / limitRequests),
+    "x-ratelimit-reset-tokens": goDuration((60_000 * tokens) / limitTokens),
   };
 }
 

@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from "nod
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Failure, KeyBook, type Usage } from "./keys.ts";
-import type { FakeProvider, FakeProviderName, KeyBehaviour, RecordedRequest } from "./types.ts";
+import type { FakeOptions, FakeProvider, FakeProviderName, KeyBehaviour, RecordedRequest } from "./types.ts";
 
 /** A complete (non-streamed) answer: status, extra headers and a JSON body. */
 export interface Answer {
@@ -75,6 +75,8 @@ export class Exchange {
   readonly #signal: AbortSignal;
   readonly #baseHeaders: Record<string, string>;
   readonly #jsonContentType: string;
+  /** The key's scripted pause between stream pieces, when it has one (behaviour "slow"). */
+  chunkGapMs: number | undefined;
 
   constructor(
     res: ServerResponse,
@@ -126,7 +128,7 @@ export class Exchange {
     this.#res.flushHeaders();
     let first = true;
     for (const frame of frames) {
-      if (!first && !(await this.wait(gapMs))) return;
+      if (!first && !(await this.wait(this.chunkGapMs ?? gapMs))) return;
       first = false;
       if (this.gone) return;
       if (!this.#res.write(frame)) {
@@ -208,6 +210,7 @@ async function serve(ctx: {
   if (decision.kind !== "valid") return fail(dialect.failure(decision, info));
   if (found.route.jsonBody && (typeof body !== "object" || body === null))
     return fail(dialect.malformedJson(info, raw));
+  exchange.chunkGapMs = decision.chunkGapMs;
   if (!(await exchange.wait(decision.delayMs))) return;
   await found.route.handle({
     ...info,
@@ -222,8 +225,9 @@ async function serve(ctx: {
 export async function startServer(
   dialect: Dialect,
   keys: Record<string, KeyBehaviour> = {},
+  options: FakeOptions = {},
 ): Promise<FakeProvider> {
-  const book = new KeyBook(Date.now);
+  const book = new KeyBook(Date.now, options.limitScale ?? 1);
   for (const [key, behaviour] of Object.entries(keys)) book.set(key, behaviour);
   const requests: RecordedRequest[] = [];
   const closing = new AbortController();
@@ -247,7 +251,7 @@ export async function startServer(
       aborted: false,
       at: Date.now(),
     };
-    requests.push(record);
+    if (options.record !== false) requests.push(record);
     const clientGone = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) record.aborted = true;

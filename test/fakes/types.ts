@@ -21,8 +21,11 @@ export type KeyBehaviour =
   | { kind: "overloaded" }
   /** Every Nth request with this key (counted from when it was set) is a 500; the others are valid. */
   | { kind: "flaky"; failEvery: number }
-  /** Valid, but the answer starts only after `delayMs` (for timeouts and abort tests). */
-  | { kind: "slow"; delayMs: number };
+  /**
+   * Valid, but the answer starts only after `delayMs`, and a stream pauses `chunkGapMs` between
+   * pieces (default: the provider's usual few ms): for timeouts and abort tests.
+   */
+  | { kind: "slow"; delayMs: number; chunkGapMs?: number };
 
 export interface RecordedRequest {
   method: string;
@@ -38,6 +41,13 @@ export interface RecordedRequest {
   aborted: boolean;
   /** Epoch ms when the request arrived. */
   at: number;
+}
+
+export interface FakeOptions {
+  /** Multiplies the provider's tier limits in rate-limit headers (benchmarks need more than tier 1). */
+  limitScale?: number;
+  /** Keep no request records (benchmarks: millions of requests). */
+  record?: boolean;
 }
 
 export interface FakeProvider {

@@ -21,6 +21,8 @@ export interface OperatorProcess {
   ): Promise<Record<string, unknown>>;
   /** Base URL of the dispenser once the operator is running (http://127.0.0.1:<port>). */
   dispenserUrl(): Promise<string>;
+  /** Base URL of the probes port (/healthz, /readyz, /metrics) once the operator is running. */
+  probesUrl(): Promise<string>;
   /** SIGTERM and wait for a clean exit; returns the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: a crash, nothing flushed. */
@@ -97,6 +99,10 @@ export function startOperator(args: string[], options: StartOptions = {}): Opera
     async dispenserUrl() {
       const line = await eventually(async () => logs.find((l) => l.msg === "operator running"), 30_000);
       return `http://127.0.0.1:${String(line.port)}`;
+    },
+    async probesUrl() {
+      const line = await eventually(async () => logs.find((l) => l.msg === "operator running"), 30_000);
+      return `http://127.0.0.1:${String(line.probesPort)}`;
     },
     async stop() {
       if (child.exitCode !== null) return child.exitCode;

@@ -1,0 +1,604 @@
+/**
+ * src/proxy — `ALL /proxy/{namespace}/{pool}/{path}`: forwards a call to the pool's provider with
+ * a key the caller never sees. The caller authenticates with its ServiceAccount token wherever its
+ * SDK puts the API key; the proxy picks a key by the pool's strategy, injects it, and on a
+ * retryable answer (429, 5xx, 529, a refused key, a network error) reports it and tries another
+ * key, as long as nothing has been sent to the caller. Answers stream through with backpressure;
+ * token usage and rate-limit headers update the key.
+ * May import: src/api, src/pool, src/providers, src/controller (registry types), src/server, src/log.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Dispatcher } from "undici";
+import { Agent } from "undici";
+import type { PoolRegistry, PoolRuntime } from "../controller/pools.ts";
+import type { PoolRef } from "../controller/status-writer.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import type { Outcome } from "../pool/outcome.ts";
+import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
+import type { Classification, ProviderName } from "../providers/types.ts";
+import type { SessionAffinity } from "../server/affinity.ts";
+import type { Authorizer } from "../server/authorizer.ts";
+import { type DispenseResult, dispense } from "../server/dispense.ts";
+import { KeyPoolError } from "../server/errors.ts";
+import { parseDuration } from "../api/duration.ts";
+import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
+import { providerErrorBody } from "./errors.ts";
+import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } from "./headers.ts";
+import type { ProxyMetrics } from "./metrics.ts";
+import { UsageMeter } from "./usage.ts";
+
+export interface ProxyOptions {
+  registry: PoolRegistry;
+  auth: Authorizer;
+  logger: Logger;
+  clock: Clock;
+  affinity: SessionAffinity;
+  metrics?: ProxyMetrics;
+  limits: BodyLimits;
+  /** Upper bound of a caller's x-keypool-max-wait. */
+  maxWaitLimitMs: number;
+  /** How long a streaming answer may pause between chunks before the attempt counts as failed. */
+  bodyTimeoutMs?: number;
+  /** Connection pool to the providers (tests and benchmarks may pass their own). */
+  dispatcher?: Dispatcher;
+}
+
+/** The largest provider error body read to classify it; larger ones pass through unread. */
+const MAX_ERROR_BODY = 1024 * 1024;
+const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const PROXY_PATH_RE = /^\/proxy\/([^/?]+)\/([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
+const NO_BODY_METHODS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
+
+/** One attempt's answer when it is not passed through yet: an error the proxy may retry. */
+interface HeldAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** Everything one proxied call carries from step to step. */
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  ref: PoolRef;
+  /** The requested pool's provider (fallback pools must match it). */
+  provider: ProviderName | undefined;
+  path: string;
+  query: URLSearchParams;
+  caller: string;
+  startedAt: number;
+  attempts: number;
+  tried: Set<string>;
+  upstreamMs: number;
+  waitedMs: number;
+  abort: AbortController;
+  keyIds: string[];
+}
+
+/** Whether a path is the proxy's: requests under /proxy/ go to `createProxy`'s handler. */
+export function isProxyPath(url: string | undefined): boolean {
+  return url !== undefined && url.startsWith("/proxy/");
+}
+
+export function createProxy(options: ProxyOptions) {
+  const log = options.logger.child({ component: "proxy" });
+  const dispatcher =
+    options.dispatcher ??
+    new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 300_000;
+  const metrics = options.metrics;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const abort = new AbortController();
+    // The caller went away before the answer ended: stop the provider call too.
+    res.once("close", () => {
+      if (!res.writableFinished) abort.abort(new KeyPoolError("internal", "the caller disconnected"));
+    });
+    const call: Call = {
+      req,
+      res,
+      ref: { namespace: "", name: "" },
+      provider: undefined,
+      path: "",
+      query: new URLSearchParams(),
+      caller: "",
+      startedAt: performance.now(),
+      attempts: 0,
+      tried: new Set(),
+      upstreamMs: 0,
+      waitedMs: 0,
+      abort,
+      keyIds: [],
+    };
+    try {
+      const { ref, path, query } = parseProxyPath(req.url);
+      call.ref = ref;
+      call.path = path;
+      call.query = query;
+      call.provider = options.registry.get(ref)?.spec.provider;
+      const credential = callerCredential(req.headers, query);
+      query.delete("key");
+      const decision = await options.auth.check(credential.token, "use", ref.namespace, ref.name);
+      if (!decision.ok) {
+        const how =
+          decision.code === "unauthenticated"
+            ? " (send your ServiceAccount token where your SDK sends its API key: Authorization: Bearer, x-api-key or x-goog-api-key)"
+            : "";
+        throw new KeyPoolError(decision.code, `${decision.message}${how}`);
+      }
+      call.caller = decision.caller.username;
+      if (!options.registry.get(ref))
+        throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);
+      const body = await readProxyBody(req, options.limits);
+      await forward(call, body);
+    } catch (err) {
+      if (abort.signal.aborted) {
+        finish(call, "client_aborted", 499);
+        return;
+      }
+      const error = asError(err, log);
+      // Answering before the request body was read (too large, refused): the connection cannot
+      // be reused for another request, so say so rather than let the client's next one fail.
+      if (!req.complete && !res.headersSent) res.setHeader("Connection", "close");
+      writeProxyError(res, call.provider, error);
+      finish(call, error.code === "rate_limited" ? "rate_limited" : rejectedOutcome(error), error.status);
+    }
+  };
+
+  /** The attempt loop: pick a key, call, fail over while nothing reached the caller. */
+  async function forward(call: Call, body: ProxyBody): Promise<void> {
+    const first = options.registry.get(call.ref) as PoolRuntime;
+    const maxAttempts = first.spec.proxy.maxAttempts;
+    const waitUntil = call.startedAt + maxWaitMs(call.req, first, options.maxWaitLimitMs);
+    const session = headerText(call.req.headers["x-keypool-session"])?.slice(0, 256);
+    let held: HeldAnswer | undefined;
+    let lastNetworkError: Classification | undefined;
+
+    while (call.attempts < maxAttempts) {
+      let picked: DispenseResult;
+      try {
+        picked = dispense(options.registry, options.affinity, options.clock, call.ref, {
+          session,
+          holder: call.caller,
+          exclude: call.tried,
+          accept: (runtime) => runtime.spec.provider === first.spec.provider,
+        });
+      } catch (err) {
+        if (!(err instanceof KeyPoolError) || err.code !== "no_usable_key") throw err;
+        const retryAt = usableAgainAt(call.ref, options.registry, options.clock, first);
+        const now = options.clock.now();
+        const waitStart = performance.now();
+        if (retryAt !== undefined && waitStart + (retryAt - now) <= waitUntil) {
+          // A key becomes usable within maxWait: wait for it rather than fail. Keys that cooled
+          // down are fresh again, so the ones this call tried may be tried once more.
+          await sleep(Math.max(1, retryAt - now + 5), undefined, { signal: call.abort.signal });
+          const waited = performance.now() - waitStart;
+          call.waitedMs += waited;
+          metrics?.waitSeconds.observe(labels(call.ref), waited / 1000);
+          call.tried.clear();
+          continue;
+        }
+        if (held) return passThroughHeld(call, held, "exhausted");
+        if (lastNetworkError) throw networkFailure(lastNetworkError);
+        if (retryAt === undefined) throw err; // no key will come back by time: 503 no_usable_key
+        const seconds = Math.max(1, Math.ceil((retryAt - now) / 1000));
+        throw new KeyPoolError(
+          "rate_limited",
+          `Every key of KeyPool ${call.ref.namespace}/${call.ref.name} is cooling down; the first is usable again in ${seconds} s`,
+          { retryAfterSeconds: seconds },
+        );
+      }
+
+      const runtime = options.registry.get(picked.servedBy) as PoolRuntime;
+      const profile = getProvider(runtime.spec.provider);
+      call.attempts++;
+      call.tried.add(picked.keyId);
+      call.keyIds.push(picked.keyId);
+      if (call.attempts > 1) metrics?.failovers.inc(labels(call.ref));
+      const replayable = body.kind !== "streamed";
+      const url = providerUrl(runtime.spec.baseURL ?? profile.defaultBaseURL, queryPath(call));
+      const sentAt = performance.now();
+      let answer: Dispatcher.ResponseData;
+      try {
+        answer = await dispatcher.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: call.req.method as Dispatcher.HttpMethod,
+          headers: upstreamHeaders(
+            call.req.headers,
+            profile.authHeaders(picked.key),
+            body.kind === "buffered" ? body.bytes.length : body.kind === "streamed" ? body.length : undefined,
+          ),
+          body:
+            body.kind === "buffered"
+              ? body.bytes
+              : body.kind === "streamed"
+                ? Readable.from(body.take(), { objectMode: false })
+                : NO_BODY_METHODS.has(call.req.method ?? "")
+                  ? undefined
+                  : null,
+          signal: call.abort.signal,
+          headersTimeout: parseDuration(runtime.spec.proxy.timeout) ?? 600_000,
+          bodyTimeout: bodyTimeoutMs,
+        });
+      } catch (err) {
+        call.upstreamMs += performance.now() - sentAt;
+        if (call.abort.signal.aborted) {
+          reportTo(runtime, picked, { kind: "requestError", reason: "client_aborted" });
+          throw err;
+        }
+        const ownError = keyPoolErrorIn(err);
+        if (ownError) {
+          // The request body broke the limit while streaming: the request's fault, not the key's.
+          reportTo(runtime, picked, { kind: "requestError", reason: "body_too_large" });
+          throw ownError;
+        }
+        const outcome = classifyNetworkError(err);
+        reportTo(runtime, picked, outcome);
+        metrics?.attempts.inc({ ...labels(call.ref), result: outcome.kind });
+        lastNetworkError = outcome;
+        held = undefined;
+        log.debug({ pool: refText(call.ref), keyId: picked.keyId, reason: outcome.reason }, "attempt failed");
+        if (replayable) continue;
+        throw networkFailure(outcome);
+      }
+      const headersMs = performance.now() - sentAt;
+      call.upstreamMs += headersMs;
+      metrics?.upstreamSeconds.observe(labels(call.ref), headersMs / 1000);
+
+      if (answer.statusCode < 400) return streamThrough(call, runtime, picked, answer);
+      // An error: read it (bounded) to classify, then retry or pass it on.
+      const errorBody = await readBounded(answer.body, MAX_ERROR_BODY);
+      const classification = profile.classify(
+        { status: answer.statusCode, headers: answer.headers, body: errorBody.bytes.toString("utf8") },
+        options.clock.now(),
+      );
+      reportTo(runtime, picked, outcomeOf(classification));
+      metrics?.attempts.inc({ ...labels(call.ref), result: classification.kind });
+      lastNetworkError = undefined;
+      held = { status: answer.statusCode, headers: answer.headers, body: errorBody.bytes };
+      if (!errorBody.complete) {
+        // Too large to hold: pass the start and the rest through as it comes.
+        return streamThrough(call, runtime, picked, answer, errorBody.bytes, false);
+      }
+      log.debug(
+        {
+          pool: refText(call.ref),
+          keyId: picked.keyId,
+          status: answer.statusCode,
+          kind: classification.kind,
+        },
+        "attempt answered with an error",
+      );
+      if (!classification.retryable || !replayable) {
+        return passThroughHeld(call, held, classification.retryable ? "exhausted" : "upstream_error");
+      }
+    }
+    if (held) return passThroughHeld(call, held, "exhausted");
+    if (lastNetworkError) throw networkFailure(lastNetworkError);
+    throw new KeyPoolError("internal", "no attempt was made");
+  }
+
+  /** A success (or a non-retryable error too large to hold): headers now, body as it arrives. */
+  async function streamThrough(
+    call: Call,
+    runtime: PoolRuntime,
+    picked: DispenseResult,
+    answer: Dispatcher.ResponseData,
+    prefix?: Buffer,
+    success = true,
+  ): Promise<void> {
+    const { res } = call;
+    const meter = new UsageMeter(headerText(answer.headers["content-type"]));
+    const classification = getProvider(runtime.spec.provider).classify(
+      { status: answer.statusCode, headers: answer.headers },
+      options.clock.now(),
+    );
+    // The key's rate-limit headers count now, so this answer's capacity headers include them.
+    if (classification.rateLimit) runtime.engine.noteRateLimit(picked.keyId, classification.rateLimit);
+    res.writeHead(answer.statusCode, {
+      ...downstreamHeaders(answer.headers),
+      ...poolHeaders(call, runtime, picked),
+    });
+    res.flushHeaders();
+    observeAdded(call);
+    try {
+      if (prefix) await write(res, prefix);
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+        meter.push(chunk);
+        await write(res, chunk);
+      }
+      res.end();
+    } catch (err) {
+      // The caller left (abort) or the provider's stream broke: nothing can be retried now.
+      answer.body.destroy();
+      const aborted = call.abort.signal.aborted;
+      reportTo(
+        runtime,
+        picked,
+        aborted ? { kind: "requestError", reason: "client_aborted" } : classifyNetworkError(err),
+      );
+      res.destroy();
+      finish(call, aborted ? "client_aborted" : "upstream_unavailable", answer.statusCode);
+      return;
+    }
+    const tokens = meter.tokens();
+    if (tokens > 0) metrics?.tokens.inc(labels(call.ref), tokens);
+    if (success) {
+      reportTo(runtime, picked, { ...outcomeOf(classification), tokens });
+      metrics?.attempts.inc({ ...labels(call.ref), result: "success" });
+    }
+    finish(call, success ? "success" : "upstream_error", answer.statusCode);
+  }
+
+  /** An error answer the proxy held (to retry it), passed on as the provider wrote it. */
+  async function passThroughHeld(call: Call, held: HeldAnswer, outcome: string): Promise<void> {
+    const runtime = options.registry.get(call.ref) as PoolRuntime;
+    const headers = downstreamHeaders(held.headers);
+    delete headers["content-length"];
+    call.res.writeHead(held.status, {
+      ...headers,
+      ...poolHeaders(call, runtime, undefined),
+      "content-length": held.body.length,
+    });
+    observeAdded(call);
+    call.res.end(held.body);
+    finish(call, outcome, held.status);
+  }
+
+  /** The keypool headers of an answer: which key and pool served, attempts, the pool's capacity. */
+  function poolHeaders(
+    call: Call,
+    runtime: PoolRuntime,
+    picked: DispenseResult | undefined,
+  ): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = {
+      "x-keypool-attempts": String(call.attempts),
+      "x-keypool-pool": `${runtime.ref.namespace}/${runtime.ref.name}`,
+    };
+    const keyId = picked?.keyId ?? call.keyIds.at(-1);
+    if (keyId) headers["x-keypool-key-id"] = keyId;
+    if (picked && picked.servedBy.name !== call.ref.name)
+      headers["x-keypool-fallback-from"] = refText(call.ref);
+    const served = picked ? (options.registry.get(picked.servedBy) ?? runtime) : runtime;
+    const capacity = served.engine.capacity();
+    const now = options.clock.now();
+    headers["x-keypool-usable-keys"] = String(capacity.usableKeys);
+    if (capacity.requests) {
+      headers["x-ratelimit-limit-requests"] = String(capacity.requests.limit);
+      headers["x-ratelimit-remaining-requests"] = String(capacity.requests.remaining);
+      headers["x-ratelimit-reset-requests"] = resetDuration(capacity.requests.roomAtMs - now);
+    }
+    if (capacity.tokens) {
+      headers["x-ratelimit-limit-tokens"] = String(capacity.tokens.limit);
+      headers["x-ratelimit-remaining-tokens"] = String(capacity.tokens.remaining);
+      headers["x-ratelimit-reset-tokens"] = resetDuration(capacity.tokens.roomAtMs - now);
+    }
+    return headers;
+  }
+
+  function reportTo(runtime: PoolRuntime, picked: DispenseResult, outcome: Outcome): void {
+    runtime.engine.report({ leaseId: picked.leaseId }, outcome);
+    options.registry.touched(runtime.ref);
+  }
+
+  function observeAdded(call: Call): void {
+    const added = performance.now() - call.startedAt - call.upstreamMs - call.waitedMs;
+    metrics?.addedSeconds.observe(labels(call.ref), Math.max(0, added) / 1000);
+  }
+
+  /** The audit line and the request counter, once per call. */
+  function finish(call: Call, outcome: string, status: number): void {
+    // Pool labels only for pools that exist: callers choose the path, and must not choose series.
+    const pool = options.registry.get(call.ref) ? labels(call.ref) : { namespace: "", pool: "" };
+    metrics?.requests.inc({ ...pool, outcome, status: String(status) });
+    log.info(
+      {
+        audit: "proxy",
+        caller: call.caller || undefined,
+        pool: refText(call.ref),
+        method: call.req.method,
+        path: call.path.slice(0, 200),
+        keyIds: call.keyIds,
+        attempts: call.attempts,
+        status,
+        outcome,
+        ms: Math.round(performance.now() - call.startedAt),
+      },
+      "proxied",
+    );
+  }
+
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err: (err as Error).message, stack: (err as Error).stack }, "proxy failed");
+      if (!res.headersSent) writeProxyError(res, undefined, new KeyPoolError("internal", "Internal error"));
+      else res.destroy();
+    });
+  };
+}
+
+function parseProxyPath(url: string | undefined): { ref: PoolRef; path: string; query: URLSearchParams } {
+  const match = PROXY_PATH_RE.exec(url ?? "");
+  if (!match) {
+    throw new KeyPoolError(
+      "not_found",
+      "Proxy paths are /proxy/{namespace}/{pool}/{provider path}, e.g. /proxy/team-a/openai/v1/chat/completions",
+    );
+  }
+  const ref: PoolRef = { namespace: segment(match[1], "namespace"), name: segment(match[2], "pool") };
+  const path = match[3] ?? "";
+  if (path === "" || path === "/") {
+    throw new KeyPoolError(
+      "not_found",
+      `Give the provider path after /proxy/${ref.namespace}/${ref.name}/, e.g. /proxy/${ref.namespace}/${ref.name}/v1/chat/completions`,
+    );
+  }
+  return { ref, path, query: new URLSearchParams(match[4] ?? "") };
+}
+
+function segment(value: string | undefined, what: string): string {
+  let decoded = value ?? "";
+  try {
+    decoded = decodeURIComponent(decoded);
+  } catch {
+    // Left as it came; the name check below refuses it.
+  }
+  if (decoded.length > 253 || !NAME_RE.test(decoded)) {
+    throw new KeyPoolError("invalid_request", `"${decoded.slice(0, 64)}" is not a valid ${what} name`);
+  }
+  return decoded;
+}
+
+const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
+const labels = (ref: PoolRef) => ({ namespace: ref.namespace, pool: ref.name });
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function queryPath(call: Call): string {
+  const q = call.query.toString();
+  return q ? `${call.path}?${q}` : call.path;
+}
+
+/** spec.proxy.maxWait, or the caller's x-keypool-max-wait ("2.5" seconds or "500ms"), capped. */
+function maxWaitMs(req: IncomingMessage, runtime: PoolRuntime, limitMs: number): number {
+  const header = headerText(req.headers["x-keypool-max-wait"]);
+  let ms = parseDuration(runtime.spec.proxy.maxWait) ?? 5000;
+  if (header !== undefined) {
+    const asSeconds = Number(header);
+    const parsed = Number.isFinite(asSeconds) ? asSeconds * 1000 : parseDuration(header.trim());
+    if (parsed === undefined || parsed < 0) {
+      throw new KeyPoolError(
+        "invalid_request",
+        `x-keypool-max-wait must be seconds ("2.5") or a duration ("500ms", "10s"), got "${header.slice(0, 32)}"`,
+      );
+    }
+    ms = parsed;
+  }
+  return Math.min(ms, limitMs);
+}
+
+/** When the pool (or a fallback of the same provider) has a key again, by time alone. */
+function usableAgainAt(
+  ref: PoolRef,
+  registry: PoolRegistry,
+  clock: Clock,
+  first: PoolRuntime,
+): number | undefined {
+  let earliest: number | undefined;
+  const seen = new Set<string>();
+  let runtime: PoolRuntime | undefined = registry.get(ref);
+  while (runtime && !seen.has(refText(runtime.ref))) {
+    seen.add(refText(runtime.ref));
+    if (runtime === first || runtime.spec.provider === first.spec.provider) {
+      const at = runtime.engine.nextUsableAt();
+      if (at !== undefined) earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, at);
+    }
+    const next = runtime.spec.fallbackPoolRef?.name;
+    runtime = next ? registry.get({ namespace: ref.namespace, name: next }) : undefined;
+  }
+  return earliest === undefined ? undefined : Math.max(earliest, clock.now());
+}
+
+/** A KeyPoolError thrown by our own request-body stream, as undici hands it back (maybe as a cause). */
+function keyPoolErrorIn(err: unknown): KeyPoolError | undefined {
+  for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof KeyPoolError) return e;
+  }
+  return undefined;
+}
+
+function outcomeOf(c: Classification): Outcome {
+  const { retryable: _retryable, ...outcome } = c;
+  return outcome;
+}
+
+function networkFailure(c: Classification): KeyPoolError {
+  return c.reason === "timeout"
+    ? new KeyPoolError("upstream_timeout", "The provider did not answer in time on any attempt")
+    : new KeyPoolError(
+        "upstream_unavailable",
+        `The provider could not be reached (${c.reason ?? "network error"})`,
+      );
+}
+
+function rejectedOutcome(error: KeyPoolError): string {
+  if (
+    error.code === "no_usable_key" ||
+    error.code === "upstream_unavailable" ||
+    error.code === "upstream_timeout"
+  )
+    return error.code;
+  return "rejected";
+}
+
+function asError(err: unknown, log: Logger): KeyPoolError {
+  if (err instanceof KeyPoolError) return err;
+  log.error({ err: (err as Error).message, stack: (err as Error).stack }, "proxy request failed");
+  return new KeyPoolError("internal", "Internal error; it has been logged");
+}
+
+/** Writes a chunk, waiting for the caller to take it when its socket is full. */
+function write(res: ServerResponse, chunk: Buffer): Promise<void> | void {
+  if (res.destroyed) throw new Error("the caller disconnected");
+  if (res.write(chunk)) return;
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", closed);
+      resolve();
+    };
+    const closed = () => {
+      res.off("drain", done);
+      reject(new Error("the caller disconnected"));
+    };
+    res.on("drain", done);
+    res.once("close", closed);
+  });
+}
+
+/** Up to `max` bytes of a body; `complete` is false when there was more (the rest is unread). */
+async function readBounded(
+  body: Dispatcher.ResponseData["body"],
+  max: number,
+): Promise<{ bytes: Buffer; complete: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return { bytes: Buffer.concat(chunks, size), complete: true };
+    chunks.push(next.value);
+    size += next.value.length;
+    if (size > max) return { bytes: Buffer.concat(chunks, size), complete: false };
+  }
+}
+
+/** A proxy error as the caller's SDK expects it: the provider's shape, status and Retry-After. */
+export function writeProxyError(
+  res: ServerResponse,
+  provider: ProviderName | undefined,
+  error: KeyPoolError,
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(providerErrorBody(provider, error));
+  res.statusCode = error.status;
+  if (error.retryAfterSeconds !== undefined) {
+    res.setHeader("Retry-After", String(error.retryAfterSeconds));
+    res.setHeader("retry-after-ms", String(error.retryAfterSeconds * 1000));
+  }
+  if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="keypool"');
+  res.setHeader("x-keypool-error", error.code);
+  res.setHeader("Cache-Control", "no-store");
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
+}
