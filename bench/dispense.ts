@@ -9,67 +9,39 @@
  *
  * Env: BENCH_SECONDS (default 5), BENCH_CONNECTIONS (default 32), BENCH_ROUNDS (default 3).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { open, writeFile } from "node:fs/promises";
-import { availableParallelism, tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CustomObjectsApi, RbacAuthorizationV1Api } from "@kubernetes/client-node";
-import autocannon from "autocannon";
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../src/api/keypool.ts";
 import { freePort } from "../test/support/control-plane/control-plane.ts";
 import { eventually } from "../test/support/eventually.ts";
-import { benchControlPlane } from "./support.ts";
+import {
+  benchControlPlane,
+  benchOperator,
+  benchPool,
+  clientToken,
+  load as loadWith,
+  median,
+  onCore,
+  pinned,
+  type Result,
+  repeat,
+} from "./support.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-
-/** The run with the median throughput, and median latencies across runs. */
-function median(results: Result[]): Result {
-  const mid = <T>(values: T[], by: (v: T) => number) =>
-    [...values].sort((a, b) => by(a) - by(b))[values.length >> 1] as T;
-  return {
-    rps: mid(results, (r) => r.rps).rps,
-    p50: mid(results, (r) => r.p50).p50,
-    p99: mid(results, (r) => r.p99).p99,
-    errors: results.reduce((n, r) => n + r.errors, 0),
-    non2xx: results.reduce((n, r) => n + r.non2xx, 0),
-  };
-}
-
-async function repeat(run: () => Promise<Result>): Promise<Result[]> {
-  const out: Result[] = [];
-  for (let i = 0; i < ROUNDS; i++) out.push(await run());
-  return out;
-}
 const NS = "bench";
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-interface Result {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
-}
-
-async function load(url: string, headers: Record<string, string>, overallRate?: number): Promise<Result> {
-  const result = await autocannon({
-    url,
+const load = (url: string, headers: Record<string, string>, overallRate?: number) =>
+  loadWith(url, {
     headers,
     connections: CONNECTIONS,
-    duration: SECONDS,
+    seconds: SECONDS,
     ...(overallRate ? { overallRate } : {}),
   });
-  return {
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-  };
-}
 
 /** A bare node:http server in its own process, answering `body` to every request. */
 async function bareServer(body: string) {
@@ -82,123 +54,31 @@ async function bareServer(body: string) {
       res.end(body);
     }).listen(${port}, "127.0.0.1", () => process.stdout.write("ready\\n"));
   `;
-  const child = spawn(...onServerCore(process.execPath, ["-e", code]), {
+  const child = spawn(...onCore(0, process.execPath, ["-e", code]), {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await once(child.stdout, "data");
   return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
 }
 
-/**
- * With taskset available and 2+ cores, each server under test runs on core 0 and this process
- * (the load generator) on core 1, so they do not preempt each other and latency percentiles
- * measure the server, not the scheduler. Same placement for the bare server and keypool.
- */
-const pinned = (() => {
-  try {
-    if (availableParallelism() < 2) return false;
-    execFileSync("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-function onServerCore(command: string, args: string[]): [string, string[]] {
-  return pinned ? ["taskset", ["-c", "0", command, ...args]] : [command, args];
-}
-
 const { plane, kc, core } = await benchControlPlane(NS, log);
 try {
-  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-  await core.createNamespacedSecret({
-    namespace: NS,
-    body: {
-      metadata: { name: "keys", labels: { "keypool.dev/secret": "true" } },
-      stringData: Object.fromEntries(
-        Array.from({ length: 10 }, (_, i) => [`k${i}`, `sk-bench-dispense-${i}-${"z".repeat(32)}`]),
-      ),
-    },
-  });
-  await eventually(() =>
-    kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: NS,
-      plural: PLURAL,
-      body: {
-        apiVersion: API_VERSION,
-        kind: KIND,
-        metadata: { name: "pool" },
-        spec: {
-          provider: "openai",
-          strategy: "RoundRobin",
-          keys: [{ secretRef: { name: "keys" } }],
-          leases: { duration: "5s" },
-        },
-      },
-    }),
+  await benchPool(
+    kc,
+    core,
+    NS,
+    "pool",
+    Array.from({ length: 10 }, (_, i) => `sk-bench-dispense-${i}-${"z".repeat(32)}`),
+    { provider: "openai", strategy: "RoundRobin", leases: { duration: "5s" } },
   );
-  await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: "client" } } });
-  await rbac.createNamespacedRole({
-    namespace: NS,
-    body: {
-      metadata: { name: "use-pool" },
-      rules: [{ apiGroups: [GROUP], resources: [PLURAL], verbs: ["use"], resourceNames: ["pool"] }],
-    },
-  });
-  await rbac.createNamespacedRoleBinding({
-    namespace: NS,
-    body: {
-      metadata: { name: "use-pool" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "use-pool" },
-      subjects: [{ kind: "ServiceAccount", name: "client", namespace: NS }],
-    },
-  });
-  const token = (
-    await core.createNamespacedServiceAccountToken({
-      namespace: NS,
-      name: "client",
-      body: { spec: { audiences: ["keypool"], expirationSeconds: 3600 } },
-    })
-  ).status?.token as string;
-
-  // Info level: every dispense writes its audit line, as in production. The lines go to a file
-  // (as they would go to the container runtime), not through this process, which is busy
-  // generating load. BENCH_PROFILE=dir writes a CPU profile of the operator there.
-  const port = await freePort();
-  const probesPort = await freePort();
-  const logPath = join(tmpdir(), `keypool-bench-dispense-${process.pid}.log`);
-  const logFile = await open(logPath, "w");
-  const operator = spawn(
-    ...onServerCore(process.execPath, [
-      "src/main.ts",
-      "operator",
-      "--kubeconfig",
-      plane.kubeconfigPath,
-      "--no-probes",
-      "--port",
-      String(port),
-      "--address",
-      "127.0.0.1",
-      "--probes-port",
-      String(probesPort),
-      "--probes-address",
-      "127.0.0.1",
-      // BENCH_AUTH=none measures the dispenser without auth, to see what auth costs.
-      ...(process.env.BENCH_AUTH === "none" ? ["--auth", "none"] : []),
-    ]),
-    {
-      stdio: ["ignore", logFile.fd, logFile.fd],
-      env: {
-        ...process.env,
-        ...(process.env.BENCH_PROFILE
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` }
-          : {}),
-      },
-    },
+  const token = await clientToken(kc, core, NS, ["pool"]);
+  // BENCH_AUTH=none measures the dispenser without auth, to see what auth costs.
+  const operator = await benchOperator(
+    plane,
+    "dispense",
+    process.env.BENCH_AUTH === "none" ? ["--auth", "none"] : [],
   );
-  await logFile.close();
-  const base = `http://127.0.0.1:${port}`;
+  const base = operator.url;
   const keyUrl = `${base}/v1/pools/${NS}/pool/key`;
   const headers = { authorization: `Bearer ${token}` };
   // Warm the auth cache and check the answer.
@@ -220,19 +100,18 @@ try {
     rounds.push({ bare: await load(bare.url, headers), keypool: await load(keyUrl, headers) });
   const barePeak = median(rounds.map((r) => r.bare));
   const peak = median(rounds.map((r) => r.keypool));
-  const bareHalf = median(await repeat(() => load(bare.url, headers, Math.round(barePeak.rps / 2))));
-  const half = median(await repeat(() => load(keyUrl, headers, Math.round(peak.rps / 2))));
+  const bareHalf = median(await repeat(ROUNDS, () => load(bare.url, headers, Math.round(barePeak.rps / 2))));
+  const half = median(await repeat(ROUNDS, () => load(keyUrl, headers, Math.round(peak.rps / 2))));
   bare.stop();
-  const authMetrics = (await (await fetch(`http://127.0.0.1:${probesPort}/metrics`)).text())
+  const authMetrics = (await (await fetch(operator.metricsUrl)).text())
     .split("\n")
     .filter((l) =>
       /^keypool_(auth_requests_total|nodejs_eventloop_lag_(p50|p99|max)_seconds|nodejs_gc_duration_seconds_(sum|count))/.test(
         l,
       ),
     );
-  operator.kill("SIGTERM");
-  await once(operator, "exit");
-  log(`operator log: ${logPath}`);
+  await operator.stop();
+  log(`operator log: ${operator.logPath}`);
 
   const row = (name: string, p: Result, h: Result) =>
     `${name.padEnd(34)}${p.rps.toFixed(0).padStart(9)}  ${String(h.p50).padStart(7)}  ${String(h.p99).padStart(7)}  ${String(p.errors + p.non2xx + h.errors + h.non2xx).padStart(6)}`;

@@ -1,9 +1,17 @@
 /** Helpers shared by the benchmarks. */
-import { execFile } from "node:child_process";
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
-import { GROUP, PLURAL } from "../src/api/keypool.ts";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { open } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import { setTimeout as sleep } from "node:timers/promises";
+import autocannon from "autocannon";
+import { Pool } from "undici";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../src/api/keypool.ts";
 import { ensureBinaries } from "../test/support/control-plane/build.ts";
-import { ControlPlane } from "../test/support/control-plane/control-plane.ts";
+import { ControlPlane, freePort } from "../test/support/control-plane/control-plane.ts";
+import { eventually } from "../test/support/eventually.ts";
 
 /** Runs the harness's kubectl against `plane` as admin; throws with stderr on failure. */
 export function kubectlAt(plane: ControlPlane, args: string[]): Promise<string> {
@@ -30,4 +38,273 @@ export async function benchControlPlane(namespace: string, log: (line: string) =
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   return { plane, kc, core };
+}
+
+/** One load run: throughput, latency percentiles (ms) and failures. */
+export interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+/** The run with the median throughput, and median latencies across runs. */
+export function median(results: Result[]): Result {
+  const mid = <T>(values: T[], by: (v: T) => number) =>
+    [...values].sort((a, b) => by(a) - by(b))[values.length >> 1] as T;
+  return {
+    rps: mid(results, (r) => r.rps).rps,
+    p50: mid(results, (r) => r.p50).p50,
+    p99: mid(results, (r) => r.p99).p99,
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    non2xx: results.reduce((n, r) => n + r.non2xx, 0),
+  };
+}
+
+export async function repeat(rounds: number, run: () => Promise<Result>): Promise<Result[]> {
+  const out: Result[] = [];
+  for (let i = 0; i < rounds; i++) out.push(await run());
+  return out;
+}
+
+export interface LoadOptions {
+  headers: Record<string, string>;
+  method?: "GET" | "POST";
+  body?: string;
+  connections: number;
+  seconds: number;
+  /** Requests per second across all connections; as fast as it goes when absent. */
+  overallRate?: number;
+}
+
+/** autocannon against `url` (latencies in whole milliseconds: its histogram's unit). */
+export async function load(url: string, o: LoadOptions): Promise<Result> {
+  const result = await autocannon({
+    url,
+    headers: o.headers,
+    method: o.method ?? "GET",
+    ...(o.body !== undefined ? { body: o.body } : {}),
+    connections: o.connections,
+    duration: o.seconds,
+    ...(o.overallRate ? { overallRate: o.overallRate } : {}),
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+/**
+ * With taskset available and 2+ cores, each server under test runs on core 0 and this process
+ * (the load generator) on core 1, so they do not preempt each other and latency percentiles
+ * measure the server, not the scheduler.
+ */
+export const pinned = (() => {
+  try {
+    if (availableParallelism() < 2) return false;
+    execFileSync("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** `command args` on `core` (0: servers under test, 1: the load generator and its helpers). */
+export function onCore(core: 0 | 1, command: string, args: string[]): [string, string[]] {
+  return pinned ? ["taskset", ["-c", String(core), command, ...args]] : [command, args];
+}
+
+/** A KeyPool `name` in `namespace` (the spec's keys come from Secret `<name>-keys`, created here). */
+export async function benchPool(
+  kc: KubeConfig,
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  keys: string[],
+  spec: Record<string, unknown>,
+): Promise<void> {
+  await core.createNamespacedSecret({
+    namespace,
+    body: {
+      metadata: { name: `${name}-keys`, labels: { "keypool.dev/secret": "true" } },
+      stringData: Object.fromEntries(keys.map((k, i) => [`k${i}`, k])),
+    },
+  });
+  await eventually(() =>
+    kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: PLURAL,
+      body: {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name },
+        spec: { ...spec, keys: [{ secretRef: { name: `${name}-keys` } }] },
+      },
+    }),
+  );
+}
+
+/** A ServiceAccount `client` allowed to `use` `pools`, and a token of it with audience keypool. */
+export async function clientToken(
+  kc: KubeConfig,
+  core: CoreV1Api,
+  namespace: string,
+  pools: string[],
+): Promise<string> {
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: "client" } } });
+  await rbac.createNamespacedRole({
+    namespace,
+    body: {
+      metadata: { name: "use-pool" },
+      rules: [{ apiGroups: [GROUP], resources: [PLURAL], verbs: ["use"], resourceNames: pools }],
+    },
+  });
+  await rbac.createNamespacedRoleBinding({
+    namespace,
+    body: {
+      metadata: { name: "use-pool" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "use-pool" },
+      subjects: [{ kind: "ServiceAccount", name: "client", namespace }],
+    },
+  });
+  const res = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: "client",
+    body: { spec: { audiences: ["keypool"], expirationSeconds: 3600 } },
+  });
+  return res.status?.token as string;
+}
+
+/**
+ * `keypool operator` on the server core, at info level (every request writes its audit line, as
+ * in production) with its log in a file (as it would go to the container runtime), not through
+ * the load generator. BENCH_PROFILE=dir writes a CPU profile of it there.
+ */
+export async function benchOperator(plane: ControlPlane, name: string, extraArgs: string[] = []) {
+  const port = await freePort();
+  const probesPort = await freePort();
+  const logPath = join(tmpdir(), `keypool-bench-${name}-${process.pid}.log`);
+  const logFile = await open(logPath, "w");
+  const child = spawn(
+    ...onCore(0, process.execPath, [
+      // BENCH_NODE_FLAGS: node flags for the operator (--trace-gc, --max-semi-space-size=...).
+      ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+      "src/main.ts",
+      "operator",
+      "--kubeconfig",
+      plane.kubeconfigPath,
+      "--no-probes",
+      "--port",
+      String(port),
+      "--address",
+      "127.0.0.1",
+      "--probes-port",
+      String(probesPort),
+      "--probes-address",
+      "127.0.0.1",
+      ...extraArgs,
+    ]),
+    {
+      stdio: ["ignore", logFile.fd, logFile.fd],
+      env: {
+        ...process.env,
+        ...(process.env.BENCH_PROFILE
+          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` }
+          : {}),
+      },
+    },
+  );
+  await logFile.close();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    metricsUrl: `http://127.0.0.1:${probesPort}/metrics`,
+    logPath,
+    async stop() {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    },
+  };
+}
+
+/** Latencies of a paced run, in milliseconds with microsecond resolution. */
+export interface PacedResult {
+  rps: number;
+  /** Time to response headers. */
+  headersP50: number;
+  headersP99: number;
+  /** Time to the end of the body. */
+  p50: number;
+  p99: number;
+  failures: number;
+}
+
+const percentile = (sorted: Float64Array, p: number) =>
+  sorted.length === 0
+    ? Number.NaN
+    : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number);
+
+/**
+ * Requests at a fixed rate (open loop), each timed from when it was due, not when it went out,
+ * so a stalled server is charged for the requests queued behind it. autocannon's histogram
+ * counts whole milliseconds; proxy overheads are fractions of one.
+ */
+export async function paced(
+  url: string,
+  o: { headers: Record<string, string>; body: string; rate: number; seconds: number; connections: number },
+): Promise<PacedResult> {
+  const pool = new Pool(new URL(url).origin, { connections: o.connections, pipelining: 1 });
+  const { pathname, search } = new URL(url);
+  const total = Math.round(o.rate * o.seconds);
+  const intervalMs = 1000 / o.rate;
+  const headersMs = new Float64Array(total);
+  const endMs = new Float64Array(total);
+  let failures = 0;
+  const started = performance.now();
+  const inFlight: Array<Promise<void>> = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + i * intervalMs;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    inFlight.push(
+      (async () => {
+        try {
+          const res = await pool.request({
+            path: `${pathname}${search}`,
+            method: "POST",
+            headers: { ...o.headers, "content-type": "application/json" },
+            body: o.body,
+          });
+          headersMs[i] = performance.now() - due;
+          await res.body.dump({ limit: Number.POSITIVE_INFINITY });
+          endMs[i] = performance.now() - due;
+          if (res.statusCode !== 200) failures++;
+        } catch {
+          failures++;
+          headersMs[i] = Number.NaN;
+          endMs[i] = Number.NaN;
+        }
+      })(),
+    );
+  }
+  await Promise.all(inFlight);
+  const elapsed = (performance.now() - started) / 1000;
+  await pool.close();
+  const clean = (a: Float64Array) => a.filter((v) => !Number.isNaN(v)).sort();
+  const h = clean(headersMs);
+  const e = clean(endMs);
+  return {
+    rps: total / elapsed,
+    headersP50: percentile(h, 0.5),
+    headersP99: percentile(h, 0.99),
+    p50: percentile(e, 0.5),
+    p99: percentile(e, 0.99),
+    failures,
+  };
 }

@@ -1,0 +1,195 @@
+/**
+ * npm run bench:proxy — what the provider proxy costs: the same chat-completion calls, plain and
+ * streamed, sent directly to a fake OpenAI server and through `keypool operator`'s proxy (with
+ * Kubernetes auth, warm cache) to that same server, in the same run.
+ *
+ * - peak: requests per second as fast as it goes (autocannon, closed loop);
+ * - moderate load: a fixed request rate (open loop), p50/p99 to response headers and to the end of
+ *   the body, with microsecond resolution; the proxy's added latency is proxied minus direct.
+ *
+ * The operator runs on core 0; the fake provider and the load generator share core 1, for both
+ * the direct and the proxied calls. Rounds alternate between direct and proxied; medians are
+ * reported.
+ *
+ * Env: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_PLAIN_RATE (500),
+ * BENCH_STREAM_RATE (100), BENCH_PROFILE (dir: CPU profile of the operator).
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import {
+  benchControlPlane,
+  benchOperator,
+  benchPool,
+  clientToken,
+  load,
+  median,
+  onCore,
+  type PacedResult,
+  paced,
+  pinned,
+  type Result,
+} from "./support.ts";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const PLAIN_RATE = Number(process.env.BENCH_PLAIN_RATE ?? 500);
+const STREAM_RATE = Number(process.env.BENCH_STREAM_RATE ?? 100);
+const NS = "bench";
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const KEYS = Array.from({ length: 10 }, (_, i) => `sk-bench-proxy-${i}-${"q".repeat(32)}`);
+const PLAIN = JSON.stringify({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "Say hello in a short sentence." }],
+});
+const STREAM = JSON.stringify({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "Say hello in a short sentence." }],
+  stream: true,
+  stream_options: { include_usage: true },
+});
+
+async function fakeUpstream() {
+  const child = spawn(...onCore(1, process.execPath, ["bench/fake-upstream.ts", ...KEYS]), {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const [line] = (await once(createInterface({ input: child.stdout }), "line")) as [string];
+  return { url: line.trim(), stop: () => child.kill("SIGTERM") };
+}
+
+const medianPaced = (runs: PacedResult[]): PacedResult => {
+  const mid = (by: (r: PacedResult) => number) =>
+    [...runs].map(by).sort((a, b) => a - b)[runs.length >> 1] as number;
+  return {
+    rps: mid((r) => r.rps),
+    headersP50: mid((r) => r.headersP50),
+    headersP99: mid((r) => r.headersP99),
+    p50: mid((r) => r.p50),
+    p99: mid((r) => r.p99),
+    failures: runs.reduce((n, r) => n + r.failures, 0),
+  };
+};
+
+const { plane, kc, core } = await benchControlPlane(NS, log);
+const upstream = await fakeUpstream();
+try {
+  await benchPool(kc, core, NS, "pool", KEYS, {
+    provider: "openai",
+    baseURL: upstream.url,
+    strategy: "RoundRobin",
+    health: { probeInterval: "1h" },
+  });
+  const token = await clientToken(kc, core, NS, ["pool"]);
+  const operator = await benchOperator(plane, "proxy");
+  const target = {
+    direct: { url: `${upstream.url}/v1/chat/completions`, headers: { authorization: `Bearer ${KEYS[0]}` } },
+    proxy: {
+      url: `${operator.url}/proxy/${NS}/pool/v1/chat/completions`,
+      headers: { authorization: `Bearer ${token}` },
+    },
+  };
+  // Wait for the pool and warm the auth cache.
+  for (;;) {
+    const res = await fetch(target.proxy.url, {
+      method: "POST",
+      headers: { ...target.proxy.headers, "content-type": "application/json" },
+      body: PLAIN,
+    }).catch(() => undefined);
+    if (res?.status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  log(`warming up; ${SECONDS} s per run, ${ROUNDS} rounds`);
+
+  const peak = (t: keyof typeof target, body: string) =>
+    load(t === "direct" ? target.direct.url : target.proxy.url, {
+      headers: { ...target[t].headers, "content-type": "application/json" },
+      method: "POST",
+      body,
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+    });
+  const steady = (t: keyof typeof target, body: string, rate: number) =>
+    paced(target[t].url, {
+      headers: target[t].headers,
+      body,
+      rate,
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+    });
+
+  await peak("direct", PLAIN);
+  await peak("proxy", PLAIN);
+  const peaks: Record<string, Result[]> = {
+    directPlain: [],
+    proxyPlain: [],
+    directStream: [],
+    proxyStream: [],
+  };
+  const steadies: Record<string, PacedResult[]> = {
+    directPlain: [],
+    proxyPlain: [],
+    directStream: [],
+    proxyStream: [],
+  };
+  for (let r = 0; r < ROUNDS; r++) {
+    peaks.directPlain?.push(await peak("direct", PLAIN));
+    peaks.proxyPlain?.push(await peak("proxy", PLAIN));
+    peaks.directStream?.push(await peak("direct", STREAM));
+    peaks.proxyStream?.push(await peak("proxy", STREAM));
+    steadies.directPlain?.push(await steady("direct", PLAIN, PLAIN_RATE));
+    steadies.proxyPlain?.push(await steady("proxy", PLAIN, PLAIN_RATE));
+    steadies.directStream?.push(await steady("direct", STREAM, STREAM_RATE));
+    steadies.proxyStream?.push(await steady("proxy", STREAM, STREAM_RATE));
+  }
+  const metrics = (await (await fetch(operator.metricsUrl)).text())
+    .split("\n")
+    .filter((l) =>
+      /^keypool_proxy_(requests_total|failovers_total|added_latency_seconds_(sum|count))|^keypool_nodejs_eventloop_lag_(p50|p99|max)_seconds/.test(
+        l,
+      ),
+    );
+  await operator.stop();
+  log(`operator log: ${operator.logPath}`);
+
+  const f = (n: number) => n.toFixed(2).padStart(8);
+  console.log(
+    `\nnode ${process.version}, ${SECONDS} s per run, medians of ${ROUNDS} alternating rounds${pinned ? ", operator on core 0, fake provider and load on core 1" : ""}`,
+  );
+  console.log(`\npeak throughput (${CONNECTIONS} connections, as fast as it goes)`);
+  console.log(
+    `${"".padEnd(28)}${"direct rps".padStart(12)}${"proxy rps".padStart(12)}${"ratio".padStart(8)}`,
+  );
+  for (const kind of ["Plain", "Stream"] as const) {
+    const d = median(peaks[`direct${kind}`] ?? []);
+    const p = median(peaks[`proxy${kind}`] ?? []);
+    console.log(
+      `${(kind === "Plain" ? "chat completion" : "chat completion, streamed").padEnd(28)}${d.rps.toFixed(0).padStart(12)}${p.rps.toFixed(0).padStart(12)}${(p.rps / d.rps).toFixed(2).padStart(8)}   errors ${d.errors + d.non2xx + p.errors + p.non2xx}`,
+    );
+  }
+  console.log(`\nlatency at a moderate fixed rate (ms; plain ${PLAIN_RATE}/s, streamed ${STREAM_RATE}/s)`);
+  console.log(
+    `${"".padEnd(28)}${"".padEnd(10)}${"hdr p50".padStart(8)}${"hdr p99".padStart(8)}${"end p50".padStart(8)}${"end p99".padStart(8)}`,
+  );
+  for (const kind of ["Plain", "Stream"] as const) {
+    const d = medianPaced(steadies[`direct${kind}`] ?? []);
+    const p = medianPaced(steadies[`proxy${kind}`] ?? []);
+    const name = kind === "Plain" ? "chat completion" : "chat completion, streamed";
+    console.log(
+      `${name.padEnd(28)}${"direct".padEnd(10)}${f(d.headersP50)}${f(d.headersP99)}${f(d.p50)}${f(d.p99)}`,
+    );
+    console.log(
+      `${"".padEnd(28)}${"proxy".padEnd(10)}${f(p.headersP50)}${f(p.headersP99)}${f(p.p50)}${f(p.p99)}`,
+    );
+    console.log(
+      `${"".padEnd(28)}${"added".padEnd(10)}${f(p.headersP50 - d.headersP50)}${f(p.headersP99 - d.headersP99)}${f(p.p50 - d.p50)}${f(p.p99 - d.p99)}   failures ${d.failures + p.failures}`,
+    );
+  }
+  console.log("aim: added p50 < 1 ms, added p99 < 3 ms at moderate load");
+  console.log(`operator during the runs:\n  ${metrics.join("\n  ")}`);
+} finally {
+  upstream.stop();
+  await plane.stop();
+}
+process.exit(0);
