@@ -224,9 +224,9 @@ describe("two operator replicas with leader election", () => {
 
 describe("the least-privilege RBAC in deploy/", () => {
   it("is enough: a ServiceAccount bound only to it runs the operator, and the Secret cache holds only labelled Secrets", async () => {
-    // Install deploy/rbac.yaml as it is (namespace keypool-system), then act as its ServiceAccount.
+    // Install deploy/base/rbac.yaml as it is (namespace keypool-system), then act as its ServiceAccount.
     await kubectl(["create", "namespace", "keypool-system"]);
-    const rbac = await readFile("deploy/rbac.yaml", "utf8");
+    const rbac = await readFile("deploy/base/rbac.yaml", "utf8");
     const { code, stderr } = await kubectl(["apply", "-f", "-"], { input: rbac });
     expect(code, stderr).toBe(0);
     expect(parseAllDocuments(rbac).length).toBeGreaterThan(3);

@@ -51,14 +51,18 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** false: stop keeping log lines once the operator runs (benchmarks: audit lines at load). */
   retainLogs?: boolean;
+  /** The script to run instead of src/main.ts (the image layout's bin/keypool.js), and its cwd. */
+  entry?: string;
+  cwd?: string;
 }
 
 export function startOperator(args: string[], options: StartOptions = {}): OperatorProcess {
   const env = options.env ?? {};
   const child = spawn(
     process.execPath,
-    [MAIN, "operator", ...LOOPBACK_PORTS, "--log-level", "debug", ...args],
+    [options.entry ?? MAIN, "operator", ...LOOPBACK_PORTS, "--log-level", "debug", ...args],
     {
+      ...(options.cwd ? { cwd: options.cwd } : {}),
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, KUBERNETES_SERVICE_HOST: "", ...env },
     },

@@ -1,0 +1,154 @@
+/**
+ * Every manifest a user applies, checked by the real API server: the kustomize builds of deploy/
+ * (the base and its variants) and every file in examples/ go through a server-side dry-run, which
+ * runs the API server's validation, defaulting and admission without storing anything. The
+ * Deployment is also held to the security and availability settings the README promises.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { installKeyPoolCrd } from "../support/crd.ts";
+import { adminKubeConfig, createTestNamespace, kubectl } from "../support/kube.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const VARIANTS = ["deploy", "deploy/namespaced", "deploy/monitoring"];
+
+/**
+ * The Prometheus Operator's ServiceMonitor CRD is not part of this project: a stand-in with the
+ * same group, version and kind (and an open schema) lets the API server take the ServiceMonitor
+ * of deploy/monitoring/ through a dry-run. Its fields are checked by the assertions below.
+ */
+const SERVICE_MONITOR_CRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: { plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
+`;
+
+async function build(dir: string): Promise<string> {
+  const res = await kubectl(["kustomize", join(ROOT, dir)]);
+  expect(res.code, res.stderr).toBe(0);
+  return res.stdout;
+}
+
+const objects = (yaml: string) =>
+  parseAllDocuments(yaml)
+    .map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string }; spec?: unknown })
+    .filter(Boolean);
+
+beforeAll(async () => {
+  await installKeyPoolCrd();
+  // Namespaced objects need their namespace to exist, even in a dry-run.
+  for (const ns of ["keypool-system", "team-a"]) await kubectl(["create", "namespace", ns]);
+  const crd = await kubectl(["apply", "-f", "-"], { input: SERVICE_MONITOR_CRD });
+  expect(crd.code, crd.stderr).toBe(0);
+  await kubectl(["wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"]);
+});
+
+describe("deploy/ passes a server-side dry-run", () => {
+  it.each(VARIANTS)("kubectl apply -k %s", async (dir) => {
+    const yaml = await build(dir);
+    for (const mode of ["client", "server"]) {
+      const res = await kubectl(["apply", `--dry-run=${mode}`, "-f", "-"], { input: yaml });
+      expect(res.code, `${mode}: ${res.stderr}`).toBe(0);
+      expect(res.stdout.trim().split("\n").length).toBe(objects(yaml).length);
+    }
+  });
+
+  it("the namespaced variant has no cluster-wide access to Secrets or KeyPools", async () => {
+    const list = objects(await build("deploy/namespaced"));
+    const clusterRoles = list.filter((o) => o.kind === "ClusterRole").map((o) => o.metadata.name);
+    expect(clusterRoles).toEqual(["keypool-operator-auth"]);
+    const role = list.find((o) => o.kind === "Role" && o.metadata.namespace === "team-a");
+    expect(JSON.stringify(role)).toContain("secrets");
+    const deployment = JSON.stringify(list.find((o) => o.kind === "Deployment"));
+    expect(deployment).toContain("--namespaces=team-a");
+  });
+});
+
+describe("the Deployment", () => {
+  it("runs two replicas with leader election, probes, limits and a locked-down security context", async () => {
+    const list = objects(await build("deploy"));
+    expect(list.map((o) => o.kind).sort()).toEqual(
+      [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Namespace",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "ServiceAccount",
+      ].sort(),
+    );
+    const deployment = list.find((o) => o.kind === "Deployment") as unknown as {
+      spec: {
+        replicas: number;
+        template: {
+          spec: {
+            securityContext: Record<string, unknown>;
+            containers: Array<Record<string, unknown> & { securityContext: Record<string, unknown> }>;
+          };
+        };
+      };
+    };
+    expect(deployment.spec.replicas).toBe(2);
+    const pod = deployment.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    const [container] = pod.containers;
+    expect(container?.args).toEqual(expect.arrayContaining(["operator", "--leader-elect"]));
+    expect(container?.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(container?.livenessProbe).toMatchObject({ httpGet: { path: "/healthz", port: "probes" } });
+    expect(container?.readinessProbe).toMatchObject({ httpGet: { path: "/readyz", port: "probes" } });
+    expect(container?.resources).toMatchObject({
+      requests: { cpu: expect.any(String), memory: expect.any(String) },
+    });
+    expect((container?.resources as { limits: object }).limits).toHaveProperty("memory");
+
+    const policy = list.find((o) => o.kind === "NetworkPolicy") as unknown as {
+      spec: { ingress: Array<{ ports: Array<{ port: string }> }> };
+    };
+    expect(policy.spec.ingress.flatMap((i) => i.ports.map((p) => p.port))).toEqual(["http"]);
+    const monitoring = objects(await build("deploy/monitoring"));
+    expect(JSON.stringify(monitoring.find((o) => o.kind === "ServiceMonitor"))).toContain('"port":"probes"');
+  });
+});
+
+describe("examples/ passes a server-side dry-run", () => {
+  it("every file", async () => {
+    const ns = await createTestNamespace(adminKubeConfig(), "examples");
+    const files = (await readdir(join(ROOT, "examples"))).filter((f) => /\.ya?ml$/.test(f));
+    expect(files.length).toBeGreaterThanOrEqual(6);
+    for (const file of files) {
+      const yaml = await readFile(join(ROOT, "examples", file), "utf8");
+      const res = await kubectl(["apply", "--dry-run=server", "-n", ns, "-f", "-"], { input: yaml });
+      expect(res.code, `${file}: ${res.stderr}`).toBe(0);
+      expect(res.stdout, file).toContain("(server dry run)");
+    }
+  });
+});
