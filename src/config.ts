@@ -26,21 +26,18 @@ const flag = z.union([
 ]);
 
 /** A size such as "4mb", "512kb" or a number of bytes. */
-const size = (description: string) =>
-  z
-    .union([z.number(), z.string()])
-    .transform((value, ctx) => {
-      const parsed = bytes.parse(value);
-      if (parsed === null || !Number.isFinite(parsed) || parsed < 1) {
-        ctx.addIssue({
-          code: "custom",
-          message: 'must be a size such as "4mb", "512kb" or a number of bytes',
-        });
-        return z.NEVER;
-      }
-      return parsed;
-    })
-    .describe(description);
+const size = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const parsed = bytes.parse(value);
+    if (parsed === null || !Number.isFinite(parsed) || parsed < 1) {
+      ctx.addIssue({
+        code: "custom",
+        message: 'must be a size such as "4mb", "512kb" or a number of bytes',
+      });
+      return z.NEVER;
+    }
+    return parsed;
+  });
 
 /** Fields both commands have. */
 const common = {
@@ -52,10 +49,12 @@ const common = {
     .regex(NAMESPACE_RE)
     .default("default")
     .describe("Namespace of compat-API pools for callers without one (not ServiceAccounts, or no auth)."),
-  proxyMaxBody: size("Largest request body the proxy forwards (larger: 413).").default(32 * 1024 * 1024),
-  proxyRetryBody: size(
-    "Request bodies up to this size are held so a failed attempt can move to another key; larger ones are streamed once, without retry.",
-  ).default(4 * 1024 * 1024),
+  proxyMaxBody: size().prefault("32mb").describe("Largest request body the proxy forwards (larger: 413)."),
+  proxyRetryBody: size()
+    .prefault("4mb")
+    .describe(
+      "Request bodies up to this size are held so a failed attempt can move to another key; larger ones are streamed once, without retry.",
+    ),
   proxyMaxWaitLimit: duration(
     "Most a caller may ask the proxy to wait for a usable key (x-keypool-max-wait).",
     {
@@ -248,7 +247,11 @@ function flagsHelp(schema: z.ZodObject, flags: Record<string, { flag: string; bo
       const shown =
         def === undefined || (Array.isArray(def) && def.length === 0) ? "" : ` (default ${String(def)})`;
       const label = `--${name}${boolean ? "" : " <value>"}`;
-      return `  ${label.padEnd(36)}${fieldSchema.description ?? ""}${shown}\n  ${"".padEnd(36)}env ${envName(name)}`;
+      // .default() wraps the described schema: its description is on the inner type.
+      const inner = (fieldSchema as unknown as { _zod: { def: { innerType?: z.ZodType } } })._zod.def
+        .innerType;
+      const description = fieldSchema.description ?? inner?.description ?? "";
+      return `  ${label.length >= 36 ? `${label} ` : label.padEnd(36)}${description}${shown}\n  ${"".padEnd(36)}env ${envName(name)}`;
     })
     .join("\n");
 }
