@@ -20,7 +20,7 @@ const DIALECTS: Readonly<Record<FakeProviderName, Dialect>> = {
   google: googleDialect,
 };
 
-/** Starts a fake `name` server on 127.0.0.1 and a free port, with `keys` scripted. */
+/** Starts a fake `name` server on 127.0.0.1 and a free port (see FakeOptions), with `keys` scripted. */
 export function startFakeProvider(
   name: FakeProviderName,
   keys?: Record<string, KeyBehaviour>,

@@ -221,7 +221,13 @@ async function serve(ctx: {
   });
 }
 
-/** Starts a fake speaking `dialect` on 127.0.0.1 and a free port. */
+/** The host part of the fake's URL: loopback for the wildcard addresses, brackets around IPv6. */
+function urlHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+/** Starts a fake speaking `dialect` on 127.0.0.1 and a free port (or `options.host` and `options.port`). */
 export async function startServer(
   dialect: Dialect,
   keys: Record<string, KeyBehaviour> = {},
@@ -267,13 +273,14 @@ export async function startServer(
     });
   });
 
-  server.listen(0, "127.0.0.1");
+  const host = options.host ?? "127.0.0.1";
+  server.listen(options.port ?? 0, host);
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
 
   return {
     name: dialect.name,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${urlHost(host)}:${port}`,
     setKey: (key, behaviour) => book.set(key, behaviour),
     requests,
     reset: () => {

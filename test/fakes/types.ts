@@ -48,11 +48,18 @@ export interface FakeOptions {
   limitScale?: number;
   /** Keep no request records (benchmarks: millions of requests). */
   record?: boolean;
+  /** Address to listen on (default 127.0.0.1; "0.0.0.0" serves other hosts, as in a container). */
+  host?: string;
+  /** Port to listen on (default 0: a free port). */
+  port?: number;
 }
 
 export interface FakeProvider {
   name: FakeProviderName;
-  /** http://127.0.0.1:<port> (no trailing slash): what a KeyPool's spec.baseURL points at. */
+  /**
+   * http://127.0.0.1:<port> (no trailing slash): what a KeyPool's spec.baseURL points at. With
+   * `options.host`, that host instead (127.0.0.1 still for the wildcard addresses 0.0.0.0 and ::).
+   */
   url: string;
   /** Scripts how requests with `key` are answered; unknown keys are "invalid". */
   setKey(key: string, behaviour: KeyBehaviour): void;
