@@ -15,6 +15,13 @@ export const PLURAL = "keypools";
 export const SINGULAR = "keypool";
 export const SHORT_NAMES = ["kp"] as const;
 
+/**
+ * Set (to any new value, usually an RFC 3339 time) to have the operator probe every key of the
+ * pool now, like External Secrets' force-sync. The value handled last is kept in
+ * status.lastProbeRequest.
+ */
+export const PROBE_REQUEST_ANNOTATION = `${GROUP}/probe-requested-at`;
+
 const KUBE_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
 const GROUP_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -57,5 +57,12 @@ export const KeyPoolStatus = z.object({
   conditions: z.array(Condition).max(16).optional(),
   keys: KeyCounts.optional(),
   keyStatuses: z.array(KeyStatus).max(2000).optional(),
+  lastProbeRequest: z
+    .string()
+    .optional()
+    .describe(
+      "The keypool.dev/probe-requested-at annotation value for which every key was last probed; " +
+        "a different value asks for a new probe of every key.",
+    ),
 });
 export type KeyPoolStatus = z.infer<typeof KeyPoolStatus>;

@@ -118,6 +118,8 @@ export class Operator {
       logger: options.logger.child({ component: "reconciler" }),
       clock: options.clock,
       newLeaseId: () => randomUUID(),
+      isLeader: () => this.#leading,
+      probePool: (ref) => this.prober.probePool(ref),
     });
     // Dispenses and reports change counters: refresh a pool's status at most once a second
     // (the status writer then debounces the write itself), never once per request.
@@ -295,8 +297,10 @@ export class Operator {
   #becameLeader() {
     this.#logger.info({ identity: this.identity }, "became leader; writing status");
     this.#leading = true;
-    // A new leader trusts nothing it did not write itself: re-evaluate every pool.
+    // A new leader trusts nothing it did not write itself: re-evaluate every pool. Probe requests
+    // handled in an earlier term are forgotten too: the status says what the last leader handled.
     this.#status.resetWritten();
+    for (const runtime of this.registry.values()) runtime.probeRequest = undefined;
     for (const w of this.#poolWatchers) for (const pool of w.list()) this.#enqueue(pool);
   }
 

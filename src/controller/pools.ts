@@ -18,6 +18,11 @@ export interface PoolRuntime {
   secretNames: Set<string>;
   /** Whether the pool has a secretSelector (any labelled Secret in its namespace may matter). */
   usesSelector: boolean;
+  /**
+   * The keypool.dev/probe-requested-at value this replica handled last, while it leads (its
+   * status write may not be back in the cache yet); undefined: status.lastProbeRequest says.
+   */
+  probeRequest?: string | undefined;
 }
 
 export class PoolRegistry {

@@ -4,9 +4,11 @@
  * (keeping the state of unchanged keys), and submits the status it should have. Returns when to
  * look again (the engine's next time-driven transition), or throws to be retried with backoff.
  * Invalid specs and missing Secrets are not errors: they are conditions, with no hot retry loop.
+ * The leader also honours keypool.dev/probe-requested-at: a value it has not handled yet probes
+ * every key of the pool before the status is computed.
  */
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { API_VERSION, KIND } from "../api/keypool.ts";
+import { API_VERSION, KIND, PROBE_REQUEST_ANNOTATION } from "../api/keypool.ts";
 import { type KeyPool, parseKeyPool } from "../api/parse.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
@@ -44,6 +46,10 @@ export interface ReconcilerOptions {
   logger: Logger;
   clock: Clock;
   newLeaseId: () => string;
+  /** Whether this replica leads (only the leader handles probe requests). */
+  isLeader: () => boolean;
+  /** Probes every key of a pool now; resolves with how many were probed. */
+  probePool: (ref: PoolRef) => Promise<number>;
 }
 
 /** Warning for states that take a key out; Normal for coming back. */
@@ -76,7 +82,11 @@ export class Reconciler {
       log.info({ problems: parsed.problems }, "invalid spec");
       this.#o.status.submit(
         ref,
-        desiredStatus(previous, { kind: "invalidSpec", message: parsed.message }, generation, now),
+        this.#withProbeRequest(
+          ref,
+          object.metadata?.uid,
+          desiredStatus(previous, { kind: "invalidSpec", message: parsed.message }, generation, now),
+        ),
       );
       this.#o.events.record(
         this.#target(object),
@@ -116,6 +126,8 @@ export class Reconciler {
       this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
     }
 
+    await this.#probeIfRequested(runtime, pool, log);
+
     const views = runtime.engine.keys();
     const status = desiredStatus(
       previous,
@@ -123,7 +135,7 @@ export class Reconciler {
       generation,
       new Date(this.#o.clock.now()),
     );
-    this.#o.status.submit(ref, status);
+    this.#o.status.submit(ref, this.#withProbeRequest(ref, pool.metadata.uid, status));
 
     const next = runtime.engine.nextTransitionAt();
     return next === undefined ? {} : { requeueAfterMs: Math.max(50, next - this.#o.clock.now()) };
@@ -153,6 +165,36 @@ export class Reconciler {
     return undefined;
   }
 
+  /**
+   * keypool.dev/probe-requested-at, like External Secrets' force-sync: when the leader sees a value
+   * other than the one handled last (this replica's, else status.lastProbeRequest), it probes every
+   * key now, and the value goes into status.lastProbeRequest, so neither a restart nor another
+   * replica probes again for it.
+   */
+  async #probeIfRequested(runtime: PoolRuntime, pool: KeyPool, log: Logger): Promise<void> {
+    const requested = pool.metadata.annotations?.[PROBE_REQUEST_ANNOTATION];
+    if (requested === undefined || !this.#o.isLeader()) return;
+    if (requested === (runtime.probeRequest ?? pool.status?.lastProbeRequest)) return;
+    const probed = await this.#o.probePool(runtime.ref);
+    runtime.probeRequest = requested;
+    const shown = requested.length > 200 ? `${requested.slice(0, 200)}...` : requested;
+    log.info({ probed, requested: shown }, "probed every key on request");
+    this.#o.events.record(
+      this.#target(pool),
+      "Normal",
+      "ProbeRequested",
+      `Probed ${probed} key${probed === 1 ? "" : "s"} as requested by ${PROBE_REQUEST_ANNOTATION}: ${shown}`,
+      requested,
+    );
+  }
+
+  /** The status with the probe request this replica handled last (the cache may not show it yet). */
+  #withProbeRequest(ref: PoolRef, uid: string | undefined, status: KeyPoolStatus): KeyPoolStatus {
+    const runtime = this.#o.registry.get(ref);
+    const handled = runtime && runtime.uid === uid ? runtime.probeRequest : undefined;
+    return handled === undefined ? status : { ...status, lastProbeRequest: handled };
+  }
+
   /** Refreshes a pool's status from its engine alone (after dispenses and reports). */
   refreshStatus(ref: PoolRef): void {
     const runtime = this.#o.registry.get(ref);
@@ -167,7 +209,7 @@ export class Reconciler {
     );
     // Source problems are only known to a full reconcile; keep its conditions.
     if (previous?.conditions?.some((c) => c.type === "Stalled" && c.status === "True")) return;
-    this.#o.status.submit(ref, pending);
+    this.#o.status.submit(ref, this.#withProbeRequest(ref, object.metadata?.uid, pending));
   }
 
   /** The pool's engine, created (and restored from the status) the first time the pool is seen. */

@@ -40,6 +40,7 @@ function significant(status: KeyPoolStatus): string {
     g: status.observedGeneration,
     c: status.conditions?.map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
     k: status.keyStatuses?.map((k) => [k.id, k.state, k.until, k.source, k.lastError?.reason]),
+    p: status.lastProbeRequest,
   });
 }
 

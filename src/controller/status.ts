@@ -156,5 +156,6 @@ export function desiredStatus(
     conditions,
     keys: { total, usable, byState },
     keyStatuses: views.map(toKeyStatus),
+    ...(previous?.lastProbeRequest !== undefined ? { lastProbeRequest: previous.lastProbeRequest } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { KeyView } from "../../../src/pool/engine.ts";
 import { setCondition } from "../../../src/controller/conditions.ts";
-import { desiredStatus, snapshotFromStatus } from "../../../src/controller/status.ts";
+import { desiredStatus, type Evaluation, snapshotFromStatus } from "../../../src/controller/status.ts";
 
 const T = new Date("2026-11-22T10:00:00Z");
 const later = new Date("2026-11-22T10:05:00Z");
@@ -82,6 +82,25 @@ describe("the status a pool should have", () => {
       status: "False",
       reason: "NoUsableKeys",
     });
+  });
+
+  it("keeps the probe request last handled, whatever the evaluation", () => {
+    const previous = { lastProbeRequest: "2026-11-22T09:00:00Z" };
+    const evaluations: Evaluation[] = [
+      { kind: "reconciling" },
+      { kind: "invalidSpec", message: "spec.keys: bad" },
+      { kind: "evaluated", views: [view("a", "Healthy")], problems: [], emptyValues: 0 },
+    ];
+    for (const evaluation of evaluations) {
+      expect(desiredStatus(previous, evaluation, 2, T).lastProbeRequest).toBe("2026-11-22T09:00:00Z");
+    }
+    const fresh = desiredStatus(
+      undefined,
+      { kind: "evaluated", views: [view("a", "Healthy")], problems: [], emptyValues: 0 },
+      1,
+      T,
+    );
+    expect(fresh).not.toHaveProperty("lastProbeRequest");
   });
 
   it("round-trips engine state through keyStatuses", () => {
