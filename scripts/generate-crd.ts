@@ -1,19 +1,29 @@
 /**
- * npm run generate:crd — writes crds/keypool.dev_keypools.yaml from the zod schemas in src/api.
- * With --check, exits 1 when the committed file differs (what the unit test also asserts).
+ * npm run generate:crd — writes crds/keypool.dev_keypools.yaml from the zod schemas in src/api,
+ * and the spec reference table in README.md from the same schema. With --check, exits 1 when a
+ * committed file differs (what the unit tests also assert).
  */
 import { readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { renderCrdYaml, CRD_PATH } from "../src/api/crd-yaml.ts";
+import { readmeWithReference } from "./readme-reference.ts";
 
-const yaml = renderCrdYaml();
-if (process.argv.includes("--check")) {
-  const committed = await readFile(CRD_PATH, "utf8").catch(() => "");
-  if (committed !== yaml) {
-    console.error(`${CRD_PATH} is out of date: run npm run generate:crd`);
-    process.exit(1);
+const README_PATH = fileURLToPath(new URL("../README.md", import.meta.url));
+const outputs: Array<[string, string]> = [
+  [CRD_PATH, renderCrdYaml()],
+  [README_PATH, await readmeWithReference(await readFile(README_PATH, "utf8"))],
+];
+let stale = false;
+for (const [path, text] of outputs) {
+  const committed = await readFile(path, "utf8").catch(() => "");
+  if (committed === text) {
+    console.log(`${path} is up to date`);
+  } else if (process.argv.includes("--check")) {
+    console.error(`${path} is out of date: run npm run generate:crd`);
+    stale = true;
+  } else {
+    await writeFile(path, text);
+    console.log(`wrote ${path}`);
   }
-  console.log(`${CRD_PATH} is up to date`);
-} else {
-  await writeFile(CRD_PATH, yaml);
-  console.log(`wrote ${CRD_PATH}`);
 }
+if (stale) process.exit(1);

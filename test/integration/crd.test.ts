@@ -318,8 +318,10 @@ describe.each(EXAMPLES)("examples/%s", (file) => {
       (doc) => doc.toJS() as { kind: string; metadata: { name: string } },
     );
     for (const { kind, metadata } of manifests) {
-      const resource = kind === "KeyPool" ? "keypool.keypool.dev" : kind.toLowerCase();
-      expect(stdout).toContain(`${resource}/${metadata.name} created`);
+      // kubectl names the resource with its group: keypool.keypool.dev, deployment.apps, ...
+      expect(stdout).toMatch(
+        new RegExp(`^${kind.toLowerCase()}(\\.[a-z0-9.]+)?/${metadata.name} created$`, "m"),
+      );
     }
 
     for (const manifest of manifests.filter((m) => m.kind === "KeyPool")) {
