@@ -129,19 +129,30 @@ export class BatchedDestination implements DestinationStream {
   }
 }
 
+/** Stdout destinations to write out synchronously when the process exits (one exit listener). */
+const pendingAtExit = new Set<BatchedDestination>();
+function flushAtExit(destination: BatchedDestination): void {
+  if (pendingAtExit.size === 0) {
+    process.once("exit", () => {
+      for (const d of pendingAtExit) {
+        try {
+          d.flushSync();
+        } catch {
+          // stdout closed (EPIPE): nothing left to write to.
+        }
+      }
+    });
+  }
+  pendingAtExit.add(destination);
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
   // stdout in batches: one write per 16 KiB of lines instead of one per line (every dispense
   // writes an audit line), at most 250 ms late, flushed on shutdown (logger.flush) and at exit.
   let stdout: BatchedDestination | undefined;
   if (!options.destination) {
     const batched = new BatchedDestination(pino.destination({ dest: 1, sync: false }));
-    process.once("exit", () => {
-      try {
-        batched.flushSync();
-      } catch {
-        // stdout closed (EPIPE): nothing left to write to.
-      }
-    });
+    flushAtExit(batched);
     stdout = batched;
   }
   const logger = pino(
