@@ -61,7 +61,7 @@ async function bareServer(body: string) {
   return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
 }
 
-const { plane, kc, core } = await benchControlPlane(NS, log);
+const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });
 try {
   await benchPool(
     kc,

@@ -1,7 +1,7 @@
 /** Helpers shared by the benchmarks. */
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { open } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
@@ -28,9 +28,15 @@ export function kubectlAt(plane: ControlPlane, args: string[]): Promise<string> 
  * A control plane for a benchmark: started (binaries built if needed), the KeyPool CRD
  * installed, and `namespace` created. Stop it with `plane.stop()`.
  */
-export async function benchControlPlane(namespace: string, log: (line: string) => void) {
+export async function benchControlPlane(
+  namespace: string,
+  log: (line: string) => void,
+  options: { pinToLoadCore?: boolean } = {},
+) {
   const plane = await ControlPlane.start({ binaries: await ensureBinaries({ log }) });
   log(`control plane ${plane.version.gitVersion} at ${plane.server}`);
+  const moved = options.pinToLoadCore ? await pinControlPlane(plane) : 0;
+  if (moved) log(`control plane (${moved} processes) on core 1, with the load generator`);
   await kubectlAt(plane, ["apply", "--server-side", "-f", "crds/keypool.dev_keypools.yaml"]);
   await kubectlAt(plane, ["wait", "--for=condition=Established", `crd/${PLURAL}.${GROUP}`]);
   const kc = new KubeConfig();
@@ -38,6 +44,29 @@ export async function benchControlPlane(namespace: string, log: (line: string) =
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   return { plane, kc, core };
+}
+
+/**
+ * etcd, kube-apiserver and their supervisors onto core 1 (all threads), so the server under test
+ * has core 0 to itself: otherwise the API server's work on the operator's status writes and
+ * watches preempts the operator, a cost the bare baseline never pays. bench/dispense does this;
+ * bench/proxy does not (core 1 already carries its fake provider and the load generator).
+ */
+async function pinControlPlane(plane: ControlPlane): Promise<number> {
+  if (!pinned) return 0;
+  let moved = 0;
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (!cmdline.includes(plane.dir)) continue;
+    try {
+      execFileSync("taskset", ["-a", "-cp", "1", entry], { stdio: "ignore" });
+      moved++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return moved;
 }
 
 /** One load run: throughput, latency percentiles (ms) and failures. */
