@@ -22,7 +22,8 @@ export const SHORT_NAMES = ["kp"] as const;
  */
 export const PROBE_REQUEST_ANNOTATION = `${GROUP}/probe-requested-at`;
 
-const KUBE_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Kubernetes object name (RFC 1123 subdomain): Secrets, KeyPools, namespaces in paths. */
+export const KUBE_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
 const GROUP_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 

@@ -23,6 +23,7 @@ import type { SessionAffinity } from "../server/affinity.ts";
 import type { Authorizer } from "../server/authorizer.ts";
 import { type DispenseResult, dispense } from "../server/dispense.ts";
 import { KeyPoolError } from "../server/errors.ts";
+import { nameSegment } from "../server/names.ts";
 import { parseDuration } from "../api/duration.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
@@ -48,7 +49,6 @@ export interface ProxyOptions {
 
 /** The largest provider error body read to classify it; larger ones pass through unread. */
 const MAX_ERROR_BODY = 1024 * 1024;
-const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const PROXY_PATH_RE = /^\/proxy\/([^/?]+)\/([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
 const NO_BODY_METHODS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
 
@@ -429,7 +429,7 @@ function parseProxyPath(url: string | undefined): { ref: PoolRef; path: string; 
       "Proxy paths are /proxy/{namespace}/{pool}/{provider path}, e.g. /proxy/team-a/openai/v1/chat/completions",
     );
   }
-  const ref: PoolRef = { namespace: segment(match[1], "namespace"), name: segment(match[2], "pool") };
+  const ref: PoolRef = { namespace: nameSegment(match[1], "namespace"), name: nameSegment(match[2], "pool") };
   const path = match[3] ?? "";
   if (path === "" || path === "/") {
     throw new KeyPoolError(
@@ -438,19 +438,6 @@ function parseProxyPath(url: string | undefined): { ref: PoolRef; path: string; 
     );
   }
   return { ref, path, query: new URLSearchParams(match[4] ?? "") };
-}
-
-function segment(value: string | undefined, what: string): string {
-  let decoded = value ?? "";
-  try {
-    decoded = decodeURIComponent(decoded);
-  } catch {
-    // Left as it came; the name check below refuses it.
-  }
-  if (decoded.length > 253 || !NAME_RE.test(decoded)) {
-    throw new KeyPoolError("invalid_request", `"${decoded.slice(0, 64)}" is not a valid ${what} name`);
-  }
-  return decoded;
 }
 
 const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;

@@ -20,6 +20,7 @@ import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { dispense, report, requirePool } from "./dispense.ts";
 import { parseBody } from "./body.ts";
 import { KeyPoolError } from "./errors.ts";
+import { kubeName } from "./names.ts";
 
 /** Standalone: keys added and removed at run time. */
 export interface RuntimeKeys {
@@ -72,16 +73,12 @@ const HealthBody = z.object({
 });
 const KeyBody = z.object({ key: z.string().min(8).max(4096) });
 
-const POOL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 export function createCompatRouter(o: CompatOptions): Router {
   const router = Router();
 
   /** The caller's pool: its namespace (ServiceAccount) or the default; checks `verb` on it. */
   const resolve = async (req: Request, verb: "use" | "update"): Promise<{ ref: PoolRef; caller: string }> => {
-    const name = String(req.params.pool);
-    if (!POOL_RE.test(name) || name.length > 63)
-      throw new KeyPoolError("invalid_request", `"${name.slice(0, 64)}" is not a valid pool name`);
+    const name = kubeName(req.params.pool, "pool");
     const token = bearerToken(req.get("authorization"));
     const who = await o.auth.authenticate(token);
     if (!who.ok) throw new KeyPoolError(who.code, who.message);

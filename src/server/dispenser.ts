@@ -24,6 +24,7 @@ import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { parseBody } from "./body.ts";
 import { dispense, poolView, report, requirePool } from "./dispense.ts";
 import { KeyPoolError } from "./errors.ts";
+import { kubeName, nameSegment } from "./names.ts";
 
 export interface DispenserOptions {
   registry: PoolRegistry;
@@ -48,20 +49,10 @@ export interface DispenserOptions {
     dispatcher?: Dispatcher;
   };
 }
-
-const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const KEY_ID_RE = /^[0-9a-f]{12}$/;
 
-/** A path segment that must be a Kubernetes name. */
-function nameOf(value: unknown, what: string): string {
-  if (typeof value !== "string" || value.length > 253 || !NAME_RE.test(value)) {
-    throw new KeyPoolError("invalid_request", `"${String(value).slice(0, 64)}" is not a valid ${what} name`);
-  }
-  return value;
-}
-
 function nameParam(req: Request, param: string): string {
-  return nameOf(req.params[param], param);
+  return kubeName(req.params[param], param);
 }
 
 export const ReportBody = z
@@ -155,8 +146,8 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
   // Synchronous when the auth answer is cached (the usual case): no promise tick per request.
   const handleKey = (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => {
     const ref = {
-      namespace: nameOf(decodeSegment(match[1]), "namespace"),
-      name: nameOf(decodeSegment(match[2]), "pool"),
+      namespace: nameSegment(match[1], "namespace"),
+      name: nameSegment(match[2], "pool"),
     };
     const decision = options.auth.check(
       bearerToken(req.headers.authorization),
@@ -189,15 +180,6 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
       writeError(res, asKeyPoolError(err, log, req.url ?? ""));
     }
   };
-}
-
-function decodeSegment(segment: string | undefined): string {
-  if (segment === undefined || !segment.includes("%")) return segment ?? "";
-  try {
-    return decodeURIComponent(segment ?? "");
-  } catch {
-    return segment ?? "";
-  }
 }
 
 function createExpressApp(
