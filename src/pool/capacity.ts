@@ -85,14 +85,16 @@ function sum(figures: Array<KeyFigure | undefined>, now: number): CapacityFigure
 }
 
 /**
- * `usable`: keys in a usable state (Healthy, Degraded), with or without room right now.
- * The request figure uses the per-minute window (requests per day are a separate budget).
+ * Counts the keys in a usable state (Healthy, Degraded), with or without room right now; the
+ * others are passed over. The request figure uses the per-minute window (requests per day are a
+ * separate budget).
  */
-export function poolCapacity(usable: Iterable<KeyRecord>, now: number): PoolCapacity {
+export function poolCapacity(keys: Iterable<KeyRecord>, now: number): PoolCapacity {
   const requests: Array<KeyFigure | undefined> = [];
   const tokens: Array<KeyFigure | undefined> = [];
   let usableKeys = 0;
-  for (const rec of usable) {
+  for (const rec of keys) {
+    if (!rec.isUsableState()) continue;
     usableKeys++;
     const rl = rec.rateLimit;
     const perMinute = rec.limits?.requestsPerMinute ? rec.windows.requests[0] : undefined;

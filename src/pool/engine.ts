@@ -231,9 +231,7 @@ export class KeyPoolEngine {
   capacity(): PoolCapacity {
     const now = this.#clock.now();
     this.tick();
-    const usable: KeyRecord[] = [];
-    for (const rec of this.#keys.values()) if (rec.isUsableState()) usable.push(rec);
-    return poolCapacity(usable, now);
+    return poolCapacity(this.#keys.values(), now);
   }
 
   /** Hands out a specific key when it is usable now (session affinity); undefined otherwise. */

@@ -22,9 +22,10 @@ import type { Classification, ProviderName } from "../providers/types.ts";
 import type { SessionAffinity } from "../server/affinity.ts";
 import type { Authorizer } from "../server/authorizer.ts";
 import { type DispenseResult, dispense } from "../server/dispense.ts";
-import { KeyPoolError } from "../server/errors.ts";
+import { KeyPoolError, writeError } from "../server/errors.ts";
 import { nameSegment } from "../server/names.ts";
 import { parseDuration } from "../api/duration.ts";
+import type { KeyPoolSpec } from "../api/keypool.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
 import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } from "./headers.ts";
@@ -54,6 +55,8 @@ const NO_BODY_METHODS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
 
 /** One attempt's answer when it is not passed through yet: an error the proxy may retry. */
 interface HeldAnswer {
+  /** The pool whose key got it. */
+  runtime: PoolRuntime;
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
@@ -64,8 +67,8 @@ interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   ref: PoolRef;
-  /** The requested pool's provider (fallback pools must match it). */
-  provider: ProviderName | undefined;
+  /** The requested pool, when it exists (fallback pools must match its provider). */
+  pool: PoolRuntime | undefined;
   path: string;
   query: URLSearchParams;
   caller: string;
@@ -101,7 +104,7 @@ export function createProxy(options: ProxyOptions) {
       req,
       res,
       ref: { namespace: "", name: "" },
-      provider: undefined,
+      pool: undefined,
       path: "",
       query: new URLSearchParams(),
       caller: "",
@@ -118,7 +121,8 @@ export function createProxy(options: ProxyOptions) {
       call.ref = ref;
       call.path = path;
       call.query = query;
-      call.provider = options.registry.get(ref)?.spec.provider;
+      const pool = options.registry.get(ref);
+      call.pool = pool;
       const credential = callerCredential(req.headers, query);
       query.delete("key");
       const decision = await options.auth.check(credential.token, "use", ref.namespace, ref.name);
@@ -130,10 +134,9 @@ export function createProxy(options: ProxyOptions) {
         throw new KeyPoolError(decision.code, `${decision.message}${how}`);
       }
       call.caller = decision.caller.username;
-      if (!options.registry.get(ref))
-        throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);
+      if (!pool) throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);
       const body = await readProxyBody(req, options.limits);
-      await forward(call, body);
+      await forward(call, pool, body);
     } catch (err) {
       if (abort.signal.aborted) {
         finish(call, "client_aborted", 499);
@@ -143,15 +146,14 @@ export function createProxy(options: ProxyOptions) {
       // Answering before the request body was read (too large, refused): the connection cannot
       // be reused for another request, so say so rather than let the client's next one fail.
       if (!req.complete && !res.headersSent) res.setHeader("Connection", "close");
-      writeProxyError(res, call.provider, error);
+      writeProxyError(res, call.pool?.spec.provider, error);
       finish(call, error.code === "rate_limited" ? "rate_limited" : rejectedOutcome(error), error.status);
     }
   };
 
   /** The attempt loop: pick a key, call, fail over while nothing reached the caller. */
-  async function forward(call: Call, body: ProxyBody): Promise<void> {
-    const first = options.registry.get(call.ref) as PoolRuntime;
-    const maxAttempts = first.spec.proxy.maxAttempts;
+  async function forward(call: Call, first: PoolRuntime, body: ProxyBody): Promise<void> {
+    const { maxAttempts } = proxySettings(first.spec);
     const waitUntil = call.startedAt + maxWaitMs(call.req, first, options.maxWaitLimitMs);
     const session = headerText(call.req.headers["x-keypool-session"])?.slice(0, 256);
     let held: HeldAnswer | undefined;
@@ -168,7 +170,7 @@ export function createProxy(options: ProxyOptions) {
         });
       } catch (err) {
         if (!(err instanceof KeyPoolError) || err.code !== "no_usable_key") throw err;
-        const retryAt = usableAgainAt(call.ref, options.registry, options.clock, first);
+        const retryAt = err.retryAtMs;
         const now = options.clock.now();
         const waitStart = performance.now();
         if (retryAt !== undefined && waitStart + (retryAt - now) <= waitUntil) {
@@ -192,7 +194,7 @@ export function createProxy(options: ProxyOptions) {
         );
       }
 
-      const runtime = options.registry.get(picked.servedBy) as PoolRuntime;
+      const runtime = picked.runtime;
       const profile = getProvider(runtime.spec.provider);
       call.attempts++;
       call.tried.add(picked.keyId);
@@ -221,7 +223,7 @@ export function createProxy(options: ProxyOptions) {
                   ? undefined
                   : null,
           signal: call.abort.signal,
-          headersTimeout: parseDuration(runtime.spec.proxy.timeout) ?? 600_000,
+          headersTimeout: proxySettings(runtime.spec).timeoutMs,
           bodyTimeout: bodyTimeoutMs,
         });
       } catch (err) {
@@ -259,7 +261,7 @@ export function createProxy(options: ProxyOptions) {
       reportTo(runtime, picked, outcomeOf(classification));
       metrics?.attempts.inc({ ...labels(call.ref), result: classification.kind });
       lastNetworkError = undefined;
-      held = { status: answer.statusCode, headers: answer.headers, body: errorBody.bytes };
+      held = { runtime, status: answer.statusCode, headers: answer.headers, body: errorBody.bytes };
       if (!errorBody.complete) {
         // Too large to hold: pass the start and the rest through as it comes.
         return streamThrough(call, runtime, picked, answer, errorBody.bytes, false);
@@ -336,12 +338,11 @@ export function createProxy(options: ProxyOptions) {
 
   /** An error answer the proxy held (to retry it), passed on as the provider wrote it. */
   async function passThroughHeld(call: Call, held: HeldAnswer, outcome: string): Promise<void> {
-    const runtime = options.registry.get(call.ref) as PoolRuntime;
     const headers = downstreamHeaders(held.headers);
     delete headers["content-length"];
     call.res.writeHead(held.status, {
       ...headers,
-      ...poolHeaders(call, runtime, undefined),
+      ...poolHeaders(call, held.runtime, undefined),
       "content-length": held.body.length,
     });
     observeAdded(call);
@@ -363,8 +364,7 @@ export function createProxy(options: ProxyOptions) {
     if (keyId) headers["x-keypool-key-id"] = keyId;
     if (picked && picked.servedBy.name !== call.ref.name)
       headers["x-keypool-fallback-from"] = refText(call.ref);
-    const served = picked ? (options.registry.get(picked.servedBy) ?? runtime) : runtime;
-    const capacity = served.engine.capacity();
+    const capacity = runtime.engine.capacity();
     const now = options.clock.now();
     headers["x-keypool-usable-keys"] = String(capacity.usableKeys);
     if (capacity.requests) {
@@ -393,7 +393,7 @@ export function createProxy(options: ProxyOptions) {
   /** The audit line and the request counter, once per call. */
   function finish(call: Call, outcome: string, status: number): void {
     // Pool labels only for pools that exist: callers choose the path, and must not choose series.
-    const pool = options.registry.get(call.ref) ? labels(call.ref) : { namespace: "", pool: "" };
+    const pool = call.pool ? labels(call.ref) : { namespace: "", pool: "" };
     metrics?.requests.inc({ ...pool, outcome, status: String(status) });
     log.info(
       {
@@ -452,10 +452,28 @@ function queryPath(call: Call): string {
   return q ? `${call.path}?${q}` : call.path;
 }
 
+/** spec.proxy in milliseconds, parsed once per spec object (a new spec is a new object). */
+const parsedSettings = new WeakMap<
+  KeyPoolSpec,
+  { maxAttempts: number; maxWaitMs: number; timeoutMs: number }
+>();
+function proxySettings(spec: KeyPoolSpec) {
+  let settings = parsedSettings.get(spec);
+  if (!settings) {
+    settings = {
+      maxAttempts: spec.proxy.maxAttempts,
+      maxWaitMs: parseDuration(spec.proxy.maxWait) ?? 5000,
+      timeoutMs: parseDuration(spec.proxy.timeout) ?? 600_000,
+    };
+    parsedSettings.set(spec, settings);
+  }
+  return settings;
+}
+
 /** spec.proxy.maxWait, or the caller's x-keypool-max-wait ("2.5" seconds or "500ms"), capped. */
 function maxWaitMs(req: IncomingMessage, runtime: PoolRuntime, limitMs: number): number {
   const header = headerText(req.headers["x-keypool-max-wait"]);
-  let ms = parseDuration(runtime.spec.proxy.maxWait) ?? 5000;
+  let ms = proxySettings(runtime.spec).maxWaitMs;
   if (header !== undefined) {
     const asSeconds = Number(header);
     const parsed = Number.isFinite(asSeconds) ? asSeconds * 1000 : parseDuration(header.trim());
@@ -468,28 +486,6 @@ function maxWaitMs(req: IncomingMessage, runtime: PoolRuntime, limitMs: number):
     ms = parsed;
   }
   return Math.min(ms, limitMs);
-}
-
-/** When the pool (or a fallback of the same provider) has a key again, by time alone. */
-function usableAgainAt(
-  ref: PoolRef,
-  registry: PoolRegistry,
-  clock: Clock,
-  first: PoolRuntime,
-): number | undefined {
-  let earliest: number | undefined;
-  const seen = new Set<string>();
-  let runtime: PoolRuntime | undefined = registry.get(ref);
-  while (runtime && !seen.has(refText(runtime.ref))) {
-    seen.add(refText(runtime.ref));
-    if (runtime === first || runtime.spec.provider === first.spec.provider) {
-      const at = runtime.engine.nextUsableAt();
-      if (at !== undefined) earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, at);
-    }
-    const next = runtime.spec.fallbackPoolRef?.name;
-    runtime = next ? registry.get({ namespace: ref.namespace, name: next }) : undefined;
-  }
-  return earliest === undefined ? undefined : Math.max(earliest, clock.now());
 }
 
 /** A KeyPoolError thrown by our own request-body stream, as undici hands it back (maybe as a cause). */
@@ -572,20 +568,10 @@ export function writeProxyError(
   provider: ProviderName | undefined,
   error: KeyPoolError,
 ): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify(providerErrorBody(provider, error));
-  res.statusCode = error.status;
-  if (error.retryAfterSeconds !== undefined) {
-    res.setHeader("Retry-After", String(error.retryAfterSeconds));
-    res.setHeader("retry-after-ms", String(error.retryAfterSeconds * 1000));
-  }
-  if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="keypool"');
-  res.setHeader("x-keypool-error", error.code);
-  res.setHeader("Cache-Control", "no-store");
-  res.setHeader("Content-Type", "application/json; charset=utf-8");
-  res.setHeader("Content-Length", Buffer.byteLength(body));
-  res.end(body);
+  writeError(res, error, providerErrorBody(provider, error), {
+    "x-keypool-error": error.code,
+    ...(error.retryAfterSeconds !== undefined
+      ? { "retry-after-ms": String(error.retryAfterSeconds * 1000) }
+      : {}),
+  });
 }

@@ -16,6 +16,8 @@ import { KeyPoolError } from "./errors.ts";
 export interface DispenseResult extends Dispensed {
   /** The pool that served: the one asked for, or a fallback. */
   servedBy: PoolRef;
+  /** Its runtime (provider, spec, engine to report to). */
+  runtime: PoolRuntime;
   /** Pools tried before, when a fallback served. */
   fallbackFrom: PoolRef[];
 }
@@ -68,7 +70,7 @@ export function dispense(
     }
     if (picked) {
       registry.touched(runtime.ref);
-      return { ...picked, servedBy: runtime.ref, fallbackFrom: tried };
+      return { ...picked, servedBy: runtime.ref, runtime, fallbackFrom: tried };
     }
     tried.push(runtime.ref);
     const next: string | undefined = runtime.spec.fallbackPoolRef?.name;
@@ -80,7 +82,7 @@ export function dispense(
   throw new KeyPoolError(
     "no_usable_key",
     `No usable key in ${chain}${earliest === undefined ? "" : `; the earliest becomes usable in ${retryAfterSeconds} s`}`,
-    { retryAfterSeconds },
+    { retryAfterSeconds, ...(earliest === undefined ? {} : { retryAtMs: Math.max(earliest, clock.now()) }) },
   );
 }
 

@@ -23,7 +23,7 @@ import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { parseBody } from "./body.ts";
 import { dispense, poolView, report, requirePool } from "./dispense.ts";
-import { KeyPoolError } from "./errors.ts";
+import { KeyPoolError, writeError } from "./errors.ts";
 import { kubeName, nameSegment } from "./names.ts";
 
 export interface DispenserOptions {
@@ -307,22 +307,6 @@ function asKeyPoolError(err: unknown, log: Logger, path: string): KeyPoolError {
     "request failed",
   );
   return new KeyPoolError("internal", "Internal error; it has been logged");
-}
-
-/** The one place errors become HTTP answers. */
-function writeError(res: ServerResponse, error: KeyPoolError) {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify(error.toJSON());
-  res.statusCode = error.status;
-  if (error.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(error.retryAfterSeconds));
-  if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="keypool"');
-  res.setHeader("Cache-Control", "no-store");
-  res.setHeader("Content-Type", "application/json; charset=utf-8");
-  res.setHeader("Content-Length", Buffer.byteLength(body));
-  res.end(body);
 }
 
 export function errorHandler(log: Logger) {

@@ -2,6 +2,8 @@
  * Errors of the HTTP API: one base class with a stable machine-readable `code`, and one table
  * mapping each code to its HTTP status. Callers match on `error.code`, never on messages.
  */
+import type { ServerResponse } from "node:http";
+
 export const ERROR_STATUS = {
   /** No or bad credentials: send a ServiceAccount token as Authorization: Bearer. */
   unauthenticated: 401,
@@ -42,22 +44,51 @@ export const ERROR_STATUS = {
 } as const;
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/**
+ * The one place errors become HTTP answers: status, JSON body (the API's shape unless the proxy
+ * passes the provider's), Retry-After, WWW-Authenticate, no caching. After headers went out the
+ * connection is cut instead.
+ */
+export function writeError(
+  res: ServerResponse,
+  error: KeyPoolError,
+  body: unknown = error.toJSON(),
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.statusCode = error.status;
+  if (error.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(error.retryAfterSeconds));
+  if (error.code === "unauthenticated") res.setHeader("WWW-Authenticate", 'Bearer realm="keypool"');
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader("Cache-Control", "no-store");
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(text));
+  res.end(text);
+}
+
 export class KeyPoolError extends Error {
   override name = "KeyPoolError";
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
+  /** no_usable_key: when a key becomes usable by time alone (epoch ms), for callers that wait. */
+  readonly retryAtMs: number | undefined;
   readonly details: Record<string, unknown> | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    extra: { retryAfterSeconds?: number; details?: Record<string, unknown> } = {},
+    extra: { retryAfterSeconds?: number; retryAtMs?: number; details?: Record<string, unknown> } = {},
   ) {
     super(message);
     this.code = code;
     this.status = ERROR_STATUS[code];
     this.retryAfterSeconds = extra.retryAfterSeconds;
+    this.retryAtMs = extra.retryAtMs;
     this.details = extra.details;
   }
 
