@@ -31,7 +31,7 @@ function makeEngine(strategy: Strategy, n: number, cooledFraction: number) {
   let id = 0;
   const engine = new KeyPoolEngine(
     { ...DEFAULT_POOL_CONFIG, strategy },
-    { clock, newLeaseId: () => `l${++id}` },
+    { clock, newLeaseToken: () => ++id },
   );
   engine.setKeys(entries(n));
   if (cooledFraction > 0) {

@@ -1,8 +1,8 @@
 /** `keypool serve`: the engine without a cluster (manifests directory + env vars). Wiring only. */
-import { randomUUID } from "node:crypto";
 import type { ServeConfig } from "./config.ts";
 import { PoolRegistry } from "./controller/pools.ts";
 import { Prober } from "./controller/prober.ts";
+import { leaseTokenSource } from "./lease-tokens.ts";
 import { createLogger } from "./log.ts";
 import { addressPort, closeServer, onSignals, proxySettings } from "./run-operator.ts";
 import { type Authorizer, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
@@ -27,7 +27,7 @@ export async function runServe(
     registry,
     logger,
     clock: systemClock,
-    newLeaseId: () => randomUUID(),
+    newLeaseToken: leaseTokenSource(),
     onTransition: (ref, event) =>
       logger.info(
         {

@@ -1,14 +1,16 @@
 /**
  * src/controller — the operator: watches KeyPools and labelled Secrets, reconciles each pool
  * into its engine and status, records Events, elects a leader (only the leader writes status).
- * May import: src/api, src/pool, src/providers, src/sources, src/log, @kubernetes/client-node.
+ * May import: src/api, src/pool, src/providers, src/sources, src/log, src/lease-tokens,
+ * @kubernetes/client-node.
  *
  * This file wires the parts: watchers -> work queue -> reconciler -> status writer.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
+import { leaseTokenSource } from "../lease-tokens.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
@@ -117,7 +119,7 @@ export class Operator {
       events,
       logger: options.logger.child({ component: "reconciler" }),
       clock: options.clock,
-      newLeaseId: () => randomUUID(),
+      newLeaseToken: leaseTokenSource(),
       isLeader: () => this.#leading,
       probePool: (ref) => this.prober.probePool(ref),
     });

@@ -45,7 +45,7 @@ export interface ReconcilerOptions {
   events: EventRecorder;
   logger: Logger;
   clock: Clock;
-  newLeaseId: () => string;
+  newLeaseToken: () => number;
   /** Whether this replica leads (only the leader handles probe requests). */
   isLeader: () => boolean;
   /** Probes every key of a pool now; resolves with how many were probed. */
@@ -225,7 +225,7 @@ export class Reconciler {
     const target = this.#target(pool);
     const engine = new KeyPoolEngine(config, {
       clock: this.#o.clock,
-      newLeaseId: this.#o.newLeaseId,
+      newLeaseToken: this.#o.newLeaseToken,
       onTransition: (event) => this.#onTransition(target, event),
     });
     // Resume cooldowns, Invalid marks and counters from the last status (a restart, or a new leader).

@@ -31,7 +31,7 @@ import {
   windowsRoomAt,
   windowsUtilization,
 } from "./key.ts";
-import { type Lease, LeaseTable } from "./leases.ts";
+import { LeaseTable } from "./leases.ts";
 import { type Outcome, OutcomeKind, type RateLimitInfo } from "./outcome.ts";
 import { type ActiveSet, createActiveSet } from "./strategies.ts";
 import { type EngineSnapshot, type KeySnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
@@ -46,8 +46,11 @@ export interface KeyTransitionEvent extends Transition {
 
 export interface EngineOptions {
   clock: Clock;
-  /** Lease ids; must be unique and hard to guess. */
-  newLeaseId: () => string;
+  /**
+   * A random integer in [0, LEASE_TOKEN_LIMIT) per lease: with the lease's sequence number it
+   * makes the lease id, so it must be hard to guess.
+   */
+  newLeaseToken: () => number;
   /** Told about every state transition (for Kubernetes Events and status writes). */
   onTransition?: (event: KeyTransitionEvent) => void;
 }
@@ -103,7 +106,7 @@ export interface KeyView {
 export class KeyPoolEngine {
   #config: PoolConfig;
   readonly #clock: Clock;
-  readonly #newLeaseId: () => string;
+  readonly #newLeaseToken: () => number;
   readonly #onTransition: ((event: KeyTransitionEvent) => void) | undefined;
   readonly #keys = new Map<string, KeyRecord>();
   readonly #groups = new Map<string, QuotaGroupState>();
@@ -120,7 +123,7 @@ export class KeyPoolEngine {
   constructor(config: PoolConfig, options: EngineOptions) {
     this.#config = config;
     this.#clock = options.clock;
-    this.#newLeaseId = options.newLeaseId;
+    this.#newLeaseToken = options.newLeaseToken;
     this.#onTransition = options.onTransition;
     this.#active = createActiveSet(config.strategy);
   }
@@ -194,13 +197,13 @@ export class KeyPoolEngine {
    * Hands out a key by the pool's strategy and opens a lease on it. Keys in `exclude` are passed
    * over (the proxy's failover: a call moves to a key it has not tried yet).
    */
-  pick(holder?: string, exclude?: ReadonlySet<string>): PickResult {
+  pick(exclude?: ReadonlySet<string>): PickResult {
     const now = this.#clock.now();
     this.tick();
     let rec = this.#active.peek();
     if (rec && exclude?.has(rec.id)) rec = this.#peekExcluding(exclude);
     if (!rec) return { ok: false, retryAtMs: this.nextUsableAt() };
-    return this.#dispense(rec, now, holder);
+    return this.#dispense(rec, now);
   }
 
   /**
@@ -235,15 +238,15 @@ export class KeyPoolEngine {
   }
 
   /** Hands out a specific key when it is usable now (session affinity); undefined otherwise. */
-  pickKey(keyId: string, holder?: string): Dispensed | undefined {
+  pickKey(keyId: string): Dispensed | undefined {
     const now = this.#clock.now();
     this.tick();
     const rec = this.#keys.get(keyId);
     if (!rec || !this.#active.has(rec)) return undefined;
-    return this.#dispense(rec, now, holder);
+    return this.#dispense(rec, now);
   }
 
-  #dispense(rec: KeyRecord, now: number, holder: string | undefined): Dispensed {
+  #dispense(rec: KeyRecord, now: number): Dispensed {
     rec.requests++;
     rec.lastUsedMs = now;
     rec.lastUseSeq = ++this.#useSeq;
@@ -254,15 +257,8 @@ export class KeyPoolEngine {
     this.#updateLoad(rec, now);
     this.#active.used(rec);
 
-    const lease: Lease = {
-      id: this.#newLeaseId(),
-      keyId: rec.id,
-      openedAtMs: now,
-      expiresAtMs: now + this.#config.leaseDurationMs,
-      holder,
-      closed: false,
-    };
-    this.#leases.add(lease);
+    const expiresAtMs = now + this.#config.leaseDurationMs;
+    const leaseId = this.#leases.add(rec.id, expiresAtMs, this.#newLeaseToken());
     if (windowsRoomAt(rec.windows, now) > now) this.#place(rec, now);
     if (group && windowsRoomAt(group.windows, now) > now)
       for (const member of group.keys) this.#place(member, now);
@@ -270,8 +266,8 @@ export class KeyPoolEngine {
       ok: true,
       key: rec.key,
       keyId: rec.id,
-      leaseId: lease.id,
-      expiresAtMs: lease.expiresAtMs,
+      leaseId,
+      expiresAtMs,
       strategy: this.#active.strategy,
     };
   }
@@ -286,9 +282,9 @@ export class KeyPoolEngine {
     this.tick();
     let rec: KeyRecord | undefined;
     if ("leaseId" in ref) {
-      const lease = this.#leases.close(ref.leaseId);
-      if (!lease) return { ok: false, code: "unknown_lease" };
-      rec = this.#keys.get(lease.keyId);
+      const keyId = this.#leases.close(ref.leaseId);
+      if (keyId === undefined) return { ok: false, code: "unknown_lease" };
+      rec = this.#keys.get(keyId);
       if (!rec) return { ok: false, code: "unknown_key" };
       this.#leaseEnded(rec, now);
     } else {
@@ -378,10 +374,8 @@ export class KeyPoolEngine {
         this.#place(rec, now);
       }
     }
-    for (const lease of this.#leases.expire(now)) {
-      const rec = this.#keys.get(lease.keyId);
-      if (rec) this.#leaseEnded(rec, now);
-    }
+    this.#expiryNow = now;
+    this.#leases.expire(now, this.#leaseExpired);
   }
 
   /** When the earliest unusable key becomes usable by time alone (undefined: none will). */
@@ -412,7 +406,7 @@ export class KeyPoolEngine {
 
   /** The key a lease was opened on (for reports that name a lease). */
   leaseKeyId(leaseId: string): string | undefined {
-    return this.#leases.get(leaseId)?.keyId;
+    return this.#leases.get(leaseId);
   }
 
   /** Changes whenever keys join or leave (for structures built over the key set). */
@@ -547,6 +541,13 @@ export class KeyPoolEngine {
       this.#place(rec, now);
     }
   }
+
+  /** tick()'s time, for #leaseExpired (a callback made once, so expiring allocates nothing). */
+  #expiryNow = 0;
+  readonly #leaseExpired = (keyId: string) => {
+    const rec = this.#keys.get(keyId);
+    if (rec) this.#leaseEnded(rec, this.#expiryNow);
+  };
 
   /** A lease closed or expired: one fewer in flight, and the strategy re-ranks the key. */
   #leaseEnded(rec: KeyRecord, now: number) {

@@ -164,7 +164,6 @@ export function createProxy(options: ProxyOptions) {
       try {
         picked = dispense(options.registry, options.affinity, options.clock, call.ref, {
           session,
-          holder: call.caller,
           exclude: call.tried,
           accept: (runtime) => runtime.spec.provider === first.spec.provider,
         });

@@ -103,7 +103,7 @@ export function createCompatRouter(o: CompatOptions): Router {
 
   router.get("/keys/:pool", async (req, res) => {
     const { ref, caller } = await resolve(req, "use");
-    const result = dispense(o.registry, o.affinity, o.clock, ref, { holder: caller });
+    const result = dispense(o.registry, o.affinity, o.clock, ref);
     o.logger.info(
       {
         audit: "dispense",

@@ -41,7 +41,6 @@ export function dispense(
   ref: PoolRef,
   options: {
     session?: string;
-    holder?: string;
     /** Key ids not to hand out (the proxy's failover: keys this call already tried). */
     exclude?: ReadonlySet<string>;
     /** Which fallback pools may serve (the proxy takes only pools of the same provider). */
@@ -60,10 +59,10 @@ export function dispense(
     const usable = runtime === first || !options.accept || options.accept(runtime);
     if (usable && options.session) {
       const keyId = affinity.keyFor(engine, `${refText(runtime.ref)}/${options.session}`);
-      if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId, options.holder);
+      if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId);
     }
     if (usable && !picked) {
-      const result = engine.pick(options.holder, options.exclude);
+      const result = engine.pick(options.exclude);
       if (result.ok) picked = result;
       else if (result.retryAtMs !== undefined)
         earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, result.retryAtMs);

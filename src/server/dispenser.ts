@@ -111,10 +111,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
     const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
-    const result = dispense(options.registry, affinity, options.clock, ref, {
-      session,
-      holder: caller.username,
-    });
+    const result = dispense(options.registry, affinity, options.clock, ref, { session });
     log.info(
       {
         audit: "dispense",

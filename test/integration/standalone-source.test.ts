@@ -46,7 +46,7 @@ async function start(options: Partial<StandaloneOptions>) {
     registry,
     logger: createLogger({ level: "silent" }),
     clock: new ManualClock(),
-    newLeaseId: () => `lease-${++n}`,
+    newLeaseToken: () => ++n,
     ...options,
   });
   running.push(source);

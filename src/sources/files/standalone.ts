@@ -35,7 +35,7 @@ export interface StandaloneOptions {
   registry: PoolRegistry;
   logger: Logger;
   clock: Clock;
-  newLeaseId: () => string;
+  newLeaseToken: () => number;
   onTransition?: (ref: { namespace: string; name: string }, event: KeyTransitionEvent) => void;
   /** fs.watch misses events on some file systems, so the directory is also rescanned this often. */
   rescanIntervalMs?: number;
@@ -321,7 +321,7 @@ export class StandaloneSource {
     const ref = { namespace: want.ref.namespace, name: want.ref.name };
     const engine = new KeyPoolEngine(poolConfigFromSpec(want.spec), {
       clock: this.#o.clock,
-      newLeaseId: this.#o.newLeaseId,
+      newLeaseToken: this.#o.newLeaseToken,
       onTransition: (event) => this.#onTransition(ref, event),
     });
     // Before the first setKeys: saved cooldowns and Invalid marks apply as the keys arrive.

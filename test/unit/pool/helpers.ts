@@ -13,7 +13,7 @@ export function makePool(config: Partial<PoolConfig> = {}, entries: KeyEntry[] =
   let n = 0;
   const engine = new KeyPoolEngine(
     { ...DEFAULT_POOL_CONFIG, ...config },
-    { clock, newLeaseId: () => `lease-${++n}`, onTransition: (e) => transitions.push(e) },
+    { clock, newLeaseToken: () => ++n, onTransition: (e) => transitions.push(e) },
   );
   engine.setKeys(entries);
   return { engine, clock, transitions };

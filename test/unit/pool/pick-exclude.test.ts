@@ -11,7 +11,7 @@ const nameOf = new Map(NAMES.map((n) => [idOf(n), n]));
 
 /** The name of the key a pick hands out ("none" when it refuses), optionally closing its lease. */
 function pickName(engine: KeyPoolEngine, exclude?: string[], close = true): string {
-  const r = engine.pick("test-holder", exclude ? new Set(exclude.map(idOf)) : undefined);
+  const r = engine.pick(exclude ? new Set(exclude.map(idOf)) : undefined);
   if (!r.ok) return "none";
   if (close) engine.report({ leaseId: r.leaseId }, { kind: "success" });
   return nameOf.get(r.keyId) ?? r.keyId;
@@ -37,7 +37,7 @@ describe.each(STRATEGIES)("pick with exclude (%s)", (strategy) => {
 
   it("refuses when every usable key is excluded", () => {
     const { engine } = makePool({ strategy }, keys("a", "b"));
-    const r = engine.pick(undefined, new Set([idOf("a"), idOf("b")]));
+    const r = engine.pick(new Set([idOf("a"), idOf("b")]));
     expect(r.ok).toBe(false);
     expect(engine.openLeases).toBe(0);
   });
@@ -45,7 +45,7 @@ describe.each(STRATEGIES)("pick with exclude (%s)", (strategy) => {
   it("refuses when the only usable key is excluded, saying when another comes back", () => {
     const { engine } = makePool({ strategy }, keys("a", "b"));
     engine.report({ keyId: idOf("b") }, { kind: "rateLimited", untilMs: T0 + 30_000 });
-    expect(engine.pick(undefined, new Set([idOf("a")]))).toEqual({ ok: false, retryAtMs: T0 + 30_000 });
+    expect(engine.pick(new Set([idOf("a")]))).toEqual({ ok: false, retryAtMs: T0 + 30_000 });
   });
 
   it("leaves excluded keys usable: a later pick without exclude can have them", () => {
@@ -69,7 +69,7 @@ describe.each(STRATEGIES)("pick with exclude (%s)", (strategy) => {
   it("ignores ids in exclude that the pool does not have or that are not usable", () => {
     const { engine } = makePool({ strategy }, keys("a", "b"));
     engine.report({ keyId: idOf("b") }, { kind: "invalidKey" });
-    const r = engine.pick(undefined, new Set([idOf("zz"), idOf("b"), "not-a-key-id"]));
+    const r = engine.pick(new Set([idOf("zz"), idOf("b"), "not-a-key-id"]));
     expect(r.ok && r.keyId).toBe(idOf("a"));
     expect(engine.isUsable(idOf("b"))).toBe(false);
   });
@@ -87,7 +87,7 @@ describe.each(STRATEGIES)("pick with exclude (%s)", (strategy) => {
     engine.report({ keyId: idOf("d") }, { kind: "invalidKey" });
     const tried = new Set<string>();
     for (;;) {
-      const r = engine.pick("caller", tried);
+      const r = engine.pick(tried);
       if (!r.ok) break;
       expect(tried.has(r.keyId)).toBe(false);
       tried.add(r.keyId);
@@ -98,7 +98,7 @@ describe.each(STRATEGIES)("pick with exclude (%s)", (strategy) => {
 
   it("opens a lease on the key it hands out, and only on it", () => {
     const { engine } = makePool({ strategy }, keys("a", "b"));
-    const r = engine.pick("holder-1", new Set([idOf("a")]));
+    const r = engine.pick(new Set([idOf("a")]));
     if (!r.ok) throw new Error("no key");
     expect(r.keyId).toBe(idOf("b"));
     expect(r.key).toBe("sk-test-b-0123456789abcdef");

@@ -62,7 +62,7 @@ async function start(options: Partial<StandaloneOptions> = {}) {
     registry,
     logger: createLogger({ level: "silent" }),
     clock,
-    newLeaseId: () => `lease-${++leases}`,
+    newLeaseToken: () => ++leases,
     rescanIntervalMs: 3_600_000,
     stateSaveIntervalMs: 3_600_000,
     ...options,
