@@ -4,10 +4,12 @@
  * a bare node:http server answering a same-sized JSON body, on the same machine, in the same run.
  *
  * For each server: peak throughput (autocannon, as fast as it goes), then p50/p99 latency at
- * half of that peak (a fixed request rate). Each server runs in its own process; the load
- * generator in this one.
+ * half of that peak: a fixed, even request rate from fortio (bench/fortio.ts says why not
+ * autocannon), timed in microseconds. Each server runs in its own process on core 0; the load
+ * generators and the control plane on core 1.
  *
- * Env: BENCH_SECONDS (default 5), BENCH_CONNECTIONS (default 32), BENCH_ROUNDS (default 3).
+ * Env: BENCH_SECONDS (default 5), BENCH_CONNECTIONS (default 32), BENCH_ROUNDS (default 3),
+ * BENCH_AUTH=none, BENCH_KEEP_AWAKE=0, BENCH_FORTIO, BENCH_NODE_FLAGS, BENCH_PROFILE.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -21,13 +23,14 @@ import {
   benchOperator,
   benchPool,
   clientToken,
+  keepCoresAwake,
   load as loadWith,
   median,
   onCore,
   pinned,
   type Result,
-  repeat,
 } from "./support.ts";
+import { ensureFortio, type PacedResult, paced } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -61,6 +64,11 @@ async function bareServer(body: string) {
   return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
 }
 
+/** The run with the median p99 (its p50 and rate go with it). */
+const medianPaced = (runs: PacedResult[]): PacedResult =>
+  [...runs].sort((a, b) => a.p99 - b.p99)[runs.length >> 1] as PacedResult;
+
+const fortio = await ensureFortio(log);
 const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });
 try {
   await benchPool(
@@ -100,8 +108,24 @@ try {
     rounds.push({ bare: await load(bare.url, headers), keypool: await load(keyUrl, headers) });
   const barePeak = median(rounds.map((r) => r.bare));
   const peak = median(rounds.map((r) => r.keypool));
-  const bareHalf = median(await repeat(ROUNDS, () => load(bare.url, headers, Math.round(barePeak.rps / 2))));
-  const half = median(await repeat(ROUNDS, () => load(keyUrl, headers, Math.round(peak.rps / 2))));
+  // Latency at half of each server's own peak, rounds alternating between the two.
+  const steady = (url: string, rate: number) => paced(fortio, url, { headers, rate, seconds: SECONDS });
+  const bareRate = Math.round(barePeak.rps / 2);
+  const rate = Math.round(peak.rps / 2);
+  // The bare server also at the operator's rate: the same load, so the difference is what the
+  // operator adds, apart from what the machine and the load generator add to both.
+  const halves: Array<{ bare: PacedResult; bareAtRate: PacedResult; keypool: PacedResult }> = [];
+  const wake = keepCoresAwake(log);
+  for (let r = 0; r < ROUNDS; r++)
+    halves.push({
+      bare: await steady(bare.url, bareRate),
+      bareAtRate: await steady(bare.url, rate),
+      keypool: await steady(keyUrl, rate),
+    });
+  wake();
+  const bareHalf = medianPaced(halves.map((h) => h.bare));
+  const bareAtRate = medianPaced(halves.map((h) => h.bareAtRate));
+  const half = medianPaced(halves.map((h) => h.keypool));
   bare.stop();
   const authMetrics = (await (await fetch(operator.metricsUrl)).text())
     .split("\n")
@@ -113,17 +137,23 @@ try {
   await operator.stop();
   log(`operator log: ${operator.logPath}`);
 
-  const row = (name: string, p: Result, h: Result) =>
-    `${name.padEnd(34)}${p.rps.toFixed(0).padStart(9)}  ${String(h.p50).padStart(7)}  ${String(h.p99).padStart(7)}  ${String(p.errors + p.non2xx + h.errors + h.non2xx).padStart(6)}`;
+  const ms = (n: number) => n.toFixed(3).padStart(8);
+  const row = (name: string, p: Result, h: PacedResult, at: number) =>
+    `${name.padEnd(32)}${p.rps.toFixed(0).padStart(9)}${String(at).padStart(8)}${ms(h.p50)}${ms(h.p99)}${ms(h.p999)}${ms(h.max)}${String(p.errors + p.non2xx + h.failures).padStart(8)}`;
   console.log(
     `\nnode ${process.version}, body ${sample.length} bytes, ${CONNECTIONS} connections, ${SECONDS} s per run, medians of ${ROUNDS} alternating rounds${pinned ? ", server on core 0, load on core 1" : ""}`,
   );
   console.log(
-    `${"".padEnd(34)}${"peak rps".padStart(9)}  ${"p50 ms".padStart(7)}  ${"p99 ms".padStart(7)}  ${"errors".padStart(6)}   (latency at half of peak)`,
+    `${"".padEnd(32)}${"peak rps".padStart(9)}${"at rps".padStart(8)}${"p50 ms".padStart(8)}${"p99 ms".padStart(8)}${"p99.9".padStart(8)}${"max ms".padStart(8)}${"errors".padStart(8)}`,
   );
-  console.log(row("bare node:http, same body", barePeak, bareHalf));
-  console.log(row("keypool GET .../key (k8s auth)", peak, half));
-  console.log(`throughput ratio keypool / bare: ${(peak.rps / barePeak.rps).toFixed(2)}`);
+  console.log(row("bare node:http, same body", barePeak, bareHalf, bareRate));
+  console.log(row("  same, at keypool's rate", barePeak, bareAtRate, rate));
+  console.log(row("keypool GET .../key (k8s auth)", peak, half, rate));
+  console.log("(peak: autocannon, closed loop; latency: fortio at half of each peak, open loop)");
+  console.log(`throughput ratio keypool / bare: ${(peak.rps / barePeak.rps).toFixed(2)} (aim: at least 0.5)`);
+  console.log(
+    `p99 at half of peak: keypool ${half.p99.toFixed(3)} ms (aim: under 2 ms); bare at the same rate ${bareAtRate.p99.toFixed(3)} ms, at half of its own peak ${bareHalf.p99.toFixed(3)} ms`,
+  );
   console.log(`operator during the runs:\n  ${authMetrics.join("\n  ")}`);
 } finally {
   await plane.stop();

@@ -27,9 +27,12 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** The cache folder for one Kubernetes version: `$KEYPOOL_CACHE_DIR` or `$XDG_CACHE_HOME` or `~/.cache`. */
 export function cacheDir(env: Env = process.env, version = KUBERNETES_VERSION): string {
-  const base =
-    env.KEYPOOL_CACHE_DIR ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keypool-operator");
-  return join(base, "control-plane", `v${version}`);
+  return join(cacheRoot(env), "control-plane", `v${version}`);
+}
+
+/** The project's cache folder for tools built on demand (outside the repository). */
+export function cacheRoot(env: Env = process.env): string {
+  return env.KEYPOOL_CACHE_DIR ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keypool-operator");
 }
 
 async function isExecutable(path: string): Promise<boolean> {
