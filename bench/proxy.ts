@@ -8,8 +8,9 @@
  *   p50/p99/p99.9 to the end of the body, with 10 µs resolution; the proxy's added latency is
  *   proxied minus direct.
  *
- * The operator runs on core 0; the fake provider and the load generator share core 1, for both
- * the direct and the proxied calls. Rounds alternate between direct and proxied; medians are
+ * The operator runs on core 0; the fake provider, the load generator and the control plane share
+ * core 1, for both the direct and the proxied calls. Latency runs come first (after a warm-up at
+ * the same rates), then the peaks. Rounds alternate between direct and proxied; medians are
  * reported.
  *
  * Env: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32, peak runs), BENCH_PLAIN_RATE
@@ -78,7 +79,7 @@ const medianPaced = (runs: PacedResult[]): PacedResult =>
   [...runs].sort((a, b) => a.p99 - b.p99)[runs.length >> 1] as PacedResult;
 
 const fortio = await ensureFortio(log);
-const { plane, kc, core } = await benchControlPlane(NS, log);
+const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });
 const upstream = await fakeUpstream();
 try {
   await benchPool(kc, core, NS, "pool", KEYS, {
@@ -119,8 +120,6 @@ try {
   const steady = (t: keyof typeof target, body: string, rate: number) =>
     paced(fortio, target[t].url, { headers: target[t].headers, body, rate, seconds: SECONDS });
 
-  await peak("direct", PLAIN);
-  await peak("proxy", PLAIN);
   const peaks: Record<string, Result[]> = {
     directPlain: [],
     proxyPlain: [],
@@ -133,13 +132,14 @@ try {
     directStream: [],
     proxyStream: [],
   };
-  for (let r = 0; r < ROUNDS; r++) {
-    peaks.directPlain?.push(await peak("direct", PLAIN));
-    peaks.proxyPlain?.push(await peak("proxy", PLAIN));
-    peaks.directStream?.push(await peak("direct", STREAM));
-    peaks.proxyStream?.push(await peak("proxy", STREAM));
-  }
+  // Latency at moderate load first, in a steady state: after a warm-up at the same rates (JIT,
+  // connections), not after the peak runs, whose garbage the old generation would otherwise
+  // collect during them (a Mark-Compact of 10-60 ms, measured with --trace-gc).
   const wake = keepCoresAwake(log);
+  await steady("direct", PLAIN, PLAIN_RATE);
+  await steady("proxy", PLAIN, PLAIN_RATE);
+  await steady("direct", STREAM, STREAM_RATE);
+  await steady("proxy", STREAM, STREAM_RATE);
   for (let r = 0; r < ROUNDS; r++) {
     steadies.directPlain?.push(await steady("direct", PLAIN, PLAIN_RATE));
     steadies.proxyPlain?.push(await steady("proxy", PLAIN, PLAIN_RATE));
@@ -147,6 +147,14 @@ try {
     steadies.proxyStream?.push(await steady("proxy", STREAM, STREAM_RATE));
   }
   wake();
+  await peak("direct", PLAIN);
+  await peak("proxy", PLAIN);
+  for (let r = 0; r < ROUNDS; r++) {
+    peaks.directPlain?.push(await peak("direct", PLAIN));
+    peaks.proxyPlain?.push(await peak("proxy", PLAIN));
+    peaks.directStream?.push(await peak("direct", STREAM));
+    peaks.proxyStream?.push(await peak("proxy", STREAM));
+  }
   const metricsText = await (await fetch(operator.metricsUrl)).text();
   const metrics = metricsText
     .split("\n")

@@ -47,8 +47,9 @@ export async function benchControlPlane(
 /**
  * etcd, kube-apiserver and their supervisors onto core 1 (all threads), so the server under test
  * has core 0 to itself: otherwise the API server's work on the operator's status writes and
- * watches preempts the operator, a cost the bare baseline never pays. bench/dispense does this;
- * bench/proxy does not (core 1 already carries its fake provider and the load generator).
+ * watches preempts the operator, a cost the bare baseline never pays. Both bench/dispense and
+ * bench/proxy do this (in bench/proxy core 1 also carries the fake provider, for direct and
+ * proxied calls alike).
  */
 async function pinControlPlane(plane: ControlPlane): Promise<number> {
   if (!pinned) return 0;

@@ -30,6 +30,7 @@ import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
 import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } from "./headers.ts";
 import type { ProxyMetrics } from "./metrics.ts";
+import { type UpstreamAnswer, callUpstream } from "./upstream.ts";
 import { UsageMeter } from "./usage.ts";
 
 export interface ProxyOptions {
@@ -202,9 +203,9 @@ export function createProxy(options: ProxyOptions) {
       const replayable = body.kind !== "streamed";
       const url = providerUrl(runtime.spec.baseURL ?? profile.defaultBaseURL, queryPath(call));
       const sentAt = performance.now();
-      let answer: Dispatcher.ResponseData;
+      let answer: UpstreamAnswer;
       try {
-        answer = await dispatcher.request({
+        answer = await callUpstream(dispatcher, {
           origin: url.origin,
           path: `${url.pathname}${url.search}`,
           method: call.req.method as Dispatcher.HttpMethod,
@@ -288,7 +289,7 @@ export function createProxy(options: ProxyOptions) {
     call: Call,
     runtime: PoolRuntime,
     picked: DispenseResult,
-    answer: Dispatcher.ResponseData,
+    answer: UpstreamAnswer,
     prefix?: Buffer,
     success = true,
   ): Promise<void> {
@@ -545,10 +546,7 @@ function write(res: ServerResponse, chunk: Buffer): Promise<void> | void {
 }
 
 /** Up to `max` bytes of a body; `complete` is false when there was more (the rest is unread). */
-async function readBounded(
-  body: Dispatcher.ResponseData["body"],
-  max: number,
-): Promise<{ bytes: Buffer; complete: boolean }> {
+async function readBounded(body: Readable, max: number): Promise<{ bytes: Buffer; complete: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
