@@ -17,6 +17,7 @@ import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { PoolRegistry } from "./pools.ts";
+import { onlyStatusChanged } from "./predicates.ts";
 import { Prober } from "./prober.ts";
 import { Reconciler } from "./reconciler.ts";
 import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
@@ -91,7 +92,10 @@ export class Operator {
           kc: options.kc,
           path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
           logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
-          onEvent: (_type, object) => this.#poolChanged(object),
+          onEvent: (type, object, old) => {
+            if (type === "MODIFIED" && old && onlyStatusChanged(old, object)) return;
+            this.#poolChanged(object);
+          },
           watchdogMs: options.watchdogMs,
           relistIntervalMs: options.relistIntervalMs,
         }),
