@@ -32,6 +32,7 @@ import {
   pinned,
   type Result,
 } from "./support.ts";
+import { eventually } from "../test/support/eventually.ts";
 import { ensureFortio, type PacedResult, paced } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -98,15 +99,15 @@ try {
     },
   };
   // Wait for the pool and warm the auth cache.
-  for (;;) {
+  await eventually(async () => {
     const res = await fetch(target.proxy.url, {
       method: "POST",
       headers: { ...target.proxy.headers, "content-type": "application/json" },
       body: PLAIN,
     }).catch(() => undefined);
-    if (res?.status === 200) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+    if (res) await res.arrayBuffer();
+    return res?.status === 200 ? true : undefined;
+  }, 30_000);
   log(`warming up; ${SECONDS} s per run, ${ROUNDS} rounds`);
 
   const peak = (t: keyof typeof target, body: string) =>

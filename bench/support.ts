@@ -208,51 +208,71 @@ export async function clientToken(
  * `keypool operator` on the server core, at info level (every request writes its audit line, as
  * in production) with its log in a file (as it would go to the container runtime), not through
  * the load generator. BENCH_PROFILE=dir writes a CPU profile of it there.
+ *
+ * Returns once /readyz answers 200. A free port can be taken by someone else before the operator
+ * binds it (seen: EADDRINUSE on the probes port, and a benchmark waiting forever); an operator
+ * that exits before it is ready is started again on other ports, up to three times.
  */
 export async function benchOperator(plane: ControlPlane, name: string, extraArgs: string[] = []) {
-  const port = await freePort();
-  const probesPort = await freePort();
   const logPath = join(tmpdir(), `keypool-bench-${name}-${process.pid}.log`);
-  const logFile = await open(logPath, "w");
-  const child = spawn(
-    ...onCore(0, process.execPath, [
-      // BENCH_NODE_FLAGS: node flags for the operator (--trace-gc, --max-semi-space-size=...).
-      ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
-      "src/main.ts",
-      "operator",
-      "--kubeconfig",
-      plane.kubeconfigPath,
-      "--no-probes",
-      "--port",
-      String(port),
-      "--address",
-      "127.0.0.1",
-      "--probes-port",
-      String(probesPort),
-      "--probes-address",
-      "127.0.0.1",
-      ...extraArgs,
-    ]),
-    {
-      stdio: ["ignore", logFile.fd, logFile.fd],
-      env: {
-        ...process.env,
-        ...(process.env.BENCH_PROFILE
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` }
-          : {}),
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const probesPort = await freePort();
+    const logFile = await open(logPath, "w");
+    const child = spawn(
+      ...onCore(0, process.execPath, [
+        // BENCH_NODE_FLAGS: node flags for the operator (--trace-gc, --max-semi-space-size=...).
+        ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+        "src/main.ts",
+        "operator",
+        "--kubeconfig",
+        plane.kubeconfigPath,
+        "--no-probes",
+        "--port",
+        String(port),
+        "--address",
+        "127.0.0.1",
+        "--probes-port",
+        String(probesPort),
+        "--probes-address",
+        "127.0.0.1",
+        ...extraArgs,
+      ]),
+      {
+        stdio: ["ignore", logFile.fd, logFile.fd],
+        env: {
+          ...process.env,
+          ...(process.env.BENCH_PROFILE
+            ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` }
+            : {}),
+        },
       },
-    },
-  );
-  await logFile.close();
-  return {
-    url: `http://127.0.0.1:${port}`,
-    metricsUrl: `http://127.0.0.1:${probesPort}/metrics`,
-    logPath,
-    async stop() {
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    },
-  };
+    );
+    await logFile.close();
+    let gone = false;
+    const exited = once(child, "exit").then(() => {
+      gone = true;
+    });
+    const outcome = await eventually(async () => {
+      if (gone) return "exited" as const;
+      const res = await fetch(`http://127.0.0.1:${probesPort}/readyz`).catch(() => undefined);
+      return res?.status === 200 ? ("ready" as const) : undefined;
+    }, 60_000);
+    if (outcome === "exited") {
+      const tail = (await readFile(logPath, "utf8")).slice(-500);
+      if (attempt < 3) continue;
+      throw new Error(`keypool operator exited before it was ready, ${attempt} times; last log:\n${tail}`);
+    }
+    return {
+      url: `http://127.0.0.1:${port}`,
+      metricsUrl: `http://127.0.0.1:${probesPort}/metrics`,
+      logPath,
+      async stop() {
+        child.kill("SIGTERM");
+        await exited;
+      },
+    };
+  }
 }
 
 /**
