@@ -374,7 +374,6 @@ export class KeyPoolEngine {
         this.#place(rec, now);
       }
     }
-    this.#expiryNow = now;
     this.#leases.expire(now, this.#leaseExpired);
   }
 
@@ -542,11 +541,10 @@ export class KeyPoolEngine {
     }
   }
 
-  /** tick()'s time, for #leaseExpired (a callback made once, so expiring allocates nothing). */
-  #expiryNow = 0;
-  readonly #leaseExpired = (keyId: string) => {
+  /** Made once, so expiring leases allocates nothing. */
+  readonly #leaseExpired = (keyId: string, now: number) => {
     const rec = this.#keys.get(keyId);
-    if (rec) this.#leaseEnded(rec, this.#expiryNow);
+    if (rec) this.#leaseEnded(rec, now);
   };
 
   /** A lease closed or expired: one fewer in flight, and the strategy re-ranks the key. */

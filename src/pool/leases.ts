@@ -16,12 +16,14 @@ const ID_RE = /^([0-9a-z]{1,11})\.([0-9a-z]{1,10})$/;
 
 export class LeaseTable {
   #capacity = 1024;
-  #seq = new Float64Array(this.#capacity);
   #token = new Float64Array(this.#capacity);
   #expiresAt = new Float64Array(this.#capacity);
   /** The key's id while the lease is open; undefined once closed or expired. */
   #keyId: Array<string | undefined> = new Array<string | undefined>(this.#capacity).fill(undefined);
-  /** Sequence number of the oldest slot still held (open, or closed but not yet passed). */
+  /**
+   * Sequence number of the oldest slot still held (open, or closed but not yet passed). The held
+   * slots are exactly the sequence numbers head..tail-1, so a slot's sequence number is implied.
+   */
   #head = 0;
   /** Sequence number the next lease gets. */
   #tail = 0;
@@ -36,7 +38,6 @@ export class LeaseTable {
     if (this.#tail - this.#head === this.#capacity) this.#grow();
     const seq = this.#tail++;
     const slot = seq % this.#capacity;
-    this.#seq[slot] = seq;
     this.#token[slot] = token;
     this.#expiresAt[slot] = expiresAtMs;
     this.#keyId[slot] = keyId;
@@ -61,7 +62,7 @@ export class LeaseTable {
   }
 
   /** Ends the leases that expired by `now` and were still open, telling `ended` each one's key. */
-  expire(now: number, ended: (keyId: string) => void): void {
+  expire(now: number, ended: (keyId: string, now: number) => void): void {
     while (this.#head < this.#tail) {
       const slot = this.#head % this.#capacity;
       const keyId = this.#keyId[slot];
@@ -70,7 +71,7 @@ export class LeaseTable {
       if (keyId !== undefined) {
         this.#keyId[slot] = undefined;
         this.#open--;
-        ended(keyId);
+        ended(keyId, now);
       }
     }
   }
@@ -92,27 +93,24 @@ export class LeaseTable {
     const seq = Number.parseInt(m[1] as string, 36);
     if (seq < this.#head || seq >= this.#tail) return undefined;
     const slot = seq % this.#capacity;
-    if (this.#seq[slot] !== seq || this.#keyId[slot] === undefined) return undefined;
+    if (this.#keyId[slot] === undefined) return undefined;
     return this.#token[slot] === Number.parseInt(m[2] as string, 36) ? slot : undefined;
   }
 
   /** Twice the slots, the held ones moved to where their sequence numbers now map. */
   #grow(): void {
     const capacity = this.#capacity * 2;
-    const seqs = new Float64Array(capacity);
     const tokens = new Float64Array(capacity);
     const expiries = new Float64Array(capacity);
     const keyIds = new Array<string | undefined>(capacity).fill(undefined);
     for (let seq = this.#head; seq < this.#tail; seq++) {
       const from = seq % this.#capacity;
       const to = seq % capacity;
-      seqs[to] = seq;
       tokens[to] = this.#token[from] as number;
       expiries[to] = this.#expiresAt[from] as number;
       keyIds[to] = this.#keyId[from];
     }
     this.#capacity = capacity;
-    this.#seq = seqs;
     this.#token = tokens;
     this.#expiresAt = expiries;
     this.#keyId = keyIds;
