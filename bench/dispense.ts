@@ -30,7 +30,7 @@ import {
   pinned,
   type Result,
 } from "./support.ts";
-import { ensureFortio, type PacedResult, paced } from "./fortio.ts";
+import { ensureFortio, medianPaced, type PacedResult, paced } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -63,10 +63,6 @@ async function bareServer(body: string) {
   await once(child.stdout, "data");
   return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
 }
-
-/** The run with the median p99 (its p50 and rate go with it). */
-const medianPaced = (runs: PacedResult[]): PacedResult =>
-  [...runs].sort((a, b) => a.p99 - b.p99)[runs.length >> 1] as PacedResult;
 
 const fortio = await ensureFortio(log);
 const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });

@@ -21,11 +21,12 @@
  * into the project's cache folder (beside the control-plane binaries, outside the repository).
  * v1.63.0: later releases need grol.io modules that the Go module proxy refuses here.
  */
-import { execFile, spawn } from "node:child_process";
-import { access, constants, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheRoot } from "../test/support/control-plane/binaries.ts";
+import { cacheRoot, isExecutable } from "../test/support/control-plane/binaries.ts";
+import { run, withLock } from "../test/support/control-plane/build.ts";
 import { onCore } from "./support.ts";
 
 export const FORTIO_VERSION = "v1.63.0";
@@ -38,32 +39,31 @@ export async function ensureFortio(log: (line: string) => void): Promise<string>
   if (process.env.BENCH_FORTIO) return process.env.BENCH_FORTIO;
   const dir = toolsDir();
   const binary = join(dir, "fortio");
-  try {
-    await access(binary, constants.X_OK);
+  if (await isExecutable(binary)) return binary;
+  // The control-plane build's lock and runner: two benchmarks starting at once build it once.
+  return withLock(dir, log, async () => {
+    if (await isExecutable(binary)) return binary;
+    log(`building fortio ${FORTIO_VERSION} from the Go module proxy into ${dir}`);
+    await mkdir(dir, { recursive: true });
+    try {
+      await run("go", ["install", `${MODULE}@${FORTIO_VERSION}`], {
+        cwd: dir,
+        env: { ...process.env, GOBIN: dir, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" },
+        log,
+        missing:
+          "Building fortio (the benchmarks' fixed-rate load generator) needs the Go toolchain on PATH; or set BENCH_FORTIO=<path to a fortio binary>.",
+      });
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     return binary;
-  } catch {
-    // not built yet
-  }
-  log(`building fortio ${FORTIO_VERSION} from the Go module proxy into ${dir}`);
-  await mkdir(dir, { recursive: true });
-  try {
-    await new Promise<void>((resolve, reject) =>
-      execFile(
-        "go",
-        ["install", `${MODULE}@${FORTIO_VERSION}`],
-        { env: { ...process.env, GOBIN: dir, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" } },
-        (err, _stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve()),
-      ),
-    );
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(
-      `could not build fortio (the benchmarks' fixed-rate load generator; needs Go, or BENCH_FORTIO=<path to a fortio binary>): ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  return binary;
+  });
 }
+
+/** The run with the median p99 (its other figures go with it). */
+export const medianPaced = (runs: PacedResult[]): PacedResult =>
+  [...runs].sort((a, b) => a.p99 - b.p99)[runs.length >> 1] as PacedResult;
 
 /**
  * Connections for `rate` requests/s: at least 32, and enough that each sends at most every 10 ms,

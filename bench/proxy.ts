@@ -33,7 +33,7 @@ import {
   type Result,
 } from "./support.ts";
 import { eventually } from "../test/support/eventually.ts";
-import { ensureFortio, type PacedResult, paced } from "./fortio.ts";
+import { ensureFortio, medianPaced, type PacedResult, paced } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -74,10 +74,6 @@ function bucketQuantiles(text: string, name: string, quantiles: number[]): strin
     return bucket ? String(bucket.le * 1000) : "?";
   });
 }
-
-/** The run with the median p99 (its other figures go with it). */
-const medianPaced = (runs: PacedResult[]): PacedResult =>
-  [...runs].sort((a, b) => a.p99 - b.p99)[runs.length >> 1] as PacedResult;
 
 const fortio = await ensureFortio(log);
 const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });

@@ -35,7 +35,7 @@ export function cacheRoot(env: Env = process.env): string {
   return env.KEYPOOL_CACHE_DIR ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keypool-operator");
 }
 
-async function isExecutable(path: string): Promise<boolean> {
+export async function isExecutable(path: string): Promise<boolean> {
   try {
     await access(path, constants.X_OK);
     return true;

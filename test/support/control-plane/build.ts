@@ -91,11 +91,14 @@ function versionLdflags(version: string): string {
   return ["-s", "-w", ...Object.entries(vars).map(([k, v]) => `-X ${k}=${v}`)].join(" ");
 }
 
-/** Runs a command, streaming its output to `log`, and returns its stdout. */
-function run(
+/**
+ * Runs a command, streaming its output to `log`, and returns its stdout. `missing` is the
+ * message when the command is not on PATH (default: what building the control plane needs).
+ */
+export function run(
   cmd: string,
   args: string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv; log: Log; quiet?: boolean },
+  opts: { cwd: string; env: NodeJS.ProcessEnv; log: Log; quiet?: boolean; missing?: string },
 ) {
   return new Promise<string>((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ["ignore", "pipe", "pipe"] });
@@ -110,8 +113,9 @@ function run(
       reject(
         err.code === "ENOENT"
           ? new BuildError(
-              `"${cmd}" was not found on PATH. Building the control plane needs the Go toolchain (go >= 1.24); ` +
-                "install it, or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd.",
+              opts.missing ??
+                `"${cmd}" was not found on PATH. Building the control plane needs the Go toolchain (go >= 1.24); ` +
+                  "install it, or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd.",
             )
           : err,
       );
@@ -124,7 +128,7 @@ function run(
 }
 
 /** A cross-process lock (mkdir is atomic), so two test runs never build into the cache at once. */
-async function withLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
   const lock = `${dir}.lock`;
   await mkdir(join(dir, ".."), { recursive: true });
   for (let waitedMs = 0; ; waitedMs += 2000) {
