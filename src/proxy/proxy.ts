@@ -52,7 +52,6 @@ export interface ProxyOptions {
 /** The largest provider error body read to classify it; larger ones pass through unread. */
 const MAX_ERROR_BODY = 1024 * 1024;
 const PROXY_PATH_RE = /^\/proxy\/([^/?]+)\/([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
-const NO_BODY_METHODS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
 
 /** One attempt's answer when it is not passed through yet: an error the proxy may retry. */
 interface HeldAnswer {
@@ -219,9 +218,7 @@ export function createProxy(options: ProxyOptions) {
               ? body.bytes
               : body.kind === "streamed"
                 ? Readable.from(body.take(), { objectMode: false })
-                : NO_BODY_METHODS.has(call.req.method ?? "")
-                  ? undefined
-                  : null,
+                : null,
           signal: call.abort.signal,
           headersTimeout: proxySettings(runtime.spec).timeoutMs,
           bodyTimeout: bodyTimeoutMs,

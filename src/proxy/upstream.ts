@@ -20,7 +20,7 @@ export interface UpstreamRequest {
   path: string;
   method: Dispatcher.HttpMethod;
   headers: Record<string, string | string[]>;
-  body: Buffer | Readable | null | undefined;
+  body: Buffer | Readable | null;
   /** Aborting it aborts the call, before or after the answer's headers. */
   signal: AbortSignal;
   headersTimeout: number;
@@ -57,7 +57,7 @@ export function callUpstream(dispatcher: Dispatcher, request: UpstreamRequest): 
         path: request.path,
         method: request.method,
         headers: request.headers,
-        body: request.body ?? null,
+        body: request.body,
         headersTimeout: request.headersTimeout,
         bodyTimeout: request.bodyTimeout,
       },
