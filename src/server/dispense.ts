@@ -49,11 +49,11 @@ export function dispense(
 ): DispenseResult {
   const first = requirePool(registry, ref);
   const tried: PoolRef[] = [];
-  const seen = new Set<string>();
+  const seen = new Set<PoolRuntime>();
   let runtime: PoolRuntime | undefined = first;
   let earliest: number | undefined;
-  while (runtime && !seen.has(refText(runtime.ref))) {
-    seen.add(refText(runtime.ref));
+  while (runtime && !seen.has(runtime)) {
+    seen.add(runtime);
     const engine = runtime.engine;
     let picked: Dispensed | undefined;
     const usable = runtime === first || !options.accept || options.accept(runtime);
