@@ -26,62 +26,64 @@ export interface PoolCapacity {
   tokens: CapacityFigure | undefined;
 }
 
-interface KeyFigure {
-  limit: number;
-  remaining: number;
-  roomAtMs: number;
-}
+/**
+ * Running sums of one dimension over the keys, filled in place: poolCapacity runs on every proxied
+ * call, and an object per key and reading made it the proxy's largest allocation of its own
+ * (bench/proxy, heap sampling).
+ */
+class FigureSum {
+  known = 0;
+  limit = 0;
+  remaining = 0;
+  roomAtMs = Number.POSITIVE_INFINITY;
 
-/** The tighter of two readings of one key (configured window, provider headers); either may be missing. */
-function tighter(a: KeyFigure | undefined, b: KeyFigure | undefined): KeyFigure | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  return {
-    limit: Math.min(a.limit, b.limit),
-    remaining: Math.min(a.remaining, b.remaining),
-    roomAtMs: Math.max(a.roomAtMs, b.roomAtMs),
-  };
-}
-
-function fromWindow(window: UsageWindow | undefined, now: number): KeyFigure | undefined {
-  if (!window) return undefined;
-  return {
-    limit: window.limit,
-    remaining: Math.max(0, window.limit - window.used(now)),
-    roomAtMs: window.roomAt(now),
-  };
-}
-
-/** The provider's last reading; a reading whose reset time passed means the key is full again. */
-function fromHeaders(
-  limit: number | undefined,
-  remaining: number | undefined,
-  resetAtMs: number | undefined,
-  now: number,
-): KeyFigure | undefined {
-  if (remaining === undefined) return undefined;
-  const expired = resetAtMs !== undefined && resetAtMs <= now;
-  const left = expired ? (limit ?? remaining) : remaining;
-  return {
-    limit: limit ?? Math.max(left, remaining),
-    remaining: left,
-    roomAtMs: left > 0 ? now : (resetAtMs ?? now),
-  };
-}
-
-function sum(figures: Array<KeyFigure | undefined>, now: number): CapacityFigure | undefined {
-  let known = 0;
-  let limit = 0;
-  let remaining = 0;
-  let roomAtMs = Number.POSITIVE_INFINITY;
-  for (const f of figures) {
-    if (!f) continue;
-    known++;
-    limit += f.limit;
-    remaining += f.remaining;
-    roomAtMs = Math.min(roomAtMs, f.remaining > 0 ? now : f.roomAtMs);
+  /**
+   * Adds one key: the tighter of its configured window and the provider's last reading (either
+   * may be missing; a key with neither is not counted).
+   */
+  add(
+    window: UsageWindow | undefined,
+    headerLimit: number | undefined,
+    headerRemaining: number | undefined,
+    resetAtMs: number | undefined,
+    now: number,
+  ): void {
+    let limit: number | undefined;
+    let remaining = 0;
+    let roomAtMs = 0;
+    if (window) {
+      limit = window.limit;
+      remaining = Math.max(0, window.limit - window.used(now));
+      roomAtMs = window.roomAt(now);
+    }
+    if (headerRemaining !== undefined) {
+      // A reading whose reset time passed means the key is full again.
+      const expired = resetAtMs !== undefined && resetAtMs <= now;
+      const left = expired ? (headerLimit ?? headerRemaining) : headerRemaining;
+      const fromHeaders = headerLimit ?? Math.max(left, headerRemaining);
+      const roomFromHeaders = left > 0 ? now : (resetAtMs ?? now);
+      if (limit === undefined) {
+        limit = fromHeaders;
+        remaining = left;
+        roomAtMs = roomFromHeaders;
+      } else {
+        limit = Math.min(limit, fromHeaders);
+        remaining = Math.min(remaining, left);
+        roomAtMs = Math.max(roomAtMs, roomFromHeaders);
+      }
+    }
+    if (limit === undefined) return;
+    this.known++;
+    this.limit += limit;
+    this.remaining += remaining;
+    this.roomAtMs = Math.min(this.roomAtMs, remaining > 0 ? now : roomAtMs);
   }
-  return known === 0 ? undefined : { limit, remaining, roomAtMs };
+
+  figure(): CapacityFigure | undefined {
+    return this.known === 0
+      ? undefined
+      : { limit: this.limit, remaining: this.remaining, roomAtMs: this.roomAtMs };
+  }
 }
 
 /**
@@ -90,26 +92,16 @@ function sum(figures: Array<KeyFigure | undefined>, now: number): CapacityFigure
  * separate budget).
  */
 export function poolCapacity(keys: Iterable<KeyRecord>, now: number): PoolCapacity {
-  const requests: Array<KeyFigure | undefined> = [];
-  const tokens: Array<KeyFigure | undefined> = [];
+  const requests = new FigureSum();
+  const tokens = new FigureSum();
   let usableKeys = 0;
   for (const rec of keys) {
     if (!rec.isUsableState()) continue;
     usableKeys++;
     const rl = rec.rateLimit;
     const perMinute = rec.limits?.requestsPerMinute ? rec.windows.requests[0] : undefined;
-    requests.push(
-      tighter(
-        fromWindow(perMinute, now),
-        fromHeaders(rl?.limitRequests, rl?.remainingRequests, rl?.resetRequestsAtMs, now),
-      ),
-    );
-    tokens.push(
-      tighter(
-        fromWindow(rec.windows.tokens, now),
-        fromHeaders(rl?.limitTokens, rl?.remainingTokens, rl?.resetTokensAtMs, now),
-      ),
-    );
+    requests.add(perMinute, rl?.limitRequests, rl?.remainingRequests, rl?.resetRequestsAtMs, now);
+    tokens.add(rec.windows.tokens, rl?.limitTokens, rl?.remainingTokens, rl?.resetTokensAtMs, now);
   }
-  return { usableKeys, requests: sum(requests, now), tokens: sum(tokens, now) };
+  return { usableKeys, requests: requests.figure(), tokens: tokens.figure() };
 }
