@@ -28,6 +28,7 @@ import { parseDuration } from "../api/duration.ts";
 import type { KeyPoolSpec } from "../api/keypool.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
+import { copyBody } from "./copy-body.ts";
 import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } from "./headers.ts";
 import type { ProxyMetrics } from "./metrics.ts";
 import { type UpstreamAnswer, callUpstream } from "./upstream.ts";
@@ -305,11 +306,8 @@ export function createProxy(options: ProxyOptions) {
     res.flushHeaders();
     observeAdded(call);
     try {
-      if (prefix) await write(res, prefix);
-      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-        meter.push(chunk);
-        await write(res, chunk);
-      }
+      if (prefix) res.write(prefix);
+      await copyBody(answer.body, res, (chunk) => meter.push(chunk));
       res.end();
     } catch (err) {
       // The caller left (abort) or the provider's stream broke: nothing can be retried now.
@@ -521,25 +519,6 @@ function asError(err: unknown, log: Logger): KeyPoolError {
   if (err instanceof KeyPoolError) return err;
   log.error({ err: (err as Error).message, stack: (err as Error).stack }, "proxy request failed");
   return new KeyPoolError("internal", "Internal error; it has been logged");
-}
-
-/** Writes a chunk, waiting for the caller to take it when its socket is full. */
-function write(res: ServerResponse, chunk: Buffer): Promise<void> | void {
-  if (res.destroyed) throw new Error("the caller disconnected");
-  if (res.write(chunk)) return;
-  return new Promise<void>((resolve, reject) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", closed);
-      resolve();
-    };
-    const closed = () => {
-      res.off("drain", done);
-      reject(new Error("the caller disconnected"));
-    };
-    res.on("drain", done);
-    res.once("close", closed);
-  });
 }
 
 /** Up to `max` bytes of a body; `complete` is false when there was more (the rest is unread). */

@@ -37,6 +37,20 @@ async function collect(iterable: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** A request whose body sends one chunk of 10 bytes of its claimed 50, then `fail`s. */
+function cutRequest(fail: (stream: Readable) => void): IncomingMessage {
+  let sent = false;
+  const stream = new Readable({
+    read() {
+      if (sent) return;
+      sent = true;
+      this.push(bytes(10));
+      setImmediate(() => fail(this));
+    },
+  });
+  return Object.assign(stream, { headers: { "content-length": "50" } }) as unknown as IncomingMessage;
+}
+
 function streamed(body: ProxyBody): Extract<ProxyBody, { kind: "streamed" }> {
   if (body.kind !== "streamed") throw new Error(`expected a streamed body, got ${body.kind}`);
   return body;
@@ -164,6 +178,18 @@ describe("readProxyBody", () => {
     const req = request({ "content-length": "50" }, split(data, 60));
     const body = streamed(await readProxyBody(req, LIMITS));
     expect((await collect(body.take())).equals(data)).toBe(true);
+  });
+
+  it("a caller that hangs up while its body is read: the read fails, and a later error is harmless", async () => {
+    const req = cutRequest((stream) => stream.destroy(new Error("aborted")));
+    await expect(readProxyBody(req, LIMITS)).rejects.toThrow(/aborted/);
+    // An error event nobody listens to would fail the run.
+    req.emit("error", new Error("late"));
+  });
+
+  it("a body that stops before its content-length: the read fails rather than forward a cut body", async () => {
+    const req = cutRequest((stream) => stream.destroy());
+    await expect(readProxyBody(req, LIMITS)).rejects.toThrow(/aborted before its body ended/);
   });
 
   it("with retryLimit 0 every chunked body is streamed", async () => {
