@@ -2,7 +2,13 @@
  * fortio (fortio.org/fortio, Istio's load tester), the load generator the benchmarks time latency
  * with at a fixed rate: each connection sends at an even pace (staggered across connections),
  * whatever the server does, and every request is timed from when it left to the end of its
- * response body, in a histogram with 10 µs buckets.
+ * response body.
+ *
+ * Percentiles come from fortio's access log (each request's latency, to the microsecond), not
+ * from its histogram: the histogram's buckets widen with the value (0.5 ms wide from 2 to 10 ms,
+ * 25 ms wide from 75 to 100 ms) and its percentiles are interpolated within a bucket. For the
+ * 80 ms streamed calls of bench/proxy that put p50 at 86.9 ms where the requests' own latencies
+ * gave 81.1 ms. The log costs fortio about 3% more CPU at 20,000 requests/s.
  *
  * Why not a load generator from npm, measured against the same bare node:http server on this
  * machine: autocannon's fixed-rate mode sends each connection's quota for the second as fast as
@@ -123,6 +129,8 @@ export async function paced(fortio: string, url: string, o: PacedOptions): Promi
     "0.00001",
     "-p",
     "50,99,99.9",
+    "-access-log-file",
+    `${stem}.log`,
   ];
   for (const [k, v] of Object.entries(o.headers)) args.push("-H", `${k}: ${v}`);
   if (o.body !== undefined) {
@@ -141,16 +149,36 @@ export async function paced(fortio: string, url: string, o: PacedOptions): Promi
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   if (code !== 0) throw new Error(`fortio load exited with ${code}: ${stderr.slice(-2000)}`);
   const report = JSON.parse(await readFile(`${stem}.json`, "utf8")) as FortioReport;
+  const latencies = latenciesOf(await readFile(`${stem}.log`, "utf8"));
   await rm(`${stem}.json`, { force: true });
   await rm(`${stem}.body`, { force: true });
+  await rm(`${stem}.log`, { force: true });
   const h = report.DurationHistogram;
-  const at = (p: number) => (h.Percentiles.find((q) => q.Percentile === p)?.Value ?? Number.NaN) * 1000;
+  if (latencies.length !== h.Count)
+    throw new Error(`fortio's access log has ${latencies.length} requests, its report ${h.Count}`);
   return {
     rps: report.ActualQPS,
-    p50: at(50),
-    p99: at(99),
-    p999: at(99.9),
-    max: h.Max * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    p999: percentile(latencies, 99.9),
+    max: latencies[latencies.length - 1] ?? Number.NaN,
     failures: h.Count - (report.RetCodes["200"] ?? 0),
   };
+}
+
+/** The requests' latencies (ms), sorted, from fortio's JSON access log (a line per request). */
+export function latenciesOf(log: string): Float64Array {
+  const lines = log.split("\n").filter((line) => line.length > 0);
+  const latencies = new Float64Array(lines.length);
+  lines.forEach((line, i) => {
+    latencies[i] = (JSON.parse(line) as { latency: number }).latency * 1000;
+  });
+  return latencies.sort();
+}
+
+/** Nearest-rank percentile of sorted values: the smallest value that p% of them do not exceed. */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] as number;
 }
