@@ -119,17 +119,22 @@ export class Exchange {
   }
 
   /**
-   * Streams `frames` with `gapMs` between them: headers first (flushed at once, as providers do),
-   * then each frame in its own write, waiting for `drain` when the socket buffer is full.
+   * Streams `frames` `gapMs` apart: headers first (flushed at once, as providers do), then each
+   * frame in its own write, waiting for `drain` when the socket buffer is full. Frame i is due
+   * i * gapMs after the first, not gapMs after the one before: a timer that fires late delays
+   * its own frame only, so a stream's length does not drift with the machine's load (bench/proxy
+   * compares the ends of streams, direct and proxied, to a fraction of a millisecond).
    */
   async stream(status: number, headers: Record<string, string>, frames: Iterable<string>, gapMs: number) {
     if (this.gone) return;
     this.#res.writeHead(status, { ...this.#baseHeaders, ...headers });
     this.#res.flushHeaders();
-    let first = true;
+    const gap = this.chunkGapMs ?? gapMs;
+    const start = performance.now();
+    let index = 0;
     for (const frame of frames) {
-      if (!first && !(await this.wait(this.chunkGapMs ?? gapMs))) return;
-      first = false;
+      if (index > 0 && !(await this.wait(start + index * gap - performance.now()))) return;
+      index++;
       if (this.gone) return;
       if (!this.#res.write(frame)) {
         try {
