@@ -102,6 +102,16 @@ function holdUpTo(req: IncomingMessage, limit: number, take: (chunk: Buffer) => 
     };
     const onEnd = () => settle(true);
     const onClose = () => settle(new Error("the request was aborted before its body ended"));
+    // Already over (nothing reads a request before this, but a stream past its end emits no
+    // more events): settle now rather than wait for events that will not come.
+    if (req.readableEnded) {
+      resolve(true);
+      return;
+    }
+    if (req.destroyed) {
+      reject(new Error("the request was aborted before its body ended"));
+      return;
+    }
     req.on("data", onData);
     req.once("end", onEnd);
     // Kept after settling: a request that fails later (the caller hangs up) must not end the

@@ -192,6 +192,18 @@ describe("readProxyBody", () => {
     await expect(readProxyBody(req, LIMITS)).rejects.toThrow(/aborted before its body ended/);
   });
 
+  it("a request already read to its end, or already gone, settles at once", async () => {
+    const ended = request({ "content-length": "10" }, [bytes(10)]);
+    for await (const _chunk of ended) {
+      // read it all
+    }
+    const body = await readProxyBody(ended, LIMITS);
+    expect(body).toMatchObject({ kind: "buffered" });
+    const gone = request({ "content-length": "10" }, [bytes(10)]);
+    gone.destroy();
+    await expect(readProxyBody(gone, LIMITS)).rejects.toThrow(/aborted before its body ended/);
+  });
+
   it("with retryLimit 0 every chunked body is streamed", async () => {
     const data = bytes(10);
     const req = request(chunked, [data]);
