@@ -5,9 +5,11 @@
  * reads from the object. Skipping those spares a parse and a key-set evaluation per write, and
  * the event loop the time they took from dispenses and proxied calls.
  */
+import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 
-const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+/** Equal values; absent (undefined) and null count as the same. */
+const same = (a: unknown, b: unknown) => isDeepStrictEqual(a ?? null, b ?? null);
 
 /** True when `next` differs from `previous` only outside spec and the metadata we act on. */
 export function onlyStatusChanged(previous: KubernetesObject, next: KubernetesObject): boolean {

@@ -117,5 +117,7 @@ export class LeaseTable {
   }
 }
 
-/** Lease tokens are below this (48 bits: exact in a double, and what 6 random bytes give). */
-export const LEASE_TOKEN_LIMIT = 2 ** 48;
+/** Random bytes per lease token: 48 bits, exact in a double. */
+export const LEASE_TOKEN_BYTES = 6;
+/** Lease tokens are below this. */
+export const LEASE_TOKEN_LIMIT = 2 ** (8 * LEASE_TOKEN_BYTES);

@@ -31,14 +31,9 @@ export async function readProxyBody(req: IncomingMessage, limits: BodyLimits): P
 
   // Hold what fits the retry limit (all of it, usually).
   const held: Buffer[] = [];
-  let heldBytes = 0;
   if (length === undefined || length <= limits.retryLimit) {
-    const ended = await holdUpTo(req, limits.retryLimit, (chunk) => {
-      held.push(chunk);
-      heldBytes += chunk.length;
-      if (heldBytes > limits.maxBytes) throw tooLarge(limits.maxBytes);
-    });
-    if (ended) return { kind: "buffered", bytes: Buffer.concat(held, heldBytes) };
+    const ended = await holdUpTo(req, held, limits);
+    if (ended) return { kind: "buffered", bytes: Buffer.concat(held) };
   }
   const source = req[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   // Larger: what was held, then the rest as it arrives, once.
@@ -68,12 +63,13 @@ export async function readProxyBody(req: IncomingMessage, limits: BodyLimits): P
 }
 
 /**
- * Reads `req` with events until it ends (true) or more than `limit` bytes came (false: `req` is
- * left paused, the rest unread). `take` sees each chunk and may throw to stop. Events rather than
- * an async iterator: this runs on every proxied call, and the iterator's promises and end-of-stream
- * bookkeeping were a good part of its allocations (bench/proxy, heap sampling).
+ * Reads `req` into `held` with events until it ends (true) or more than `retryLimit` bytes came
+ * (false: `req` is left paused, the rest unread); rejects with payload_too_large past `maxBytes`.
+ * Events rather than an async iterator: this runs on every proxied call, and the iterator's
+ * promises and end-of-stream bookkeeping were a good part of its allocations (bench/proxy, heap
+ * sampling).
  */
-function holdUpTo(req: IncomingMessage, limit: number, take: (chunk: Buffer) => void): Promise<boolean> {
+function holdUpTo(req: IncomingMessage, held: Buffer[], limits: BodyLimits): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
     let bytes = 0;
     let settled = false;
@@ -87,17 +83,11 @@ function holdUpTo(req: IncomingMessage, limit: number, take: (chunk: Buffer) => 
       else resolve(outcome);
     };
     const onData = (chunk: Buffer) => {
-      try {
-        take(chunk);
-      } catch (err) {
-        req.pause();
-        settle(err as Error);
-        return;
-      }
+      held.push(chunk);
       bytes += chunk.length;
-      if (bytes > limit) {
+      if (bytes > limits.maxBytes || bytes > limits.retryLimit) {
         req.pause();
-        settle(false);
+        settle(bytes > limits.maxBytes ? tooLarge(limits.maxBytes) : false);
       }
     };
     const onEnd = () => settle(true);
