@@ -5,8 +5,8 @@
  *
  * - peak: requests per second as fast as it goes (autocannon, closed loop);
  * - moderate load: a fixed request rate from fortio (bench/fortio.ts says why not autocannon),
- *   p50/p99/p99.9 to the end of the body, with 10 µs resolution; the proxy's added latency is
- *   proxied minus direct.
+ *   p50/p99/p99.9 to the end of the body, from each request's latency; the proxy's added latency
+ *   is proxied minus direct.
  *
  * The operator runs on core 0; the fake provider, the load generator and the control plane share
  * core 1, for both the direct and the proxied calls. Latency runs come first (after a warm-up at

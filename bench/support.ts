@@ -259,8 +259,8 @@ export async function benchOperator(plane: ControlPlane, name: string, extraArgs
       return res?.status === 200 ? ("ready" as const) : undefined;
     }, 60_000);
     if (outcome === "exited") {
-      const tail = (await readFile(logPath, "utf8")).slice(-500);
       if (attempt < 3) continue;
+      const tail = (await readFile(logPath, "utf8")).slice(-500);
       throw new Error(`keypool operator exited before it was ready, ${attempt} times; last log:\n${tail}`);
     }
     return {
@@ -294,9 +294,12 @@ export function keepCoresAwake(log: (line: string) => void): () => void {
     }).on("error", () => {}),
   );
   log("cores kept awake by SCHED_IDLE spinners (BENCH_KEEP_AWAKE=0 turns this off)");
-  const stop = () => {
+  const kill = () => {
     for (const s of spinners) s.kill("SIGKILL");
   };
-  process.once("exit", stop);
-  return stop;
+  process.once("exit", kill);
+  return () => {
+    process.off("exit", kill);
+    kill();
+  };
 }
