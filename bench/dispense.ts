@@ -30,7 +30,7 @@ import {
   pinned,
   type Result,
 } from "./support.ts";
-import { ensureFortio, medianPaced, type PacedResult, paced } from "./fortio.ts";
+import { ensureFortio, type PacedResult, paced, pooledPaced, runP99s } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -95,8 +95,8 @@ try {
   const bare = await bareServer(sample);
   log(`warming up; ${SECONDS} s per run, ${CONNECTIONS} connections, ${ROUNDS} rounds`);
   // The same request (with its 1 KB Authorization header) to both servers. Rounds alternate
-  // between them and the medians are reported: on a 2-core machine shared with the load
-  // generator, single runs swing by a third.
+  // between them; the median peak and the latency of all rounds' requests together are reported:
+  // on a 2-core machine shared with the load generator, single runs swing by a third.
   await load(bare.url, headers);
   await load(keyUrl, headers);
   const rounds: Array<{ bare: Result; keypool: Result }> = [];
@@ -119,9 +119,9 @@ try {
       keypool: await steady(keyUrl, rate),
     });
   wake();
-  const bareHalf = medianPaced(halves.map((h) => h.bare));
-  const bareAtRate = medianPaced(halves.map((h) => h.bareAtRate));
-  const half = medianPaced(halves.map((h) => h.keypool));
+  const bareHalf = pooledPaced(halves.map((h) => h.bare));
+  const bareAtRate = pooledPaced(halves.map((h) => h.bareAtRate));
+  const half = pooledPaced(halves.map((h) => h.keypool));
   bare.stop();
   const authMetrics = (await (await fetch(operator.metricsUrl)).text())
     .split("\n")
@@ -137,7 +137,7 @@ try {
   const row = (name: string, p: Result, h: PacedResult, at: number) =>
     `${name.padEnd(32)}${p.rps.toFixed(0).padStart(9)}${String(at).padStart(8)}${ms(h.p50)}${ms(h.p99)}${ms(h.p999)}${ms(h.max)}${String(p.errors + p.non2xx + h.failures).padStart(8)}`;
   console.log(
-    `\nnode ${process.version}, body ${sample.length} bytes, ${CONNECTIONS} connections, ${SECONDS} s per run, medians of ${ROUNDS} alternating rounds${pinned ? ", server on core 0, load on core 1" : ""}`,
+    `\nnode ${process.version}, body ${sample.length} bytes, ${CONNECTIONS} connections, ${SECONDS} s per run, ${ROUNDS} alternating rounds (peaks: the median round; latency: all requests of the rounds together)${pinned ? ", server on core 0, load on core 1" : ""}`,
   );
   console.log(
     `${"".padEnd(32)}${"peak rps".padStart(9)}${"at rps".padStart(8)}${"p50 ms".padStart(8)}${"p99 ms".padStart(8)}${"p99.9".padStart(8)}${"max ms".padStart(8)}${"errors".padStart(8)}`,
@@ -149,6 +149,13 @@ try {
   console.log(`throughput ratio keypool / bare: ${(peak.rps / barePeak.rps).toFixed(2)} (aim: at least 0.5)`);
   console.log(
     `p99 at half of peak: keypool ${half.p99.toFixed(3)} ms (aim: under 2 ms); bare at the same rate ${bareAtRate.p99.toFixed(3)} ms, at half of its own peak ${bareHalf.p99.toFixed(3)} ms`,
+  );
+  const eachRound = (runs: PacedResult[]) =>
+    runP99s(runs)
+      .map((v) => v.toFixed(3))
+      .join(" ");
+  console.log(
+    `p99 of each round: keypool ${eachRound(halves.map((h) => h.keypool))}; bare at the same rate ${eachRound(halves.map((h) => h.bareAtRate))}; at half of its own peak ${eachRound(halves.map((h) => h.bare))}`,
   );
   console.log(`operator during the runs:\n  ${authMetrics.join("\n  ")}`);
 } finally {

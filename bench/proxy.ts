@@ -10,8 +10,9 @@
  *
  * The operator runs on core 0; the fake provider, the load generator and the control plane share
  * core 1, for both the direct and the proxied calls. Latency runs come first (after a warm-up at
- * the same rates), then the peaks. Rounds alternate between direct and proxied; medians are
- * reported.
+ * the same rates), then the peaks. Rounds alternate between direct and proxied. Peaks are the
+ * median round; latency percentiles are over every request of all rounds together (pooledPaced
+ * says why), with each round's own p99 printed beside them.
  *
  * Env: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32, peak runs), BENCH_PLAIN_RATE
  * (500), BENCH_STREAM_RATE (100), BENCH_PROFILE (dir: CPU profile of the operator),
@@ -33,7 +34,7 @@ import {
   type Result,
 } from "./support.ts";
 import { eventually } from "../test/support/eventually.ts";
-import { ensureFortio, medianPaced, type PacedResult, paced } from "./fortio.ts";
+import { ensureFortio, type PacedResult, paced, pooledPaced, runP99s } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -165,9 +166,9 @@ try {
 
   const f = (n: number) => n.toFixed(2).padStart(8);
   console.log(
-    `\nnode ${process.version}, ${SECONDS} s per run, medians of ${ROUNDS} alternating rounds${pinned ? ", operator on core 0, fake provider and load on core 1" : ""}`,
+    `\nnode ${process.version}, ${SECONDS} s per run, ${ROUNDS} alternating rounds${pinned ? ", operator on core 0, fake provider and load on core 1" : ""}`,
   );
-  console.log(`\npeak throughput (${CONNECTIONS} connections, as fast as it goes)`);
+  console.log(`\npeak throughput (${CONNECTIONS} connections, as fast as it goes; the median round)`);
   console.log(
     `${"".padEnd(28)}${"direct rps".padStart(12)}${"proxy rps".padStart(12)}${"ratio".padStart(8)}`,
   );
@@ -179,17 +180,27 @@ try {
     );
   }
   console.log(
-    `\nlatency at a moderate fixed rate (ms, to the end of the body; plain ${PLAIN_RATE}/s, streamed ${STREAM_RATE}/s)`,
+    `\nlatency at a moderate fixed rate (ms, to the end of the body; plain ${PLAIN_RATE}/s, streamed ${STREAM_RATE}/s;\nall requests of the ${ROUNDS} rounds together, and each round's p99)`,
   );
   console.log(
-    `${"".padEnd(28)}${"".padEnd(10)}${"p50".padStart(8)}${"p99".padStart(8)}${"p99.9".padStart(8)}`,
+    `${"".padEnd(28)}${"".padEnd(10)}${"p50".padStart(8)}${"p99".padStart(8)}${"p99.9".padStart(8)}   p99 of each round`,
   );
+  const eachRound = (runs: PacedResult[]) =>
+    runP99s(runs)
+      .map((v) => v.toFixed(2))
+      .join(" ");
   for (const kind of ["Plain", "Stream"] as const) {
-    const d = medianPaced(steadies[`direct${kind}`] ?? []);
-    const p = medianPaced(steadies[`proxy${kind}`] ?? []);
+    const directRuns = steadies[`direct${kind}`] ?? [];
+    const proxyRuns = steadies[`proxy${kind}`] ?? [];
+    const d = pooledPaced(directRuns);
+    const p = pooledPaced(proxyRuns);
     const name = kind === "Plain" ? "chat completion" : "chat completion, streamed";
-    console.log(`${name.padEnd(28)}${"direct".padEnd(10)}${f(d.p50)}${f(d.p99)}${f(d.p999)}`);
-    console.log(`${"".padEnd(28)}${"proxy".padEnd(10)}${f(p.p50)}${f(p.p99)}${f(p.p999)}`);
+    console.log(
+      `${name.padEnd(28)}${"direct".padEnd(10)}${f(d.p50)}${f(d.p99)}${f(d.p999)}   ${eachRound(directRuns)}`,
+    );
+    console.log(
+      `${"".padEnd(28)}${"proxy".padEnd(10)}${f(p.p50)}${f(p.p99)}${f(p.p999)}   ${eachRound(proxyRuns)}`,
+    );
     console.log(
       `${"".padEnd(28)}${"added".padEnd(10)}${f(p.p50 - d.p50)}${f(p.p99 - d.p99)}${f(p.p999 - d.p999)}   failures ${d.failures + p.failures}`,
     );

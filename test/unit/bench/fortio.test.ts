@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { latenciesOf, percentile } from "../../../bench/fortio.ts";
+import { latenciesOf, type PacedResult, percentile, pooledPaced, runP99s } from "../../../bench/fortio.ts";
 
 describe("bench: latency percentiles from fortio's access log", () => {
   it("reads each request's latency in ms, sorted", () => {
@@ -23,5 +23,35 @@ describe("bench: latency percentiles from fortio's access log", () => {
   it("a single value is every percentile; no values give NaN", () => {
     expect(percentile(Float64Array.of(3), 99)).toBe(3);
     expect(percentile(new Float64Array(0), 50)).toBeNaN();
+  });
+
+  const run = (values: number[], failures = 0): PacedResult => {
+    const latencies = Float64Array.from(values).sort();
+    return {
+      rps: values.length,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      p999: percentile(latencies, 99.9),
+      max: latencies[latencies.length - 1] ?? Number.NaN,
+      failures,
+      latencies,
+    };
+  };
+
+  it("pools rounds: percentiles over every request, failures summed, each round's p99 kept", () => {
+    // Three rounds of 100 requests; a stall in one round slowed 2 of its requests, which decide
+    // that round's p99 but are under 1% of all 300.
+    const quiet = Array.from({ length: 100 }, (_, i) => 1 + i / 100);
+    const stalled = [...quiet.slice(2), 40, 44];
+    const rounds = [run(quiet), run(stalled, 2), run(quiet)];
+    const pooled = pooledPaced(rounds);
+    expect(pooled.latencies).toHaveLength(300);
+    expect([...pooled.latencies].every((v, i, a) => i === 0 || (a[i - 1] as number) <= v)).toBe(true);
+    // The 297th of 300: a request the stall did not slow.
+    expect(pooled.p99).toBe(1.99);
+    expect(pooled.max).toBe(44);
+    expect(pooled.failures).toBe(2);
+    expect(pooled.rps).toBe(100);
+    expect(runP99s(rounds)).toEqual([1.98, 1.98, 40]);
   });
 });
