@@ -30,7 +30,7 @@ import {
   pinned,
   type Result,
 } from "./support.ts";
-import { ensureFortio, type PacedResult, paced, pooledPaced, runP99s } from "./fortio.ts";
+import { ensureFortio, type PacedResult, paced, pooledPaced, runP99sText } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -150,12 +150,17 @@ try {
   console.log(
     `p99 at half of peak: keypool ${half.p99.toFixed(3)} ms (aim: under 2 ms); bare at the same rate ${bareAtRate.p99.toFixed(3)} ms, at half of its own peak ${bareHalf.p99.toFixed(3)} ms`,
   );
-  const eachRound = (runs: PacedResult[]) =>
-    runP99s(runs)
-      .map((v) => v.toFixed(3))
-      .join(" ");
   console.log(
-    `p99 of each round: keypool ${eachRound(halves.map((h) => h.keypool))}; bare at the same rate ${eachRound(halves.map((h) => h.bareAtRate))}; at half of its own peak ${eachRound(halves.map((h) => h.bare))}`,
+    `p99 of each round: keypool ${runP99sText(
+      halves.map((h) => h.keypool),
+      3,
+    )}; bare at the same rate ${runP99sText(
+      halves.map((h) => h.bareAtRate),
+      3,
+    )}; at half of its own peak ${runP99sText(
+      halves.map((h) => h.bare),
+      3,
+    )}`,
   );
   console.log(`operator during the runs:\n  ${authMetrics.join("\n  ")}`);
 } finally {

@@ -91,6 +91,12 @@ export function pooledPaced(runs: PacedResult[]): PacedResult {
 /** p99 of each run, ascending: how much the runs pooled by `pooledPaced` differ. */
 export const runP99s = (runs: PacedResult[]): number[] => runs.map((r) => r.p99).sort((a, b) => a - b);
 
+/** runP99s as the benchmarks print it: "0.53 0.65 0.80". */
+export const runP99sText = (runs: PacedResult[], digits: number): string =>
+  runP99s(runs)
+    .map((v) => v.toFixed(digits))
+    .join(" ");
+
 function summarize(latencies: Float64Array, rest: { rps: number; failures: number }): PacedResult {
   return {
     ...rest,

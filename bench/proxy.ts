@@ -34,7 +34,7 @@ import {
   type Result,
 } from "./support.ts";
 import { eventually } from "../test/support/eventually.ts";
-import { ensureFortio, type PacedResult, paced, pooledPaced, runP99s } from "./fortio.ts";
+import { ensureFortio, type PacedResult, paced, pooledPaced, runP99sText } from "./fortio.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -185,10 +185,6 @@ try {
   console.log(
     `${"".padEnd(28)}${"".padEnd(10)}${"p50".padStart(8)}${"p99".padStart(8)}${"p99.9".padStart(8)}   p99 of each round`,
   );
-  const eachRound = (runs: PacedResult[]) =>
-    runP99s(runs)
-      .map((v) => v.toFixed(2))
-      .join(" ");
   for (const kind of ["Plain", "Stream"] as const) {
     const directRuns = steadies[`direct${kind}`] ?? [];
     const proxyRuns = steadies[`proxy${kind}`] ?? [];
@@ -196,10 +192,10 @@ try {
     const p = pooledPaced(proxyRuns);
     const name = kind === "Plain" ? "chat completion" : "chat completion, streamed";
     console.log(
-      `${name.padEnd(28)}${"direct".padEnd(10)}${f(d.p50)}${f(d.p99)}${f(d.p999)}   ${eachRound(directRuns)}`,
+      `${name.padEnd(28)}${"direct".padEnd(10)}${f(d.p50)}${f(d.p99)}${f(d.p999)}   ${runP99sText(directRuns, 2)}`,
     );
     console.log(
-      `${"".padEnd(28)}${"proxy".padEnd(10)}${f(p.p50)}${f(p.p99)}${f(p.p999)}   ${eachRound(proxyRuns)}`,
+      `${"".padEnd(28)}${"proxy".padEnd(10)}${f(p.p50)}${f(p.p99)}${f(p.p999)}   ${runP99sText(proxyRuns, 2)}`,
     );
     console.log(
       `${"".padEnd(28)}${"added".padEnd(10)}${f(p.p50 - d.p50)}${f(p.p99 - d.p99)}${f(p.p999 - d.p999)}   failures ${d.failures + p.failures}`,

@@ -48,9 +48,11 @@ class FigureSum {
     resetAtMs: number | undefined,
     now: number,
   ): void {
-    let limit: number | undefined;
-    let remaining = 0;
-    let roomAtMs = 0;
+    if (!window && headerRemaining === undefined) return;
+    // Each reading there is narrows the figure.
+    let limit = Number.POSITIVE_INFINITY;
+    let remaining = Number.POSITIVE_INFINITY;
+    let roomAtMs = Number.NEGATIVE_INFINITY;
     if (window) {
       limit = window.limit;
       remaining = Math.max(0, window.limit - window.used(now));
@@ -60,19 +62,10 @@ class FigureSum {
       // A reading whose reset time passed means the key is full again.
       const expired = resetAtMs !== undefined && resetAtMs <= now;
       const left = expired ? (headerLimit ?? headerRemaining) : headerRemaining;
-      const fromHeaders = headerLimit ?? Math.max(left, headerRemaining);
-      const roomFromHeaders = left > 0 ? now : (resetAtMs ?? now);
-      if (limit === undefined) {
-        limit = fromHeaders;
-        remaining = left;
-        roomAtMs = roomFromHeaders;
-      } else {
-        limit = Math.min(limit, fromHeaders);
-        remaining = Math.min(remaining, left);
-        roomAtMs = Math.max(roomAtMs, roomFromHeaders);
-      }
+      limit = Math.min(limit, headerLimit ?? Math.max(left, headerRemaining));
+      remaining = Math.min(remaining, left);
+      roomAtMs = Math.max(roomAtMs, left > 0 ? now : (resetAtMs ?? now));
     }
-    if (limit === undefined) return;
     this.known++;
     this.limit += limit;
     this.remaining += remaining;

@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
+import { buffer } from "node:stream/consumers";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import { bytes } from "../../support/bytes.ts";
 import { type ProxyBody, readProxyBody } from "../../../src/proxy/body.ts";
 import { KeyPoolError } from "../../../src/server/errors.ts";
 
@@ -20,21 +22,10 @@ function request(headers: IncomingHttpHeaders, chunks: Buffer[]): IncomingMessag
   };
 }
 
-/** `n` bytes counting up (mod 256) from `from`, so order and content can be checked. */
-function bytes(n: number, from = 0): Buffer {
-  return Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 256));
-}
-
 function split(buf: Buffer, size: number): Buffer[] {
   const out: Buffer[] = [];
   for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
   return out;
-}
-
-async function collect(iterable: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of iterable) parts.push(chunk);
-  return Buffer.concat(parts);
 }
 
 /** A request whose body sends one chunk of 10 bytes of its claimed 50, then `fail`s. */
@@ -110,7 +101,7 @@ describe("readProxyBody", () => {
     const req = request({ "content-length": "1000" }, split(data, 300));
     const body = streamed(await readProxyBody(req, LIMITS));
     expect(body.length).toBe(1000);
-    expect((await collect(body.take())).equals(data)).toBe(true);
+    expect((await buffer(body.take())).equals(data)).toBe(true);
   });
 
   it("streams a body whose content-length is over retryLimit, without reading it first", async () => {
@@ -119,7 +110,7 @@ describe("readProxyBody", () => {
     const body = streamed(await readProxyBody(req, LIMITS));
     expect(body.length).toBe(500);
     expect(req.reads()).toBe(0);
-    expect((await collect(body.take())).equals(data)).toBe(true);
+    expect((await buffer(body.take())).equals(data)).toBe(true);
   });
 
   it("streams a chunked body over retryLimit: take() yields every byte in order", async () => {
@@ -139,7 +130,7 @@ describe("readProxyBody", () => {
     const data = bytes(1000);
     const req = request(chunked, split(data, 250));
     const body = streamed(await readProxyBody(req, LIMITS));
-    expect((await collect(body.take())).equals(data)).toBe(true);
+    expect((await buffer(body.take())).equals(data)).toBe(true);
   });
 
   it("take() gives the stream once", async () => {
@@ -177,7 +168,7 @@ describe("readProxyBody", () => {
     const data = bytes(300);
     const req = request({ "content-length": "50" }, split(data, 60));
     const body = streamed(await readProxyBody(req, LIMITS));
-    expect((await collect(body.take())).equals(data)).toBe(true);
+    expect((await buffer(body.take())).equals(data)).toBe(true);
   });
 
   it("a caller that hangs up while its body is read: the read fails, and a later error is harmless", async () => {
@@ -208,6 +199,6 @@ describe("readProxyBody", () => {
     const data = bytes(10);
     const req = request(chunked, [data]);
     const body = streamed(await readProxyBody(req, { maxBytes: 1000, retryLimit: 0 }));
-    expect((await collect(body.take())).equals(data)).toBe(true);
+    expect((await buffer(body.take())).equals(data)).toBe(true);
   });
 });

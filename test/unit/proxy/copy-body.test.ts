@@ -1,16 +1,13 @@
 import { once } from "node:events";
+import { buffer } from "node:stream/consumers";
 import { type IncomingMessage, type Server, type ServerResponse, createServer, get } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
+import { bytes } from "../../support/bytes.ts";
 import { copyBody } from "../../../src/proxy/copy-body.ts";
 import { eventually } from "../../support/eventually.ts";
-
-/** `n` bytes counting up (mod 256) from `from`, so order and content can be checked. */
-function bytes(n: number, from = 0): Buffer {
-  return Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 256));
-}
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -45,18 +42,12 @@ function getResponse(url: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => get(url, resolve).on("error", reject));
 }
 
-async function readAll(res: IncomingMessage): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of res) parts.push(chunk as Buffer);
-  return Buffer.concat(parts);
-}
-
 describe("copyBody", () => {
   it("copies every chunk in order, and the meter sees each", async () => {
     const data = bytes(100_000);
     const chunks = Array.from({ length: 10 }, (_, i) => data.subarray(i * 10_000, (i + 1) * 10_000));
     const s = await serve(() => Readable.from(chunks));
-    const received = await readAll(await getResponse(s.url));
+    const received = await buffer(await getResponse(s.url));
     expect(received.equals(data)).toBe(true);
     await expect(s.settled[0]).resolves.toBeUndefined();
     expect(Buffer.concat(s.seen).equals(data)).toBe(true);
