@@ -3,6 +3,7 @@ import type { Server } from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Registry } from "prom-client";
 import { parseDuration } from "./api/duration.ts";
+import { yieldBackgroundThreads } from "./background-threads.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Operator } from "./controller/operator.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -47,6 +48,7 @@ export function closeServer(server: Server | undefined): Promise<void> {
 export async function runOperator(config: OperatorConfig): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   const kc = loadKubeConfig(config.kubeconfig, process.env);
+  yieldBackgroundThreads(logger);
   const operator = new Operator({
     kc,
     logger,

@@ -1,4 +1,5 @@
 /** `keypool serve`: the engine without a cluster (manifests directory + env vars). Wiring only. */
+import { yieldBackgroundThreads } from "./background-threads.ts";
 import type { ServeConfig } from "./config.ts";
 import { PoolRegistry } from "./controller/pools.ts";
 import { Prober } from "./controller/prober.ts";
@@ -18,6 +19,7 @@ export async function runServe(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
+  yieldBackgroundThreads(logger);
   const registry = new PoolRegistry();
   const source = new StandaloneSource({
     manifestsDir: config.manifests,
