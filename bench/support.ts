@@ -1,6 +1,7 @@
 /** Helpers shared by the benchmarks. */
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { open, readdir, readFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -264,6 +265,8 @@ export async function benchOperator(plane: ControlPlane, name: string, extraArgs
       throw new Error(`keypool operator exited before it was ready, ${attempt} times; last log:\n${tail}`);
     }
     return {
+      /** The operator's process id (taskset execs it, so it is the child's). */
+      pid: child.pid as number,
       url: `http://127.0.0.1:${port}`,
       metricsUrl: `http://127.0.0.1:${probesPort}/metrics`,
       logPath,
@@ -302,4 +305,43 @@ export function keepCoresAwake(log: (line: string) => void): () => void {
     process.off("exit", kill);
     kill();
   };
+}
+
+/**
+ * Time the machine itself took from the benchmark, as Linux accounts it: per core, the steal time
+ * (the hypervisor ran something else on this virtual CPU; /proc/stat, in 10 ms units), and the CPU
+ * time of one process's threads by thread name (/proc/<pid>/task). A reading is a snapshot;
+ * `since` gives what happened between two. Empty where there is no /proc.
+ */
+export interface MachineReading {
+  stealMs: number[];
+  threadCpuMs: Record<string, number>;
+}
+
+export function machineReading(pid: number): MachineReading {
+  const stealMs: number[] = [];
+  const threadCpuMs: Record<string, number> = {};
+  try {
+    for (const line of readFileSync("/proc/stat", "utf8").split("\n")) {
+      // cpuN user nice system idle iowait irq softirq steal ...
+      if (/^cpu\d/.test(line)) stealMs.push(Number(line.trim().split(/\s+/)[8]) * 10);
+    }
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      // Fields 14 and 15 (utime, stime, in 10 ms units) of stat; field 2 (the name) may hold spaces.
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      threadCpuMs[name] = (threadCpuMs[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) * 10;
+    }
+  } catch {
+    // No /proc here, or the process is gone: what was read so far.
+  }
+  return { stealMs, threadCpuMs };
+}
+
+/** What happened between two readings. */
+export function since(before: MachineReading, after: MachineReading): MachineReading {
+  const threadCpuMs: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(after.threadCpuMs))
+    threadCpuMs[name] = ms - (before.threadCpuMs[name] ?? 0);
+  return { stealMs: after.stealMs.map((ms, i) => ms - (before.stealMs[i] ?? 0)), threadCpuMs };
 }
