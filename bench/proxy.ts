@@ -127,8 +127,8 @@ try {
       connections: CONNECTIONS,
       seconds: SECONDS,
     });
-  const steady = (t: keyof typeof target, body: string, rate: number) =>
-    paced(fortio, target[t].url, { headers: target[t].headers, body, rate, seconds: SECONDS });
+  const steady = (t: keyof typeof target, body: string, rate: number, seconds = SECONDS) =>
+    paced(fortio, target[t].url, { headers: target[t].headers, body, rate, seconds: Math.max(1, seconds) });
 
   const peaks: Record<string, Result[]> = {
     directPlain: [],
@@ -146,10 +146,8 @@ try {
   // connections, the heap's size; see the header), not after the peak runs, whose garbage the old
   // generation would otherwise collect during them (a Mark-Compact of 10-60 ms, with --trace-gc).
   const wake = keepCoresAwake(log);
-  const warm = (t: keyof typeof target, body: string, rate: number, seconds: number) =>
-    paced(fortio, target[t].url, { headers: target[t].headers, body, rate, seconds: Math.max(1, seconds) });
-  await warm("proxy", PLAIN, PLAIN_RATE, (WARMUP * 3) / 4);
-  await warm("proxy", STREAM, STREAM_RATE, WARMUP / 4);
+  await steady("proxy", PLAIN, PLAIN_RATE, (WARMUP * 3) / 4);
+  await steady("proxy", STREAM, STREAM_RATE, WARMUP / 4);
   await steady("direct", PLAIN, PLAIN_RATE);
   await steady("direct", STREAM, STREAM_RATE);
   const machineBefore = machineReading(operator.pid);

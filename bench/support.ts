@@ -1,16 +1,18 @@
 /** Helpers shared by the benchmarks. */
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { open, readdir, readFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import autocannon from "autocannon";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../src/api/keypool.ts";
+import { threadsOf } from "../src/background-threads.ts";
 import { ensureBinaries } from "../test/support/control-plane/build.ts";
 import { ControlPlane, freePort } from "../test/support/control-plane/control-plane.ts";
 import { eventually } from "../test/support/eventually.ts";
+import { threadStat } from "../test/support/proc.ts";
 
 /** Runs the harness's kubectl against `plane` as admin; throws with stderr on failure. */
 export function kubectlAt(plane: ControlPlane, args: string[]): Promise<string> {
@@ -326,11 +328,8 @@ export function machineReading(pid: number): MachineReading {
       // cpuN user nice system idle iowait irq softirq steal ...
       if (/^cpu\d/.test(line)) stealMs.push(Number(line.trim().split(/\s+/)[8]) * 10);
     }
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-      // Fields 14 and 15 (utime, stime, in 10 ms units) of stat; field 2 (the name) may hold spaces.
-      const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-      threadCpuMs[name] = (threadCpuMs[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) * 10;
+    for (const { tid, name } of threadsOf(pid)) {
+      threadCpuMs[name] = (threadCpuMs[name] ?? 0) + threadStat(pid, tid).cpuMs;
     }
   } catch {
     // No /proc here, or the process is gone: what was read so far.

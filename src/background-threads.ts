@@ -34,24 +34,27 @@ export interface ThreadAccess {
   setNice(tid: number, nice: number): void;
 }
 
-export const linuxThreads: ThreadAccess = {
-  threads() {
-    let tids: string[];
+/** A process's threads (id and name, as /proc/<pid>/task/<tid>/comm shows it); empty without /proc. */
+export function threadsOf(pid: number | "self" = "self"): Array<{ tid: number; name: string }> {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const threads: Array<{ tid: number; name: string }> = [];
+  for (const tid of tids) {
     try {
-      tids = readdirSync("/proc/self/task");
+      threads.push({ tid: Number(tid), name: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim() });
     } catch {
-      return [];
+      // The thread ended meanwhile.
     }
-    const threads: Array<{ tid: number; name: string }> = [];
-    for (const tid of tids) {
-      try {
-        threads.push({ tid: Number(tid), name: readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() });
-      } catch {
-        // The thread ended meanwhile.
-      }
-    }
-    return threads;
-  },
+  }
+  return threads;
+}
+
+export const linuxThreads: ThreadAccess = {
+  threads: () => threadsOf(),
   setNice: (tid, nice) => setPriority(tid, nice),
 };
 
@@ -82,8 +85,8 @@ export function lowerV8WorkerPriority(
 }
 
 /** lowerV8WorkerPriority at start-up, with a log line saying what it did. */
-export function yieldBackgroundThreads(logger: Logger, access?: ThreadAccess): LoweredThreads {
-  const result = lowerV8WorkerPriority(access);
+export function yieldBackgroundThreads(logger: Logger): void {
+  const result = lowerV8WorkerPriority();
   if (result.error) {
     logger.warn(
       { lowered: result.lowered, err: result.error },
@@ -92,5 +95,4 @@ export function yieldBackgroundThreads(logger: Logger, access?: ThreadAccess): L
   } else if (result.lowered > 0) {
     logger.debug({ threads: result.lowered, nice: BACKGROUND_NICE }, "V8 worker threads lowered to nice 19");
   }
-  return result;
 }

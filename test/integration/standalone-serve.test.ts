@@ -3,13 +3,14 @@
  * *_KEYS variables, static bearer tokens, keys added and removed at run time (admin token
  * only), and state that survives a restart.
  */
-import { readFileSync } from "node:fs";
-import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { threadsOf } from "../../src/background-threads.ts";
 import { keyId } from "../../src/pool/identity.ts";
 import { eventually } from "../support/eventually.ts";
+import { threadStat } from "../support/proc.ts";
 import { type ServeProcess, startServe } from "../support/serve-process.ts";
 
 const USE_TOKEN = "use-token-0123456789abcdef";
@@ -18,11 +19,6 @@ let dir: string;
 let server: ServeProcess | undefined;
 let port: number;
 let logs = "";
-
-/** A process's nice value as /proc shows it (the test runner's: the server inherits it). */
-function readNice(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[16]);
-}
 
 async function start() {
   server = await startServe(dir, { GPT_4_KEYS: "sk-test-env-gpt4-aaaaaaaa,sk-test-env-gpt4-bbbbbbbb" });
@@ -155,20 +151,12 @@ describe("keypool serve", () => {
     "runs V8's worker threads at nice 19, so GC and compiler work waits for the request thread",
     async () => {
       const pid = server?.child.pid as number;
-      const threads = await Promise.all(
-        (await readdir(`/proc/${pid}/task`)).map(async (tid) => ({
-          name: (await readFile(`/proc/${pid}/task/${tid}/comm`, "utf8")).trim(),
-          // Field 19 of /proc/<pid>/task/<tid>/stat; the name in field 2 may hold spaces.
-          nice: Number(
-            (await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8")).split(") ")[1]?.split(" ")[16],
-          ),
-        })),
-      );
+      const threads = threadsOf(pid).map(({ tid, name }) => ({ name, nice: threadStat(pid, tid).nice }));
       const workers = threads.filter((t) => t.name === "V8Worker");
       expect(workers.length).toBeGreaterThan(0);
       expect(workers.map((t) => t.nice)).toEqual(workers.map(() => 19));
       const others = threads.filter((t) => t.name !== "V8Worker");
-      expect(others.map((t) => t.nice)).toEqual(others.map(() => readNice(process.pid)));
+      expect(others.map((t) => t.nice)).toEqual(others.map(() => threadStat(process.pid, process.pid).nice)); // inherited from the runner
     },
   );
 
