@@ -5,6 +5,7 @@
  */
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../log.ts";
+import { apiClient } from "../kube-client.ts";
 
 export interface EventTarget {
   namespace: string;
@@ -43,7 +44,7 @@ export class EventRecorder {
   #dropped = 0;
 
   constructor(options: EventRecorderOptions) {
-    this.#api = options.kc.makeApiClient(CoreV1Api);
+    this.#api = apiClient(options.kc, CoreV1Api);
     this.#logger = options.logger.child({ component: "events" });
     this.#instance = options.instance;
     this.#now = options.now ?? Date.now;

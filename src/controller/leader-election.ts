@@ -33,6 +33,7 @@ import {
 } from "@kubernetes/client-node";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
+import { apiClient } from "../kube-client.ts";
 
 export interface LeaderElectionOptions {
   kc: KubeConfig;
@@ -263,7 +264,7 @@ export class LeaderElector {
       lease: `${options.namespace}/${options.name}`,
       identity: options.identity,
     });
-    this.#api = options.kc.makeApiClient(CoordinationV1Api);
+    this.#api = apiClient(options.kc, CoordinationV1Api);
   }
 
   /** True while this replica holds the Lease and its last renewal is within renewDeadline. */

@@ -2,7 +2,7 @@
  * src/controller — the operator: watches KeyPools and labelled Secrets, reconciles each pool
  * into its engine and status, records Events, elects a leader (only the leader writes status).
  * May import: src/api, src/pool, src/providers, src/sources, src/log, src/lease-tokens,
- * @kubernetes/client-node.
+ * src/kube-client, @kubernetes/client-node.
  *
  * This file wires the parts: watchers -> work queue -> reconciler -> status writer.
  */
@@ -23,6 +23,7 @@ import { Reconciler } from "./reconciler.ts";
 import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
 import { ResourceWatcher } from "./watcher.ts";
 import { WorkQueue } from "./work-queue.ts";
+import { apiClient } from "../kube-client.ts";
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -73,7 +74,7 @@ export class Operator {
     this.#o = options;
     this.identity = options.identity ?? `${hostname()}-${randomBytes(4).toString("hex")}`;
     this.#logger = options.logger.child({ component: "operator" });
-    this.#core = options.kc.makeApiClient(CoreV1Api);
+    this.#core = apiClient(options.kc, CoreV1Api);
     this.#leading = !options.leaderElection.enabled;
     this.#queue = new WorkQueue({ logger: this.#logger });
     this.#status = new StatusWriter({

@@ -7,6 +7,7 @@ import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } fr
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
+import { apiClient } from "../kube-client.ts";
 
 export interface PoolRef {
   namespace: string;
@@ -58,7 +59,7 @@ export class StatusWriter {
   readonly stats = { writes: 0, skipped: 0, failures: 0 };
 
   constructor(options: StatusWriterOptions) {
-    this.#api = options.kc.makeApiClient(CustomObjectsApi);
+    this.#api = apiClient(options.kc, CustomObjectsApi);
     this.#logger = options.logger.child({ component: "status-writer" });
     this.#isLeader = options.isLeader;
     this.#transitionDelayMs = options.transitionDelayMs ?? 100;

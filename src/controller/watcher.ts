@@ -22,14 +22,9 @@
  * cache. Objects are the parsed JSON from the API server; logs carry kind, namespace, name and
  * resourceVersion only, never object contents (Secrets hold keys).
  */
-import {
-  HttpMethod,
-  type KubeConfig,
-  type KubernetesObject,
-  RequestContext,
-  Watch,
-} from "@kubernetes/client-node";
-import { type Dispatcher, fetch } from "undici";
+import { type KubeConfig, type KubernetesObject, Watch } from "@kubernetes/client-node";
+import { fetch } from "undici";
+import { requestAuth, sharedTransport } from "../kube-client.ts";
 import type { Logger } from "../log.ts";
 
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED";
@@ -166,7 +161,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
     this.#backoffMaxMs = options.backoff?.maxMs ?? 30_000;
     this.#pageSize = options.pageSize ?? 500;
     this.#log = options.logger.child({ component: "watcher", path: options.path });
-    this.#watch = new Watch(sharedDispatcherConfig(options.kc));
+    this.#watch = new Watch(sharedTransport(options.kc));
     // Watch aborts a stream after requestTimeoutMs without a byte (30 s by default, #3020); make
     // that the same watchdog. The field is public in JS but declared private in watch.d.ts.
     (this.#watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.#watchdogMs;
@@ -371,7 +366,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
   }
 
   async #get(url: URL): Promise<{ status: number; body: string }> {
-    const { headers, dispatcher } = await authenticate(this.#kc, url);
+    const { headers, dispatcher } = await requestAuth(this.#kc, url);
     const controller = new AbortController();
     this.#listAbort = controller;
     const timeoutMs = Math.max(LIST_TIMEOUT_MS, this.#watchdogMs);
@@ -657,49 +652,4 @@ function statusMessage(body: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-// ---- one HTTP agent per KubeConfig ----
-
-/**
- * client-node 2.0.1 builds a new undici Agent on every applySecurityAuthentication (it caches
- * only the https.Agent used for WebSockets), so each LIST page and each watch would open its own
- * TLS connection and leave the agent behind. Keep the first one per KubeConfig and cluster/user
- * and reuse it; headers (tokens) are still taken fresh for every request.
- */
-const dispatchers = new WeakMap<KubeConfig, Map<string, Dispatcher>>();
-
-function shareDispatcher(kc: KubeConfig, fresh: Dispatcher | undefined): Dispatcher | undefined {
-  if (!fresh) return undefined;
-  const key = JSON.stringify([kc.getCurrentCluster()?.name, kc.getCurrentUser()?.name]);
-  let byKey = dispatchers.get(kc);
-  if (!byKey) dispatchers.set(kc, (byKey = new Map()));
-  const cached = byKey.get(key);
-  if (cached) {
-    // Never used: closing it releases nothing but makes the intent plain.
-    void fresh.close().catch(() => undefined);
-    return cached;
-  }
-  byKey.set(key, fresh);
-  return fresh;
-}
-
-async function authenticate(
-  kc: KubeConfig,
-  url: URL,
-): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
-  const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-  await kc.applySecurityAuthentication(ctx);
-  return { headers: ctx.getHeaders(), dispatcher: shareDispatcher(kc, ctx.getDispatcher()) };
-}
-
-/** The KubeConfig as `Watch` sees it: same clusters and credentials, the shared dispatcher. */
-function sharedDispatcherConfig(kc: KubeConfig): KubeConfig {
-  const view = Object.create(kc) as KubeConfig;
-  view.applySecurityAuthentication = async (ctx: RequestContext) => {
-    await kc.applySecurityAuthentication(ctx);
-    const dispatcher = shareDispatcher(kc, ctx.getDispatcher());
-    if (dispatcher) ctx.setDispatcher(dispatcher);
-  };
-  return view;
 }

@@ -30,6 +30,7 @@ import {
   type V1UserInfo,
 } from "@kubernetes/client-node";
 import { type Logger, scrubSecrets } from "../log.ts";
+import { apiClient } from "../kube-client.ts";
 
 export interface Caller {
   /** e.g. system:serviceaccount:ai:chatbot */
@@ -112,8 +113,8 @@ export class KubernetesAuth {
 
   constructor(options: KubernetesAuthOptions) {
     if (options.audiences.length === 0) throw new Error("KubernetesAuth needs at least one audience");
-    this.#authn = options.kc.makeApiClient(AuthenticationV1Api);
-    this.#authz = options.kc.makeApiClient(AuthorizationV1Api);
+    this.#authn = apiClient(options.kc, AuthenticationV1Api);
+    this.#authz = apiClient(options.kc, AuthorizationV1Api);
     this.#audiences = [...options.audiences];
     this.#logger = options.logger.child({ component: "auth" });
     this.#authnTtlMs = options.authnTtlMs ?? DEFAULTS.authnTtlMs;

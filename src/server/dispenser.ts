@@ -2,7 +2,7 @@
  * src/server — the HTTP side: the key-dispensing API (this file), the key-pool-manager
  * compatibility API (compat.ts), auth, probes and metrics. Express 5 apps over the pool
  * registry; every error is JSON `{error: {code, message}}` with a code from errors.ts.
- * May import: src/api, src/pool, src/providers, src/controller (registry types), src/log.
+ * May import: src/api, src/pool, src/providers, src/controller (registry types), src/log, src/kube-client.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
