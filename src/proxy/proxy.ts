@@ -303,7 +303,10 @@ export function createProxy(options: ProxyOptions) {
       ...downstreamHeaders(answer.headers),
       ...poolHeaders(call, runtime, picked),
     });
-    res.flushHeaders();
+    // The headers leave now only when none of the body is here yet (a stream's next event may be
+    // seconds away, and SDKs wait for the headers); otherwise with the first chunk, in one write:
+    // a separate write of the headers cost a syscall and a wake-up of the caller on every call.
+    if (!prefix && answer.body.readableLength === 0) res.flushHeaders();
     observeAdded(call);
     try {
       if (prefix) res.write(prefix);

@@ -116,7 +116,10 @@ export class UsageMeter {
 
   #event(line: string): void {
     if (!line.startsWith("data:")) return;
-    if (!line.includes("sage")) return; // "usage", "usageMetadata": most chunks are skipped unparsed
+    const at = line.indexOf("sage"); // "usage", "usageMetadata": most chunks are skipped unparsed
+    if (at < 0) return;
+    // OpenAI's chunks with include_usage say `"usage":null` on every chunk but the last.
+    if (line.startsWith('"usage":null', at - 3) && line.indexOf("sage", at + 4) < 0) return;
     let value: unknown;
     try {
       value = JSON.parse(line.slice(5));

@@ -312,6 +312,14 @@ describe("UsageMeter: event streams", () => {
     expect(meter(SSE_TYPE, stream)).toBe(0);
   });
 
+  it("still reads a usage elsewhere in an event that also says usage: null", () => {
+    const stream = sse([
+      { data: { type: "response.in_progress", usage: null, response: { usage: { total_tokens: 7 } } } },
+      { data: '{"usage":null,"note":"usage:null"}' },
+    ]);
+    expect(meter(SSE_TYPE, stream)).toBe(7);
+  });
+
   it("skips malformed event data and keeps reading", () => {
     const stream =
       'data: {"usage": {"total_tokens": 99}\n\n' + // cut short: not JSON
