@@ -118,7 +118,7 @@ try {
       bareAtRate: await steady(bare.url, rate),
       keypool: await steady(keyUrl, rate),
     });
-  wake();
+  wake.stop();
   const bareHalf = pooledPaced(halves.map((h) => h.bare));
   const bareAtRate = pooledPaced(halves.map((h) => h.bareAtRate));
   const half = pooledPaced(halves.map((h) => h.keypool));
