@@ -147,7 +147,7 @@ try {
   // connections, the heap's size; see the header), not after the peak runs, whose garbage the old
   // generation would otherwise collect during them (a Mark-Compact of 10-60 ms, with --trace-gc).
   const wake = keepCoresAwake(log);
-  const unshield = shieldServerCore([operator.pid, ...wake.pids], log);
+  const unshield = shieldServerCore(log);
   await steady("proxy", PLAIN, PLAIN_RATE, (WARMUP * 3) / 4);
   await steady("proxy", STREAM, STREAM_RATE, WARMUP / 4);
   await steady("direct", PLAIN, PLAIN_RATE);
@@ -221,14 +221,12 @@ try {
   console.log("aim: added p50 < 1 ms, added p99 < 3 ms at moderate load");
   const cpu = machine.threadCpuMs;
   const operatorMs = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
-  // Core 0 was busy all along (the idle spinner takes what nobody else wants): what neither the
-  // operator nor its spinner used went to kernel threads, interrupts and the machine's own agents
-  // (a scheduler trace here showed the VM's init agent, at nice -10, taking core 0 for 2-5 ms
-  // about once a second: each time, the calls in flight wait).
+  // Core 0's busy time that neither the operator nor its spinner (when one runs) used: kernel
+  // threads, interrupts, and whatever the shield (shieldServerCore) could not move.
   const othersOnCore0 =
-    machine.busyMs[0] !== undefined && machine.othersCpuMs[0] !== undefined
-      ? `${Math.max(0, machine.busyMs[0] - machine.othersCpuMs[0] - operatorMs)} ms`
-      : "?";
+    machine.busyMs[0] === undefined
+      ? "?"
+      : `${Math.max(0, machine.busyMs[0] - (machine.othersCpuMs[0] ?? 0) - operatorMs)} ms`;
   console.log(
     `during the latency runs (${4 * ROUNDS * SECONDS} s): operator main thread ${cpu["MainThread"] ?? "?"} ms CPU, V8 worker threads ${cpu["V8Worker"] ?? "?"} ms (compiles, concurrent GC); steal by the hypervisor ${machine.stealMs.map((ms, i) => `core ${i} ${ms} ms`).join(", ")}; other work on core 0 (kernel, interrupts, the machine's agents) ${othersOnCore0}`,
   );

@@ -12,7 +12,7 @@ import { threadsOf } from "../src/background-threads.ts";
 import { ensureBinaries } from "../test/support/control-plane/build.ts";
 import { ControlPlane, freePort } from "../test/support/control-plane/control-plane.ts";
 import { eventually } from "../test/support/eventually.ts";
-import { threadStat } from "../test/support/proc.ts";
+import { threadCores, threadStat } from "../test/support/proc.ts";
 
 /** Runs the harness's kubectl against `plane` as admin; throws with stderr on failure. */
 export function kubectlAt(plane: ControlPlane, args: string[]): Promise<string> {
@@ -321,48 +321,28 @@ export function keepCoresAwake(log: (line: string) => void): Spinners {
   };
 }
 
-/** The cores in a Cpus_allowed_list ("0-1,3"). */
-function coresIn(list: string): number[] {
-  return list.split(",").flatMap((part) => {
-    const [from, to] = part.split("-").map(Number) as [number, number | undefined];
-    return Array.from({ length: (to ?? from) - from + 1 }, (_, i) => from + i);
-  });
-}
-
 /**
- * Core 0 for the server under test alone, for the latency runs, as `cset shield` would make it:
- * every thread of every other process that may run there and that this user may move gets the
- * other cores, and its own set of cores back at the end. On this machine a scheduler trace of
- * bench/proxy found the VM's init agent (at nice -10) taking core 0 for 2-9 ms at a time, 300-500
- * ms per minute, each time holding up the calls in flight; with core 1 it delays the direct and
- * the proxied calls alike. Threads the kernel keeps on a core (per-core kernel threads) stay.
- * Threads started meanwhile by a moved process keep the other cores. BENCH_SHIELD=0 turns it off.
+ * Core 0 for the servers under test alone, for the latency runs, as `cset shield` would make it:
+ * every thread of another process that may run on core 0 and on others, and that this user may
+ * move, gets the others, and its own cores back at the end. Threads held to core 0 alone stay:
+ * the servers (`onCore(0)`), the spinner there, the kernel's per-core threads. On this machine a
+ * scheduler trace of bench/proxy found the VM's init agent (at nice -10) taking core 0 for 2-9 ms
+ * at a time, 300-500 ms per minute, each time holding up the calls in flight; on core 1 it delays
+ * the direct and the proxied calls alike. Threads started meanwhile by a moved process keep the
+ * other cores. BENCH_SHIELD=0 turns it off.
  */
-export function shieldServerCore(keep: number[], log: (line: string) => void): () => void {
+export function shieldServerCore(log: (line: string) => void): () => void {
   if (!pinned || process.env.BENCH_SHIELD === "0") return () => {};
-  const kept = new Set(keep.map(String));
-  const moved: Array<{ tid: string; cores: string }> = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid) || kept.has(pid)) continue;
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      continue; // gone meanwhile
-    }
-    for (const tid of tids) {
-      let cores: string;
+  const moved: Array<{ tid: number; cores: number[] }> = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    for (const { tid } of threadsOf(pid)) {
       try {
-        cores =
-          /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))?.[1] ??
-          "";
-      } catch {
-        continue;
-      }
-      const others = coresIn(cores).filter((core) => core !== 0);
-      if (!cores || others.length === coresIn(cores).length || others.length === 0) continue;
-      try {
-        execFileSync("taskset", ["-pc", others.join(","), tid], { stdio: "ignore" });
+        const cores = threadCores(pid, tid);
+        const others = cores.filter((core) => core !== 0);
+        if (others.length === cores.length || others.length === 0) continue;
+        execFileSync("taskset", ["-pc", others.join(","), String(tid)], { stdio: "ignore" });
         moved.push({ tid, cores });
       } catch {
         // A kernel thread, another user's process, or gone: it stays.
@@ -375,7 +355,7 @@ export function shieldServerCore(keep: number[], log: (line: string) => void): (
   return () => {
     for (const { tid, cores } of moved) {
       try {
-        execFileSync("taskset", ["-pc", cores, tid], { stdio: "ignore" });
+        execFileSync("taskset", ["-pc", cores.join(","), String(tid)], { stdio: "ignore" });
       } catch {
         // ended meanwhile
       }
@@ -387,8 +367,8 @@ export function shieldServerCore(keep: number[], log: (line: string) => void): (
  * Time the machine itself took from the benchmark, as Linux accounts it: per core, the steal time
  * (the hypervisor ran something else on this virtual CPU) and the busy time (user, nice, system,
  * irq and softirq; both from /proc/stat, in 10 ms units); the CPU time of one process's threads
- * by thread name (/proc/<pid>/task), and of the main threads of other processes (the spinners). A reading is a
- * snapshot; `since` gives what happened between two. Empty where there is no /proc.
+ * by thread name (/proc/<pid>/task), and of the main threads of other processes (the spinners).
+ * A reading is a snapshot; `since` gives what happened between two. Empty where there is no /proc.
  */
 export interface MachineReading {
   stealMs: number[];
