@@ -29,6 +29,7 @@ import type { KeyPoolSpec } from "../api/keypool.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
 import { copyBody } from "./copy-body.ts";
+import { confinedPath, isWithinBase } from "./path.ts";
 import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } from "./headers.ts";
 import type { ProxyMetrics } from "./metrics.ts";
 import { type UpstreamAnswer, callUpstream } from "./upstream.ts";
@@ -201,7 +202,12 @@ export function createProxy(options: ProxyOptions) {
       call.keyIds.push(picked.keyId);
       if (call.attempts > 1) metrics?.failovers.inc(labels(call.ref));
       const replayable = body.kind !== "streamed";
-      const url = providerUrl(runtime.spec.baseURL ?? profile.defaultBaseURL, queryPath(call));
+      const base = runtime.spec.baseURL ?? profile.defaultBaseURL;
+      const url = providerUrl(base, queryPath(call));
+      if (!isWithinBase(url, base)) {
+        reportTo(runtime, picked, { kind: "requestError", reason: "invalid_path" });
+        throw new KeyPoolError("invalid_path", "The proxied path would leave the pool's base URL");
+      }
       const sentAt = performance.now();
       let answer: UpstreamAnswer;
       try {
@@ -435,7 +441,7 @@ function parseProxyPath(url: string | undefined): { ref: PoolRef; path: string; 
       `Give the provider path after /proxy/${ref.namespace}/${ref.name}/, e.g. /proxy/${ref.namespace}/${ref.name}/v1/chat/completions`,
     );
   }
-  return { ref, path, query: new URLSearchParams(match[4] ?? "") };
+  return { ref, path: confinedPath(path), query: new URLSearchParams(match[4] ?? "") };
 }
 
 const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;

@@ -21,6 +21,11 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   /** The request body or a path segment is malformed; the message names the field. */
   invalid_request: 400,
+  /**
+   * Proxy: the path after /proxy/{namespace}/{pool}/ has a dot segment, a backslash or an encoded
+   * slash (raw or percent-encoded), or would leave the pool's base URL: refused, nothing is sent.
+   */
+  invalid_path: 400,
   /** The key is already in the pool (compat POST /keys). */
   conflict: 409,
   /** The body is larger than the server accepts. */

@@ -226,6 +226,12 @@ async function serve(ctx: {
   });
 }
 
+/** The path routes see: below `basePath` when there is one; outside it, a path no route has. */
+function routedPath(pathname: string, basePath: string | undefined): string {
+  if (!basePath) return pathname;
+  return pathname.startsWith(`${basePath}/`) ? pathname.slice(basePath.length) : `/outside-base${pathname}`;
+}
+
 /** The host part of the fake's URL: loopback for the wildcard addresses, brackets around IPv6. */
 function urlHost(host: string): string {
   if (host === "0.0.0.0" || host === "::") return "127.0.0.1";
@@ -248,7 +254,7 @@ export async function startServer(
     const url = new URL(rawUrl, "http://127.0.0.1");
     const head: RequestHead = {
       method: req.method ?? "GET",
-      pathname: url.pathname,
+      pathname: routedPath(url.pathname, options.basePath),
       query: url.searchParams,
       headers: req.headers,
     };
@@ -285,7 +291,7 @@ export async function startServer(
 
   return {
     name: dialect.name,
-    url: `http://${urlHost(host)}:${port}`,
+    url: `http://${urlHost(host)}:${port}${options.basePath ?? ""}`,
     setKey: (key, behaviour) => book.set(key, behaviour),
     requests,
     reset: () => {

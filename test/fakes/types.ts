@@ -52,13 +52,19 @@ export interface FakeOptions {
   host?: string;
   /** Port to listen on (default 0: a free port). */
   port?: number;
+  /**
+   * A path prefix the API is served under, as behind a gateway ("/gw/team-a"): `url` ends with
+   * it, and requests outside it get the provider's 404 (they are still recorded).
+   */
+  basePath?: string;
 }
 
 export interface FakeProvider {
   name: FakeProviderName;
   /**
    * http://127.0.0.1:<port> (no trailing slash): what a KeyPool's spec.baseURL points at. With
-   * `options.host`, that host instead (127.0.0.1 still for the wildcard addresses 0.0.0.0 and ::).
+   * `options.host`, that host instead (127.0.0.1 still for the wildcard addresses 0.0.0.0 and ::);
+   * with `options.basePath`, followed by it.
    */
   url: string;
   /** Scripts how requests with `key` are answered; unknown keys are "invalid". */

@@ -1,6 +1,7 @@
 /**
- * Runs `keypool serve` as a child process on a free loopback port, the layout the standalone
- * tests share: <dir>/manifests, <dir>/state.json and <dir>/tokens.yaml.
+ * Runs `keypool serve` as a child process on a free loopback port: with the flags a test gives
+ * (`spawnServe`), or in the layout the standalone tests share (`startServe`): <dir>/manifests,
+ * <dir>/state.json and <dir>/tokens.yaml.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
@@ -18,34 +19,33 @@ export interface ServeProcess {
   stop: () => Promise<number | null>;
 }
 
-export async function startServe(dir: string, env: Record<string, string> = {}): Promise<ServeProcess> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      "src/main.ts",
-      "serve",
-      "--manifests",
-      join(dir, "manifests"),
-      "--state-file",
-      join(dir, "state.json"),
-      "--auth",
-      "tokens",
-      "--auth-tokens-file",
-      join(dir, "tokens.yaml"),
-      "--port",
-      String(port),
-      "--probes-port",
-      "0",
-    ],
-    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+/**
+ * `keypool serve <args>` with `env` on top of this process's environment, answering on `port`
+ * (which `args` or `env` must make it listen on). The probes port is a free one unless `env`
+ * says otherwise.
+ */
+export async function spawnServe(
+  args: string[],
+  env: Record<string, string | undefined>,
+  port: number,
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, ["src/main.ts", "serve", ...args], {
+    env: { ...process.env, ...env, KEYPOOL_PROBES_PORT: env.KEYPOOL_PROBES_PORT ?? "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
-  await eventually(async () => (await fetch(`${url}/health`)).ok, 30_000, 100);
+  await eventually(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`keypool serve exited with ${child.exitCode}:\n${output}`);
+      return (await fetch(`${url}/health`)).ok;
+    },
+    30_000,
+    100,
+  );
   return {
     child,
     url,
@@ -56,4 +56,24 @@ export async function startServe(dir: string, env: Record<string, string> = {}):
       return exited;
     },
   };
+}
+
+export async function startServe(dir: string, env: Record<string, string> = {}): Promise<ServeProcess> {
+  const port = await freePort();
+  return spawnServe(
+    [
+      "--manifests",
+      join(dir, "manifests"),
+      "--state-file",
+      join(dir, "state.json"),
+      "--auth",
+      "tokens",
+      "--auth-tokens-file",
+      join(dir, "tokens.yaml"),
+      "--port",
+      String(port),
+    ],
+    env,
+    port,
+  );
 }
