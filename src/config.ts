@@ -135,6 +135,10 @@ export const ServeConfig = z.object({
   probes: flag
     .default(false)
     .describe("Probe every key with its provider's free request (needs the provider reachable)."),
+  healthCheckInterval: duration(
+    "How often due probes and ended cooldowns are looked for: recoveries are logged and saved on this tick (dispensing never waits for it).",
+    { minMs: 100, maxMs: 3_600_000 },
+  ).default("1s"),
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
@@ -162,12 +166,30 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/**
+ * Variables other tools read for a setting, honoured when neither the flag nor its KEYPOOL_*
+ * variable is set; `value` turns the variable's text into the field's.
+ */
+type Aliases = Record<string, { variable: string; value?: (text: string) => string }>;
+
+/** `keypool serve`'s aliases: the key-pool-manager's variables, so its users' set-ups run as they are. */
+const SERVE_ALIASES: Aliases = {
+  port: { variable: "KEY_POOL_PORT" },
+  address: { variable: "KEY_POOL_HOST" },
+  // Milliseconds there; a bare number is read as milliseconds here too.
+  healthCheckInterval: {
+    variable: "HEALTH_CHECK_INTERVAL",
+    value: (t) => (/^\d+$/.test(t.trim()) ? `${t.trim()}ms` : t),
+  },
+};
+
 function parseConfig<S extends z.ZodType>(
   schema: S,
   flags: Record<string, { flag: string; boolean?: true }>,
   argv: string[],
   env: Env,
   defaults: (raw: Record<string, unknown>) => void = () => {},
+  aliases: Aliases = {},
 ): z.infer<S> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -184,8 +206,15 @@ function parseConfig<S extends z.ZodType>(
     throw new ConfigError((err as Error).message.split("\n")[0] ?? "bad arguments");
   }
   const raw: Record<string, unknown> = {};
+  const fromAlias = new Set<string>();
   for (const [field, { flag }] of Object.entries(flags)) {
-    const value = values[flag] ?? env[envName(flag)];
+    let value = values[flag] ?? env[envName(flag)];
+    const alias = aliases[field];
+    const aliased = alias ? env[alias.variable] : undefined;
+    if (value === undefined && alias && aliased !== undefined && aliased !== "") {
+      value = alias.value ? alias.value(aliased) : aliased;
+      fromAlias.add(field);
+    }
     if (value !== undefined) raw[field] = value;
   }
   defaults(raw);
@@ -194,7 +223,9 @@ function parseConfig<S extends z.ZodType>(
     const issue = parsed.error.issues[0];
     const field = String(issue?.path[0] ?? "");
     const flagName = flags[field]?.flag ?? fieldPath(issue?.path ?? []);
-    throw new ConfigError(`--${flagName} (or ${envName(flagName)}): ${issue?.message ?? "invalid"}`);
+    const alias = fromAlias.has(field) ? aliases[field]?.variable : undefined;
+    const source = alias ? `${alias}, read as --${flagName}` : `--${flagName} (or ${envName(flagName)})`;
+    throw new ConfigError(`${source}: ${issue?.message ?? "invalid"}`);
   }
   return parsed.data;
 }
@@ -235,10 +266,14 @@ export function parseOperatorConfig(argv: string[], env: Env): OperatorConfig {
 
 /** Parses `keypool serve` arguments and the environment into a config, or throws ConfigError. */
 export function parseServeConfig(argv: string[], env: Env): ServeConfig {
-  return parseConfig(ServeConfigChecked, SERVE_FLAGS, argv, env);
+  return parseConfig(ServeConfigChecked, SERVE_FLAGS, argv, env, undefined, SERVE_ALIASES);
 }
 
-function flagsHelp(schema: z.ZodObject, flags: Record<string, { flag: string; boolean?: true }>): string {
+function flagsHelp(
+  schema: z.ZodObject,
+  flags: Record<string, { flag: string; boolean?: true }>,
+  aliases: Aliases = {},
+): string {
   return Object.entries(flags)
     .map(([field, { flag: name, boolean }]) => {
       const fieldSchema = schema.shape[field] as z.ZodType;
@@ -251,10 +286,11 @@ function flagsHelp(schema: z.ZodObject, flags: Record<string, { flag: string; bo
       const inner = (fieldSchema as unknown as { _zod: { def: { innerType?: z.ZodType } } })._zod.def
         .innerType;
       const description = fieldSchema.description ?? inner?.description ?? "";
-      return `  ${label.length >= 36 ? `${label} ` : label.padEnd(36)}${description}${shown}\n  ${"".padEnd(36)}env ${envName(name)}`;
+      const alias = aliases[field] ? ` (or ${aliases[field].variable})` : "";
+      return `  ${label.length >= 36 ? `${label} ` : label.padEnd(36)}${description}${shown}\n  ${"".padEnd(36)}env ${envName(name)}${alias}`;
     })
     .join("\n");
 }
 
 export const operatorFlagsHelp = () => flagsHelp(OperatorConfig, OPERATOR_FLAGS);
-export const serveFlagsHelp = () => flagsHelp(ServeConfig, SERVE_FLAGS);
+export const serveFlagsHelp = () => flagsHelp(ServeConfig, SERVE_FLAGS, SERVE_ALIASES);

@@ -6,7 +6,8 @@ import { Prober } from "./controller/prober.ts";
 import { leaseTokenSource } from "./lease-tokens.ts";
 import { createLogger } from "./log.ts";
 import { addressPort, closeServer, onSignals, proxySettings } from "./run-operator.ts";
-import { type Authorizer, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
+import { parseDuration } from "./api/duration.ts";
+import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
 import { createDispenserApp } from "./server/dispenser.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
@@ -21,7 +22,9 @@ export async function runServe(
   const logger = createLogger({ level: config.logLevel });
   yieldBackgroundThreads(logger);
   const registry = new PoolRegistry();
+  const healthCheckMs = parseDuration(config.healthCheckInterval) ?? 1000;
   const source = new StandaloneSource({
+    recoveryIntervalMs: healthCheckMs,
     manifestsDir: config.manifests,
     env,
     defaultNamespace: config.defaultNamespace,
@@ -46,15 +49,22 @@ export async function runServe(
   if (config.auth === "tokens") {
     auth = await StaticTokenAuth.fromFile(config.authTokensFile as string);
   } else {
-    if (config.address !== "127.0.0.1" && config.address !== "::1" && config.address !== "localhost") {
+    const loopback = isLoopbackAddress(config.address);
+    if (!loopback) {
       logger.warn(
         { address: config.address },
-        "auth is off and the port is reachable from other hosts: anyone there gets keys",
+        "auth is off and the port is reachable from other hosts: anyone there gets keys (admin actions stay off)",
       );
     }
-    auth = new NoAuth();
+    auth = new NoAuth({ admin: loopback });
   }
-  const prober = new Prober({ registry, logger, clock: systemClock, isActive: () => true });
+  const prober = new Prober({
+    registry,
+    logger,
+    clock: systemClock,
+    isActive: () => true,
+    tickMs: healthCheckMs,
+  });
   const metrics = createMetrics({
     pools: registry,
     isLeader: () => true,

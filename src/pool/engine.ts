@@ -436,6 +436,12 @@ export class KeyPoolEngine {
     return rec !== undefined && this.#active.has(rec);
   }
 
+  /** The key the strategy would hand out next (RoundRobin: the ring's position); changes nothing. */
+  nextKeyId(): string | undefined {
+    this.tick();
+    return this.#active.peek()?.id;
+  }
+
   /** Ids of the keys usable now (for session affinity), in a stable order. */
   usableKeyIds(): string[] {
     return [...this.#active.values()].sort((a, b) => a.order - b.order).map((rec) => rec.id);

@@ -231,6 +231,13 @@ export function applyOutcome(
       }
       return undefined;
     }
+    case OutcomeKind.Degraded: {
+      recordError(rec, outcome, now, true);
+      recordHealth(rec, false);
+      rec.consecutiveErrors++;
+      rec.lastErrorAtMs = now;
+      return rec.state === "Healthy" ? moveTo(rec, "Degraded", reason) : undefined;
+    }
     case OutcomeKind.ProviderOverloaded:
       // The provider's trouble, not the key's: remembered, not held against it.
       recordError(rec, outcome, now, false);

@@ -17,6 +17,12 @@ export const OutcomeKind = {
   ServerError: "serverError",
   /** Timeout or connection failure: counts towards Degraded like a server error. */
   NetworkError: "networkError",
+  /**
+   * The caller says the key is degraded (the key-pool-manager API's `degraded`): Degraded at
+   * once, not after failureThreshold errors; Healthy again after degradedCooldown without errors,
+   * or on the next success.
+   */
+  Degraded: "degraded",
   /** The provider as a whole is overloaded (Anthropic 529): retry elsewhere, the key is not blamed. */
   ProviderOverloaded: "providerOverloaded",
   /** The request itself was wrong (400/404/422) or the caller's network is refused: says nothing about the key. */

@@ -25,14 +25,30 @@ export { bearerToken };
 
 const ANONYMOUS: Caller = { username: "anonymous", uid: undefined, groups: [] };
 
-/** Anyone may take keys; admin actions (verb update) still need a real identity. */
+/** Whether an address a server binds to is reachable from this host only. */
+export function isLoopbackAddress(address: string): boolean {
+  return address === "localhost" || address === "::1" || /^127(?:\.\d{1,3}){3}$/.test(address);
+}
+
+/**
+ * Anyone may take keys. Admin actions (verb update) need a real identity, unless `admin` says
+ * otherwise: a server on loopback only, where nobody has an identity and whoever reaches the
+ * port can already take every key (the key-pool-manager's POST/DELETE /keys work there).
+ */
 export class NoAuth implements Authorizer {
+  readonly #admin: boolean;
+
+  constructor(options: { admin?: boolean } = {}) {
+    this.#admin = options.admin ?? false;
+  }
+
   check(_token: string | undefined, verb: AuthVerb): AuthDecision {
-    if (verb === "update") {
+    if (verb === "update" && !this.#admin) {
       return {
         ok: false,
         code: "forbidden",
-        message: "admin actions need an identity: run with --auth tokens (standalone) or --auth kubernetes",
+        message:
+          "admin actions need an identity when the port is reachable from other hosts: run with --auth tokens (standalone) or --auth kubernetes, or listen on loopback",
       };
     }
     return { ok: true, caller: ANONYMOUS };

@@ -96,6 +96,8 @@ export interface ReportInput {
   /** The provider's response headers (rate-limit headers, retry-after). */
   headers?: Record<string, string>;
   retryAfterSeconds?: number;
+  /** A rate limit the report gives no end for (no retry-after, no reset header) rests this long. */
+  defaultRetryAfterSeconds?: number;
   tokens?: number;
   latencyMs?: number;
 }
@@ -115,6 +117,9 @@ export function outcomeOf(runtime: PoolRuntime, input: ReportInput, nowMs: numbe
   }
   if (input.retryAfterSeconds !== undefined) {
     outcome = { ...outcome, untilMs: Math.max(outcome.untilMs ?? 0, nowMs + input.retryAfterSeconds * 1000) };
+  }
+  if (input.defaultRetryAfterSeconds !== undefined && outcome.kind === "rateLimited" && !outcome.untilMs) {
+    outcome = { ...outcome, untilMs: nowMs + input.defaultRetryAfterSeconds * 1000 };
   }
   if (input.tokens !== undefined) outcome = { ...outcome, tokens: input.tokens };
   return outcome;

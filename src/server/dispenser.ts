@@ -21,6 +21,8 @@ import { SessionAffinity } from "./affinity.ts";
 import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
 import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
+import { createAgentCompatRouter } from "./compat-agent.ts";
+import { COMPAT_PATH_RE, compatErrorBody } from "./compat-pools.ts";
 import { parseBody } from "./body.ts";
 import { dispense, poolView, report, requirePool } from "./dispense.ts";
 import { KeyPoolError, writeError } from "./errors.ts";
@@ -83,7 +85,27 @@ export const ReportBody = z
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const KEY_PATH_RE = /^\/v1\/pools\/([^/?]+)\/([^/?]+)\/key(?:\?.*)?$/;
+const KEY_PATH_RE = /^\/v1\/pools\/([^/?]+)\/([^/?]+)\/key(?:\?(.*))?$/;
+/** Most key ids one `exclude` may name (a client's failover tries a handful of keys). */
+const EXCLUDE_MAX = 64;
+
+/**
+ * `?exclude=<keyId>,<keyId>`: keys the caller already tried for this call (a client's failover
+ * moves to a key it has not tried yet, as the proxy does). Undefined when there is none.
+ */
+export function excludedKeys(query: string | undefined): ReadonlySet<string> | undefined {
+  if (!query) return undefined;
+  const values = new URLSearchParams(query).getAll("exclude");
+  if (values.length === 0) return undefined;
+  const ids = values.flatMap((v) => v.split(",")).filter(Boolean);
+  if (ids.length > EXCLUDE_MAX)
+    throw new KeyPoolError("invalid_request", `exclude: at most ${EXCLUDE_MAX} key ids`);
+  for (const id of ids) {
+    if (!KEY_ID_RE.test(id))
+      throw new KeyPoolError("invalid_request", `exclude: "${id.slice(0, 32)}" is not a 12-character key id`);
+  }
+  return new Set(ids);
+}
 
 /**
  * The dispenser: GET /v1/pools/{namespace}/{pool}/key, the hot path, is answered directly on
@@ -106,12 +128,18 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     ...(options.proxy?.dispatcher ? { dispatcher: options.proxy.dispatcher } : {}),
   });
 
-  const serveKey = (req: IncomingMessage, res: ServerResponse, ref: PoolRef, decision: AuthDecision) => {
+  const serveKey = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    ref: PoolRef,
+    exclude: ReadonlySet<string> | undefined,
+    decision: AuthDecision,
+  ) => {
     if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
     const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
-    const result = dispense(options.registry, affinity, options.clock, ref, { session });
+    const result = dispense(options.registry, affinity, options.clock, ref, { session, exclude });
     log.info(
       {
         audit: "dispense",
@@ -146,6 +174,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
       namespace: nameSegment(match[1], "namespace"),
       name: nameSegment(match[2], "pool"),
     };
+    const exclude = excludedKeys(match[3]);
     const decision = options.auth.check(
       bearerToken(req.headers.authorization),
       "use",
@@ -154,10 +183,10 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     );
     if (decision instanceof Promise) {
       decision
-        .then((d) => serveKey(req, res, ref, d))
+        .then((d) => serveKey(req, res, ref, exclude, d))
         .catch((err: unknown) => writeError(res, asKeyPoolError(err, log, req.url ?? "")));
     } else {
-      serveKey(req, res, ref, decision);
+      serveKey(req, res, ref, exclude, decision);
     }
   };
 
@@ -187,8 +216,18 @@ function createExpressApp(
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
+  const bodyLimit = options.bodyLimit ?? "64kb";
+  // The compatibility routes read a body as JSON whatever its content type (curl -d sends a
+  // form type); the API's own routes refuse anything but JSON.
+  app.use(
+    express.json({
+      limit: bodyLimit,
+      strict: true,
+      type: (req) => COMPAT_PATH_RE.test((req as Request).path),
+    }),
+  );
   app.use(requireJsonBodies);
-  app.use(express.json({ limit: options.bodyLimit ?? "64kb", strict: true }));
+  app.use(express.json({ limit: bodyLimit, strict: true }));
 
   const authorize = async (req: Request, verb: AuthVerb, ref: PoolRef): Promise<Caller> => {
     const decision = await options.auth.check(
@@ -269,6 +308,16 @@ function createExpressApp(
       runtimeKeys: options.runtimeKeys,
     }),
   );
+  app.use(
+    createAgentCompatRouter({
+      registry: options.registry,
+      auth: options.auth,
+      clock: options.clock,
+      logger: log,
+      affinity,
+      defaultNamespace: options.defaultNamespace,
+    }),
+  );
 
   app.use((req, _res, next) => {
     next(new KeyPoolError("not_found", `No endpoint ${req.method} ${req.path.slice(0, 200)}`));
@@ -279,6 +328,10 @@ function createExpressApp(
 
 /** Bodies must be JSON: a form or text body is refused instead of silently ignored. */
 function requireJsonBodies(req: Request, _res: Response, next: NextFunction) {
+  if (COMPAT_PATH_RE.test(req.path)) {
+    next();
+    return;
+  }
   const length = Number(req.get("content-length") ?? 0);
   if ((length > 0 || req.get("transfer-encoding")) && !req.is("application/json")) {
     next(
@@ -308,6 +361,7 @@ function asKeyPoolError(err: unknown, log: Logger, path: string): KeyPoolError {
 
 export function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    writeError(res, asKeyPoolError(err, log, req.path));
+    const error = asKeyPoolError(err, log, req.path);
+    writeError(res, error, COMPAT_PATH_RE.test(req.path) ? compatErrorBody(error) : error.toJSON());
   };
 }

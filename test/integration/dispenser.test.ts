@@ -218,6 +218,28 @@ describe("which key", () => {
     expect(next.json.keyId).toBe(second.json.keyId);
   });
 
+  it("?exclude= passes over the keys a caller already tried, and refuses what is not a key id", async () => {
+    const first = await call(`/v1/pools/${ns}/busy/key`, { token: clientToken });
+    const tried = [first.json.keyId as string];
+    const second = await call(`/v1/pools/${ns}/busy/key?exclude=${tried.join(",")}`, { token: clientToken });
+    tried.push(second.json.keyId as string);
+    const third = await call(`/v1/pools/${ns}/busy/key?exclude=${tried.join(",")}`, { token: clientToken });
+    tried.push(third.json.keyId as string);
+    expect(new Set(tried).size).toBe(3);
+    const none = await call(`/v1/pools/${ns}/busy/key?exclude=${tried.join(",")}`, { token: clientToken });
+    expect(none.status).toBe(503);
+    expect(none.json).toMatchObject({ error: { code: "no_usable_key" } });
+    const bad = await call(`/v1/pools/${ns}/busy/key?exclude=not-a-key-id`, { token: clientToken });
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ error: { code: "invalid_request" } });
+    for (const r of [first, second, third]) {
+      await call(`/v1/pools/${ns}/busy/report`, {
+        token: clientToken,
+        body: { leaseId: r.json.leaseId, outcome: "success" },
+      });
+    }
+  });
+
   it("the same session gets the same key while it is usable", async () => {
     const headers = { "x-keypool-session": "conversation-42" };
     const ids = new Set<string>();
@@ -470,5 +492,40 @@ describe("key material", () => {
     expect(operator.logs.some((l) => l.audit === "dispense" && String(l.caller).includes(":client"))).toBe(
       true,
     );
+  });
+});
+
+describe("the compatibility routes under the operator", () => {
+  it("resolve a model in the caller's ServiceAccount namespace, read curl -d bodies and answer with success", async () => {
+    const got = await call("/keys/busy", { token: clientToken });
+    expect(got.json).toMatchObject({ success: true, model: "busy", pool: { totalKeys: 3 } });
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    const degraded = await call("/health/busy", {
+      token: clientToken,
+      raw: JSON.stringify({ key: got.json.key, status: "degraded", error: "slow" }),
+      headers: form,
+    });
+    expect(degraded.json).toMatchObject({ success: true, status: "degraded", state: "Degraded" });
+    await api.waitForPool(ns, "busy", (p) =>
+      p.status?.keyStatuses?.find((k) => k.id === got.json.keyId && k.state === "Degraded"),
+    );
+    const summary = await call("/api/health/summary", { token: clientToken });
+    expect(summary.json).toMatchObject({
+      success: true,
+      providers: { openai: { models: ["backup", "busy", "main"], degraded: 1 } },
+    });
+    const healthy = await call("/health/busy", {
+      token: clientToken,
+      raw: JSON.stringify({ key: got.json.key, status: "healthy" }),
+      headers: form,
+    });
+    expect(healthy.json).toMatchObject({ success: true, status: "healthy", state: "Healthy" });
+    await call(`/v1/pools/${ns}/busy/report`, {
+      token: clientToken,
+      body: { leaseId: got.json.leaseId, outcome: "success" },
+    });
+    const refused = await call("/keys/busy", { token: await tokenFor("stranger") });
+    expect(refused.status).toBe(403);
+    expect(refused.json).toMatchObject({ success: false, error: { code: "forbidden" } });
   });
 });

@@ -110,6 +110,12 @@ describe("keypool serve", () => {
       "DELETE",
     );
     expect(manifestKey.status).toBe(405);
+    // A GPT_4_KEYS key can be removed (until restart), with verb update only.
+    const envKey = { key: "sk-test-env-gpt4-bbbbbbbb" };
+    expect((await call("/keys/gpt-4", USE_TOKEN, envKey, "DELETE")).status).toBe(403);
+    const removed = await call("/keys/gpt-4", ADMIN_TOKEN, envKey, "DELETE");
+    expect(removed.json).toMatchObject({ success: true, keyId: keyId(envKey.key) });
+    expect((await call("/keys/gpt-4", USE_TOKEN)).json.pool).toEqual({ totalKeys: 1, healthyKeys: 1 });
   });
 
   it("keeps state and added keys across a restart, in a file only its owner can read", async () => {

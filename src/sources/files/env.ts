@@ -1,7 +1,8 @@
 /**
  * Pools from environment variables, the way the simple key-pool managers users come from read
  * them: `GPT_4_KEYS=sk-a,sk-b` is pool "gpt-4" with two keys. Optional companions:
- * `GPT_4_PROVIDER` (default openai), `GPT_4_BASE_URL`, `GPT_4_STRATEGY`. Read once, at start.
+ * `GPT_4_PROVIDER` (default openai), `GPT_4_BASE_URL`, `GPT_4_STRATEGY` (default RoundRobin).
+ * Read once, at start.
  */
 import { KeyPoolSpec, SPEC_RULES, Strategy } from "../../api/keypool.ts";
 import { fieldPath } from "../../api/parse.ts";
@@ -38,6 +39,11 @@ export interface EnvProblem {
 export interface EnvPools {
   pools: EnvPool[];
   problems: EnvProblem[];
+}
+
+/** Whether any `NAME_KEYS` variable defines a pool (set, even when empty or invalid). */
+export function hasEnvPools(env: Readonly<Record<string, string | undefined>>): boolean {
+  return Object.keys(env).some((variable) => KEYS_VAR_RE.test(variable) && env[variable] !== undefined);
 }
 
 /** GPT_4 → gpt-4. */
@@ -81,7 +87,8 @@ export function readEnvPools(env: Readonly<Record<string, string | undefined>>):
     const parsed = KeyPoolSpec.safeParse({
       provider,
       ...(baseURL !== undefined ? { baseURL } : {}),
-      ...(strategy !== undefined ? { strategy: normalizeStrategy(strategy) } : {}),
+      // In turn, as the key-pool managers these variables come from rotate (NAME_STRATEGY changes it).
+      strategy: strategy !== undefined ? normalizeStrategy(strategy) : "RoundRobin",
     });
     if (!parsed.success) {
       const messages = parsed.error.issues.map((issue) => {

@@ -39,6 +39,11 @@ export interface StandaloneOptions {
   onTransition?: (ref: { namespace: string; name: string }, event: KeyTransitionEvent) => void;
   /** fs.watch misses events on some file systems, so the directory is also rescanned this often. */
   rescanIntervalMs?: number;
+  /**
+   * How often time-driven transitions (ended cooldowns, quiet Degraded keys) are applied when
+   * nothing else touches a pool, so recoveries are logged and saved on time. Off when undefined.
+   */
+  recoveryIntervalMs?: number;
   stateSaveIntervalMs?: number;
 }
 
@@ -98,6 +103,8 @@ export class StandaloneSource {
   #saved = new Map<string, EngineSnapshot>();
   /** Keys added through the API, by pool; kept while their pool is away, like snapshots. */
   #added = new Map<string, string[]>();
+  /** Ids of `*_KEYS` keys removed through the API, by pool: gone until the process restarts. */
+  readonly #removed = new Map<string, Set<string>>();
   #env: EnvPools = { pools: [], problems: [] };
   #problems: StandalonePoolProblem[] = [];
   #reported = new Set<string>();
@@ -108,6 +115,7 @@ export class StandaloneSource {
   #savedSignature: string | undefined;
   #saveError: string | undefined;
   #saveTimer: NodeJS.Timeout | undefined;
+  #recoveryTimer: NodeJS.Timeout | undefined;
   #started = false;
 
   constructor(options: StandaloneOptions) {
@@ -150,6 +158,12 @@ export class StandaloneSource {
       "standalone pools loaded",
     );
     this.#follower?.start();
+    if (this.#o.recoveryIntervalMs !== undefined) {
+      this.#recoveryTimer = setInterval(() => {
+        for (const pool of this.#pools.values()) pool.runtime.engine.tick();
+      }, this.#o.recoveryIntervalMs);
+      this.#recoveryTimer.unref();
+    }
     if (this.#stateFile) {
       this.#saveTimer = setInterval(() => {
         void this.#save(false);
@@ -163,6 +177,8 @@ export class StandaloneSource {
     this.#follower?.stop();
     clearInterval(this.#saveTimer);
     this.#saveTimer = undefined;
+    clearInterval(this.#recoveryTimer);
+    this.#recoveryTimer = undefined;
     await this.#queue;
     if (this.#started) await this.#save(true);
     this.#started = false;
@@ -186,7 +202,7 @@ export class StandaloneSource {
 
   /**
    * Adds a key to a pool at run time (the compat API's POST /keys/:pool). The key is kept in the
-   * state file (mode 0600) and survives restarts.
+   * state file (mode 0600) and survives restarts. A `*_KEYS` key removed through the API comes back.
    */
   addKey(ref: Ref, key: string): AddKeyResult {
     const value = key.trim();
@@ -195,6 +211,12 @@ export class StandaloneSource {
     const pool = this.#pools.get(refKey(ref));
     if (!pool) return { ok: false, reason: "pool_not_found" };
     const id = keyId(value);
+    const removed = this.#removed.get(refKey(ref));
+    if (removed?.delete(id)) {
+      this.#applyKeys(pool);
+      this.#log.info({ pool: refKey(ref), keyId: id }, "removed key added back through the API");
+      return { ok: true, keyId: id };
+    }
     const added = this.#added.get(refKey(ref)) ?? [];
     if (pool.baseIds.has(id) || added.some((k) => keyId(k) === id))
       return { ok: false, reason: "already_present" };
@@ -204,11 +226,24 @@ export class StandaloneSource {
     return { ok: true, keyId: id };
   }
 
-  /** Removes a key added through the API; keys from a manifest or a variable cannot be removed. */
+  /**
+   * Removes a key: one added through the API for good, one from a `*_KEYS` variable until the
+   * process restarts (the variable still holds it). A manifest's key cannot be removed here: its
+   * file is the source of truth, and a rescan would bring it back.
+   */
   removeKey(ref: Ref, id: string): RemoveKeyResult {
     const pool = this.#pools.get(refKey(ref));
     if (!pool) return { ok: false, reason: "pool_not_found" };
-    if (pool.baseIds.has(id)) return { ok: false, reason: "not_removable" };
+    if (pool.baseIds.has(id)) {
+      if (pool.origin !== "env") return { ok: false, reason: "not_removable" };
+      const removed = this.#removed.get(refKey(ref)) ?? new Set<string>();
+      if (removed.has(id)) return { ok: false, reason: "not_found" };
+      removed.add(id);
+      this.#removed.set(refKey(ref), removed);
+      this.#applyKeys(pool);
+      this.#log.info({ pool: refKey(ref), keyId: id }, "key removed through the API until restart");
+      return { ok: true };
+    }
     const added = this.#added.get(refKey(ref)) ?? [];
     const rest = added.filter((k) => keyId(k) !== id);
     if (rest.length === added.length) return { ok: false, reason: "not_found" };
@@ -358,7 +393,9 @@ export class StandaloneSource {
   #applyKeys(pool: OwnedPool): number {
     const key = refKey(pool.runtime.ref);
     const added = (this.#added.get(key) ?? []).map((k): KeyEntry => ({ key: k, source: `api/${keyId(k)}` }));
-    const entries = [...pool.base, ...added];
+    const removed = this.#removed.get(key);
+    const base = removed?.size ? pool.base.filter((e) => !removed.has(keyId(e.key))) : pool.base;
+    const entries = [...base, ...added];
     const fingerprint = createHash("sha256").update(JSON.stringify(entries)).digest("hex");
     if (fingerprint !== pool.applied) {
       const change = pool.runtime.engine.setKeys(entries);

@@ -81,6 +81,39 @@ describe("outcome-driven transitions", () => {
     expect(transitions.map((t) => `${t.from}->${t.to}`)).toEqual(["Healthy->Degraded", "Degraded->Healthy"]);
   });
 
+  it("a caller's 'degraded' makes the key Degraded at once; it recovers after degradedCooldown quiet", () => {
+    const { engine, clock, transitions } = makePool(
+      { failureThreshold: 3, degradedCooldownMs: 5 * MINUTE },
+      keys("a"),
+    );
+    engine.report({ keyId: idOf("a") }, { kind: "degraded", reason: "reported_degraded" });
+    expect(stateOf(engine)?.state).toBe("Degraded");
+    expect(engine.pick().ok).toBe(true);
+    clock.advance(4 * MINUTE);
+    // Another one during the quiet period starts it again.
+    engine.report({ keyId: idOf("a") }, { kind: "degraded" });
+    clock.advance(5 * MINUTE - 1);
+    expect(stateOf(engine)?.state).toBe("Degraded");
+    clock.advance(1);
+    expect(stateOf(engine)?.state).toBe("Healthy");
+    expect(transitions.map((t) => `${t.from}->${t.to}:${t.reason}`)).toEqual([
+      "Healthy->Degraded:reported_degraded",
+      "Degraded->Healthy:quiet_period_ended",
+    ]);
+  });
+
+  it.each(["Invalid", "RateLimited", "Disabled"] as const)(
+    "a caller's 'degraded' leaves a %s key as it is",
+    (state) => {
+      const { engine } = makePool({}, keys("a"));
+      if (state === "Invalid") engine.report({ keyId: idOf("a") }, { kind: "invalidKey" });
+      if (state === "RateLimited") engine.report({ keyId: idOf("a") }, { kind: "rateLimited" });
+      if (state === "Disabled") engine.disable(idOf("a"));
+      engine.report({ keyId: idOf("a") }, { kind: "degraded" });
+      expect(stateOf(engine)?.state).toBe(state);
+    },
+  );
+
   it("a success between errors resets the consecutive count", () => {
     const { engine } = makePool({ failureThreshold: 2 }, keys("a"));
     engine.report({ keyId: idOf("a") }, serverError);

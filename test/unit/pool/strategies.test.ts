@@ -26,6 +26,24 @@ describe("RoundRobin", () => {
   });
 });
 
+describe("the next key (nextKeyId)", () => {
+  it.each(STRATEGIES)("%s: is the key the next pick hands out, and peeking changes nothing", (strategy) => {
+    const { engine } = makePool({ strategy }, keys("a", "b", "c"));
+    for (let i = 0; i < 7; i++) {
+      const next = engine.nextKeyId();
+      expect(engine.nextKeyId()).toBe(next);
+      const picked = engine.pick();
+      expect(picked.ok && picked.keyId).toBe(next);
+    }
+  });
+
+  it("is undefined when no key is usable", () => {
+    const { engine, clock } = makePool({ strategy: "RoundRobin" }, keys("a"));
+    engine.report({ keyId: idOf("a") }, { kind: "rateLimited", untilMs: clock.now() + 1000 });
+    expect(engine.nextKeyId()).toBeUndefined();
+  });
+});
+
 describe("Weighted", () => {
   it("splits 10,000 picks of weights 10:5:5 within 1% of 50/25/25", () => {
     const entries: KeyEntry[] = keys("a", "b", "c").map((e, i) => ({

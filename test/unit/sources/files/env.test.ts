@@ -12,14 +12,14 @@ describe("naming env pools", () => {
 });
 
 describe("reading pools from environment variables", () => {
-  it("splits NAME_KEYS like a Secret entry and names each key's source by variable and index", () => {
+  it("splits NAME_KEYS like a Secret entry, names each key's source by variable and index, and rotates in turn", () => {
     const { pools, problems } = readEnvPools({ GPT_4_KEYS: "sk-a, sk-b\nsk-c,", PATH: "/usr/bin" });
     expect(problems).toEqual([]);
     expect(pools).toHaveLength(1);
     expect(pools[0]).toMatchObject({
       name: "gpt-4",
       variable: "GPT_4_KEYS",
-      spec: { provider: "openai", strategy: "LeastLoaded" },
+      spec: { provider: "openai", strategy: "RoundRobin" },
       entries: [
         { key: "sk-a", source: "env/GPT_4_KEYS[0]" },
         { key: "sk-b", source: "env/GPT_4_KEYS[1]" },

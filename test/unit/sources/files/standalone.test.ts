@@ -427,12 +427,39 @@ describe("keys added and removed through the API", () => {
     expect(source.addKey(REF, KEY_B)).toMatchObject({ ok: true });
     expect(source.addKey(REF, ` ${KEY_B} `)).toEqual({ ok: false, reason: "already_present" });
 
-    expect(source.removeKey(REF, keyId(KEY_A))).toEqual({ ok: false, reason: "not_removable" });
     expect(source.removeKey(REF, keyId(KEY_C))).toEqual({ ok: false, reason: "not_found" });
     expect(source.removeKey({ namespace: "default", name: "nope" }, keyId(KEY_B))).toEqual({
       ok: false,
       reason: "pool_not_found",
     });
+  });
+});
+
+describe("removing keys that came from a source", () => {
+  it("a *_KEYS key goes until restart, and an add brings it back at once", async () => {
+    const { source, registry } = await start({ env: { GPT_KEYS: `${KEY_A},${KEY_B}` } });
+    expect(source.removeKey(REF, keyId(KEY_A))).toEqual({ ok: true });
+    expect(keysOf(registry).map((k) => k.state)).toEqual(["Draining", "Healthy"]);
+    expect(source.removeKey(REF, keyId(KEY_A))).toEqual({ ok: false, reason: "not_found" });
+    // A rescan keeps it out: the variable did not change, the removal stands.
+    await source.reload();
+    expect(keysOf(registry).map((k) => k.state)).toEqual(["Draining", "Healthy"]);
+    expect(source.addKey(REF, KEY_A)).toEqual({ ok: true, keyId: keyId(KEY_A) });
+    expect(keysOf(registry).map((k) => k.state)).toEqual(["Healthy", "Healthy"]);
+
+    expect(source.removeKey(REF, keyId(KEY_B))).toEqual({ ok: true });
+    await source.stop();
+    const restarted = await start({ env: { GPT_KEYS: `${KEY_A},${KEY_B}` } });
+    expect(keysOf(restarted.registry).map((k) => [k.id, k.state])).toEqual([
+      [keyId(KEY_A), "Healthy"],
+      [keyId(KEY_B), "Healthy"],
+    ]);
+  });
+
+  it("a manifest's key cannot be removed through the API: its file is the source of truth", async () => {
+    await write("pool.yaml", `${secretYaml({ a: KEY_A })}---\n${poolYaml()}`);
+    const { source } = await start();
+    expect(source.removeKey(REF, keyId(KEY_A))).toEqual({ ok: false, reason: "not_removable" });
   });
 });
 
