@@ -34,6 +34,11 @@ export const KeyStatus = z.object({
   source: z.string().max(600).describe("Where the key comes from: secret/<name>#<entry> or env/<VAR>."),
   quotaGroup: z.string().optional(),
   state: KeyState,
+  since: time
+    .optional()
+    .describe(
+      "When the key entered its state (millisecond precision): replicas merge views of a key by it, the newer one winning.",
+    ),
   until: time
     .optional()
     .describe("When the current state ends by itself (RateLimited, QuotaExhausted, Draining)."),

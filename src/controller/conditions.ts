@@ -8,11 +8,15 @@ import type { Condition } from "../api/status.ts";
 export const ConditionType = {
   /** True when at least one key is usable. */
   Ready: "Ready",
-  /** True when some keys are not usable (rate limited, invalid, out of quota, ...). */
+  /** True when some keys are not usable, or a source problem leaves the pool serving with less. */
   Degraded: "Degraded",
   /** True while the operator has not yet finished evaluating the current generation. */
   Reconciling: "Reconciling",
-  /** True when progress needs a user's change: invalid spec, missing or unlabelled Secret, no keys. */
+  /**
+   * True when nothing can be served and only a user's change helps: an invalid spec, or no usable
+   * key and a source problem (missing or unlabelled Secret, ...) or no keys at all. kstatus (Flux,
+   * Argo CD's kstatus users) reads it as Failed, so a pool that still serves is never Stalled.
+   */
   Stalled: "Stalled",
 } as const;
 
@@ -25,19 +29,30 @@ export const Reason = {
   NoKeys: "NoKeys",
   /** Ready=False, Stalled=True: the spec passed the CRD schema but failed runtime checks. */
   InvalidSpec: "InvalidSpec",
-  /** Ready=False, Stalled=True: a referenced Secret does not exist. */
+  /**
+   * A referenced Secret does not exist: Degraded=True while other keys serve; Ready=False and
+   * Stalled=True when nothing does. The same holds for every source problem below.
+   */
   SecretNotFound: "SecretNotFound",
-  /** Ready=False, Stalled=True: a referenced Secret lacks the keypool.dev/secret label. */
+  /** A referenced Secret lacks the keypool.dev/secret label, so the operator does not see it. */
   SecretNotLabelled: "SecretNotLabelled",
-  /** Ready=False, Stalled=True: a referenced Secret entry does not exist or holds no key. */
+  /** A referenced Secret entry does not exist. */
   SecretEntryMissing: "SecretEntryMissing",
+  /** An entry has whitespace inside a key: that value is not used. */
+  KeyHasWhitespace: "KeyHasWhitespace",
+  /** Two entries hold the same key: it is used once. */
+  DuplicateKeys: "DuplicateKeys",
+  /** spec.fallbackPoolRef leads back to a pool already in the chain. */
+  FallbackCycle: "FallbackCycle",
+  /** spec.fallbackPoolRef names a KeyPool that does not exist: no fallback when the pool runs dry. */
+  FallbackPoolNotFound: "FallbackPoolNotFound",
   /** Ready=Unknown, Reconciling=True: the first evaluation of this generation is under way. */
   Reconciling: "Reconciling",
   /** Reconciling=False: the current generation has been evaluated. */
   Reconciled: "Reconciled",
   /** Stalled=False. */
   NoProblem: "NoProblem",
-  /** Degraded=True: some keys are unusable. */
+  /** Degraded=True: some keys are unusable (cooling down, invalid, disabled); no source problem. */
   KeysUnusable: "KeysUnusable",
   /** Degraded=False. */
   AllKeysUsable: "AllKeysUsable",

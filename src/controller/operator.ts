@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
+import type { KeyPoolStatus } from "../api/status.ts";
 import { leaseTokenSource } from "../lease-tokens.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
@@ -20,6 +21,7 @@ import { PoolRegistry } from "./pools.ts";
 import { onlyStatusChanged } from "./predicates.ts";
 import { Prober } from "./prober.ts";
 import { Reconciler } from "./reconciler.ts";
+import { snapshotFromStatus } from "./status.ts";
 import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
 import { ResourceWatcher } from "./watcher.ts";
 import { WorkQueue } from "./work-queue.ts";
@@ -94,7 +96,10 @@ export class Operator {
           path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
           logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
           onEvent: (type, object, old) => {
-            if (type === "MODIFIED" && old && onlyStatusChanged(old, object)) return;
+            if (type === "MODIFIED" && old && onlyStatusChanged(old, object)) {
+              this.#statusChanged(object);
+              return;
+            }
             this.#poolChanged(object);
           },
           watchdogMs: options.watchdogMs,
@@ -264,6 +269,23 @@ export class Operator {
         ?.name;
       if (fallback === name) this.#enqueue(other);
     }
+  }
+
+  /**
+   * Only a KeyPool's status changed (the leader wrote it): a follower takes what it says into its
+   * engine, the newer fact winning per key, so a key the leader saw rate-limited or invalid stops
+   * being handed out here too, within a status write and a watch event (~0.2 s). No reconcile:
+   * nothing the reconciler reads from the object changed. The leader skips its own writes.
+   */
+  #statusChanged(object: KubernetesObject) {
+    if (this.#leading) return;
+    const namespace = object.metadata?.namespace;
+    const name = object.metadata?.name;
+    if (!namespace || !name) return;
+    const runtime = this.registry.get({ namespace, name });
+    const status = (object as { status?: KeyPoolStatus }).status;
+    if (!runtime || runtime.uid !== object.metadata?.uid || !status) return;
+    runtime.engine.merge(snapshotFromStatus(status, this.#o.clock.now()));
   }
 
   #secretChanged(secret: V1Secret) {

@@ -5,6 +5,7 @@
  */
 import type { KeyPoolSpec } from "../api/keypool.ts";
 import type { KeyPoolEngine } from "../pool/engine.ts";
+import type { SourceProblem } from "../sources/kubernetes/secrets.ts";
 import { type PoolRef, refKey } from "./status-writer.ts";
 
 export interface PoolRuntime {
@@ -18,6 +19,13 @@ export interface PoolRuntime {
   secretNames: Set<string>;
   /** Whether the pool has a secretSelector (any labelled Secret in its namespace may matter). */
   usesSelector: boolean;
+  /**
+   * What the last full reconcile found wrong with the pool's sources and fallback, and how many
+   * empty values it skipped: every status built between reconciles (after dispenses, reports,
+   * transitions) carries them, so conditions and their messages stay as the reconcile set them.
+   */
+  problems?: SourceProblem[];
+  emptyValues?: number;
   /**
    * The keypool.dev/probe-requested-at value this replica handled last, while it leads (its
    * status write may not be back in the cache yet); undefined: status.lastProbeRequest says.

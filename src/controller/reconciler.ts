@@ -120,11 +120,11 @@ export class Reconciler {
         "key set changed",
       );
     }
-    const cycle = this.#fallbackCycle(ref, pool.spec.fallbackPoolRef?.name);
-    if (cycle) resolved.problems.push(cycle);
-    for (const problem of resolved.problems) {
-      this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
-    }
+    const fallback = this.#fallbackProblem(ref, pool.spec.fallbackPoolRef?.name);
+    if (fallback) resolved.problems.push(fallback);
+    this.#recordNewProblems(object, runtime.problems ?? [], resolved.problems);
+    runtime.problems = resolved.problems;
+    runtime.emptyValues = resolved.emptyValues;
 
     await this.#probeIfRequested(runtime, pool, log);
 
@@ -142,10 +142,31 @@ export class Reconciler {
   }
 
   /**
-   * A fallbackPoolRef chain that comes back to a pool already in it: the dispenser stops at the
-   * first pool seen twice, and the user learns about it here. (Self-reference is an InvalidSpec.)
+   * A Warning Event for each problem this reconcile found that the last one did not: once per
+   * problem, not once per reconcile. Only the leader records them (every replica reconciles).
    */
-  #fallbackCycle(ref: PoolRef, first: string | undefined): SourceProblem | undefined {
+  #recordNewProblems(object: KubernetesObject, before: SourceProblem[], now: SourceProblem[]) {
+    if (!this.#o.isLeader()) return;
+    const known = new Set(before.map((p) => `${p.reason}\n${p.message}`));
+    for (const problem of now) {
+      if (known.has(`${problem.reason}\n${problem.message}`)) continue;
+      this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
+    }
+  }
+
+  /**
+   * What is wrong with the pool's fallbackPoolRef: it names a KeyPool that does not exist, or the
+   * chain comes back to a pool already in it (the dispenser stops at the first pool seen twice).
+   * Self-reference is an InvalidSpec.
+   */
+  #fallbackProblem(ref: PoolRef, first: string | undefined): SourceProblem | undefined {
+    if (first && !this.#o.pools.get(ref.namespace, first)) {
+      return {
+        reason: "FallbackPoolNotFound",
+        secret: "",
+        message: `spec.fallbackPoolRef: KeyPool ${ref.namespace}/${first} not found; when this pool has no usable key, callers get 503`,
+      };
+    }
     const chain = [ref.name];
     for (let next = first; next;) {
       if (chain.includes(next)) {
@@ -195,20 +216,30 @@ export class Reconciler {
     return handled === undefined ? status : { ...status, lastProbeRequest: handled };
   }
 
-  /** Refreshes a pool's status from its engine alone (after dispenses and reports). */
+  /**
+   * Refreshes a pool's status from its engine (after dispenses, reports and transitions), with
+   * the source problems the last reconcile found: key states are written whatever the pool's
+   * conditions, so a restart or a new leader never loses them.
+   */
   refreshStatus(ref: PoolRef): void {
     const runtime = this.#o.registry.get(ref);
     const object = this.#o.pools.get(ref.namespace, ref.name);
-    if (!runtime || !object) return;
+    if (!runtime || !object || runtime.uid !== object.metadata?.uid) return;
+    // Not evaluated for this generation yet (an invalid spec keeps the last valid one serving):
+    // the next reconcile writes the status.
+    if (runtime.problems === undefined || runtime.generation !== object.metadata?.generation) return;
     const previous = (object as { status?: KeyPoolStatus }).status;
     const pending = desiredStatus(
       previous,
-      { kind: "evaluated", views: runtime.engine.keys(), problems: [], emptyValues: 0 },
+      {
+        kind: "evaluated",
+        views: runtime.engine.keys(),
+        problems: runtime.problems,
+        emptyValues: runtime.emptyValues ?? 0,
+      },
       object.metadata?.generation,
       new Date(this.#o.clock.now()),
     );
-    // Source problems are only known to a full reconcile; keep its conditions.
-    if (previous?.conditions?.some((c) => c.type === "Stalled" && c.status === "True")) return;
     this.#o.status.submit(ref, this.#withProbeRequest(ref, object.metadata?.uid, pending));
   }
 
@@ -220,6 +251,9 @@ export class Reconciler {
       existing.engine.setConfig(config);
       existing.spec = pool.spec;
       existing.generation = pool.metadata.generation;
+      // Level-triggered: what the status says (another replica's writes) merged with what this
+      // engine knows, the newer fact winning per key.
+      existing.engine.merge(snapshotFromStatus(pool.status, this.#o.clock.now()));
       return existing;
     }
     const target = this.#target(pool);
@@ -245,6 +279,14 @@ export class Reconciler {
 
   #onTransition(target: EventTarget, event: KeyTransitionEvent) {
     const ref = { namespace: target.namespace, name: target.name };
+    if (event.merged) {
+      // Learned from another replica's status: it recorded the Event and wrote the status.
+      this.#o.logger.debug(
+        { pool: refKey(ref), keyId: event.keyId, from: event.from, to: event.to },
+        "key state taken from the status",
+      );
+      return;
+    }
     const until = event.untilMs ? ` until ${new Date(event.untilMs).toISOString()}` : "";
     const message = `Key ${event.keyId} (${event.masked}, ${event.source}): ${event.from} -> ${event.to}${until} (${event.reason})`;
     this.#o.logger.info(

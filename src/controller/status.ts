@@ -20,6 +20,7 @@ export function toKeyStatus(view: KeyView): KeyStatus {
     source: view.source,
     ...(view.quotaGroup ? { quotaGroup: view.quotaGroup } : {}),
     state: view.state,
+    ...(view.sinceMs ? { since: new Date(view.sinceMs).toISOString() } : {}),
     // Rounded up to the second the status can hold, so a restored cooldown never ends early.
     ...(view.untilMs ? { until: iso(Math.ceil(view.untilMs / 1000) * 1000) } : {}),
     healthScore: view.healthScore,
@@ -45,6 +46,7 @@ export function snapshotFromStatus(status: KeyPoolStatus | undefined, nowMs: num
     const parsed = KeySnapshot.safeParse({
       id: k.id,
       state: k.state,
+      sinceMs: fromIso(k.since),
       untilMs: fromIso(k.until),
       healthScore: k.healthScore,
       requests: k.requests,
@@ -117,14 +119,9 @@ export function desiredStatus(
   const emptyNote = emptyValues ? ` (${emptyValues} empty value${emptyValues === 1 ? "" : "s"} ignored)` : "";
   const problemText = problems.map((p) => p.message).join("; ");
 
+  // Ready says whether keys are served; problems that leave some serving are Degraded's to tell.
   if (usable > 0) {
-    const note = problems.length ? `; but: ${problemText}` : "";
-    set(
-      ConditionType.Ready,
-      "True",
-      Reason.KeysAvailable,
-      `${usable} of ${live} keys usable${emptyNote}${note}`,
-    );
+    set(ConditionType.Ready, "True", Reason.KeysAvailable, `${usable} of ${live} keys usable${emptyNote}`);
   } else if (problems.length) {
     set(ConditionType.Ready, "False", (problems[0] as SourceProblem).reason, problemText);
   } else if (live === 0) {
@@ -133,19 +130,24 @@ export function desiredStatus(
     set(ConditionType.Ready, "False", Reason.NoUsableKeys, `No usable key: ${describeCounts(byState)}`);
   }
 
-  if (problems.length) set(ConditionType.Stalled, "True", (problems[0] as SourceProblem).reason, problemText);
-  else if (live === 0)
+  // Stalled (kstatus: Failed) only when nothing is served and only the user can change that: a
+  // pool that serves with a partial problem is Ready and Degraded instead.
+  if (usable === 0 && problems.length)
+    set(ConditionType.Stalled, "True", (problems[0] as SourceProblem).reason, problemText);
+  else if (usable === 0 && live === 0)
     set(ConditionType.Stalled, "True", Reason.NoKeys, `The pool's Secrets hold no keys${emptyNote}`);
   else set(ConditionType.Stalled, "False", Reason.NoProblem, "Nothing needs a change");
 
   const unusable = live - usable;
-  if (unusable > 0)
+  const unusableText = `${unusable} of ${live} keys unusable: ${describeCounts(byState)}`;
+  if (problems.length)
     set(
       ConditionType.Degraded,
       "True",
-      Reason.KeysUnusable,
-      `${unusable} of ${live} keys unusable: ${describeCounts(byState)}`,
+      (problems[0] as SourceProblem).reason,
+      unusable > 0 ? `${problemText}; ${unusableText}` : problemText,
     );
+  else if (unusable > 0) set(ConditionType.Degraded, "True", Reason.KeysUnusable, unusableText);
   else
     set(ConditionType.Degraded, "False", Reason.AllKeysUsable, live ? `All ${live} keys usable` : "No keys");
 

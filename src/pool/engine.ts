@@ -14,6 +14,7 @@ import type { Clock } from "./clock.ts";
 import type { PoolConfig } from "./config.ts";
 import { IndexedHeap } from "./heap.ts";
 import {
+  adoptRemoteState,
   applyOutcome,
   coolDown,
   type KeyEntry,
@@ -37,6 +38,8 @@ import { type ActiveSet, createActiveSet } from "./strategies.ts";
 import { type EngineSnapshot, type KeySnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
 
 export interface KeyTransitionEvent extends Transition {
+  /** Taken from another replica's view (merge()), not learned here: already reported there. */
+  merged?: boolean;
   keyId: string;
   masked: string;
   source: string;
@@ -101,6 +104,8 @@ export interface KeyView {
   lastUsedMs: number | undefined;
   lastError: LastError | undefined;
   weight: number;
+  /** When the key entered its state (epoch ms); undefined when not known. */
+  sinceMs: number | undefined;
 }
 
 export class KeyPoolEngine {
@@ -172,6 +177,7 @@ export class KeyPoolEngine {
         continue;
       }
       this.#order++;
+      probe.stateSinceMs = now;
       this.#keys.set(probe.id, probe);
       this.#joinGroup(probe);
       const restored = this.#pending.get(probe.id);
@@ -475,6 +481,7 @@ export class KeyPoolEngine {
         lastUsedMs: rec.lastUsedMs || undefined,
         lastError: rec.lastError,
         weight: rec.weight,
+        sinceMs: rec.stateSinceMs || undefined,
       }));
   }
 
@@ -501,6 +508,43 @@ export class KeyPoolEngine {
       } else {
         this.#pending.set(saved.id, saved);
       }
+    }
+    this.tick();
+  }
+
+  /**
+   * Merges another replica's view of the keys (the leader's status) into this engine, keeping the
+   * newer fact per key (see adoptRemoteState): a follower stops handing out a key the leader saw
+   * rate-limited or invalid, and a new leader starts from what the old one knew without losing
+   * what it learned itself. Counters keep the larger count. Keys not here yet are kept for when
+   * they arrive, as restore() does. Transitions it makes are emitted with `merged: true`.
+   */
+  merge(snapshot: EngineSnapshot): void {
+    const now = this.#clock.now();
+    for (const saved of snapshot.keys) {
+      const rec = this.#keys.get(saved.id);
+      if (!rec) {
+        const pending = this.#pending.get(saved.id);
+        if (!pending || (saved.sinceMs ?? 0) >= (pending.sinceMs ?? 0)) this.#pending.set(saved.id, saved);
+        continue;
+      }
+      rec.requests = Math.max(rec.requests, saved.requests);
+      rec.errors = Math.max(rec.errors, saved.errors);
+      rec.lastUsedMs = Math.max(rec.lastUsedMs, saved.lastUsedMs ?? 0);
+      if (saved.lastError && saved.lastError.atMs > (rec.lastError?.atMs ?? 0)) rec.lastError = { ...saved.lastError };
+      const transition = adoptRemoteState(
+        rec,
+        {
+          state: saved.state,
+          sinceMs: saved.sinceMs ?? 0,
+          untilMs: saved.untilMs ?? 0,
+          consecutiveErrors: saved.consecutiveErrors,
+          lastErrorAtMs: saved.lastErrorAtMs ?? 0,
+        },
+        now,
+      );
+      this.#emit(rec, transition, now, true);
+      this.#place(rec, now);
     }
     this.tick();
   }
@@ -619,10 +663,14 @@ export class KeyPoolEngine {
     this.#keys.delete(rec.id);
   }
 
-  #emit(rec: KeyRecord, transition: Transition | undefined, now: number) {
-    if (!transition || !this.#onTransition) return;
+  #emit(rec: KeyRecord, transition: Transition | undefined, now: number, merged = false) {
+    if (!transition) return;
+    // A merged state keeps the time the other replica entered it (adoptRemoteState set it).
+    if (!merged) rec.stateSinceMs = now;
+    if (!this.#onTransition) return;
     this.#onTransition({
       ...transition,
+      ...(merged ? { merged } : {}),
       keyId: rec.id,
       masked: rec.masked,
       source: rec.source,
@@ -637,6 +685,7 @@ function snapshotOf(rec: KeyRecord): KeySnapshot {
     id: rec.id,
     state: rec.state,
     ...(rec.untilMs ? { untilMs: rec.untilMs } : {}),
+    ...(rec.stateSinceMs ? { sinceMs: rec.stateSinceMs } : {}),
     ...(rec.stateBeforeDrain ? { stateBeforeDrain: rec.stateBeforeDrain } : {}),
     healthScore: rec.healthScore,
     requests: rec.requests,
@@ -650,6 +699,7 @@ function snapshotOf(rec: KeyRecord): KeySnapshot {
 
 function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
   rec.state = saved.state;
+  rec.stateSinceMs = saved.sinceMs ?? 0;
   rec.untilMs = saved.untilMs ?? 0;
   rec.stateBeforeDrain = saved.stateBeforeDrain;
   rec.health = saved.healthScore / 100;

@@ -74,6 +74,8 @@ export class KeyRecord {
   windows: LimitWindows;
 
   state: KeyState = "Healthy";
+  /** When the key entered `state` (epoch ms; 0: not known, e.g. restored from an older status). */
+  stateSinceMs = 0;
   /** End of RateLimited / QuotaExhausted / Draining; 0 when the state has no end by time. */
   untilMs = 0;
   /** The state to return to when a Draining key comes back into its Secret. */
@@ -151,6 +153,56 @@ function recordError(rec: KeyRecord, outcome: Outcome, now: number, countsAsErro
     atMs: now,
   };
   if (countsAsError) rec.errors++;
+}
+
+/**
+ * How restrictive a state is: of two views of a key that entered different states at the same
+ * moment, the more restrictive one is kept (a key is never handed out on a tie).
+ */
+const RESTRICTIVENESS: Record<KeyState, number> = {
+  Healthy: 0,
+  Degraded: 1,
+  RateLimited: 2,
+  QuotaExhausted: 3,
+  Invalid: 4,
+  Disabled: 5,
+  Draining: 6,
+};
+
+/** What another replica's view says of one key (its state and when it entered it). */
+export interface RemoteKeyState {
+  state: KeyState;
+  sinceMs: number;
+  untilMs: number;
+  consecutiveErrors: number;
+  lastErrorAtMs: number;
+}
+
+/**
+ * Takes another replica's view of a key where it is the newer fact: the state entered later wins
+ * (a tie goes to the more restrictive state); the same cooldown on both sides keeps the later
+ * deadline. A cooldown that is already over is not taken (time alone ends it here too). Draining
+ * is this replica's own knowledge of its key sources, so it is neither taken nor overridden.
+ */
+export function adoptRemoteState(rec: KeyRecord, remote: RemoteKeyState, now: number): Transition | undefined {
+  if (rec.state === "Draining" || remote.state === "Draining") return undefined;
+  const cooling = remote.state === "RateLimited" || remote.state === "QuotaExhausted";
+  if (remote.state === rec.state) {
+    if (cooling) rec.untilMs = Math.max(rec.untilMs, remote.untilMs);
+    if (remote.state === "Degraded") rec.lastErrorAtMs = Math.max(rec.lastErrorAtMs, remote.lastErrorAtMs);
+    return undefined;
+  }
+  const newer =
+    remote.sinceMs > rec.stateSinceMs ||
+    (remote.sinceMs === rec.stateSinceMs && RESTRICTIVENESS[remote.state] > RESTRICTIVENESS[rec.state]);
+  if (!newer || (cooling && remote.untilMs <= now)) return undefined;
+  const transition = moveTo(rec, remote.state, "leader_status", cooling ? remote.untilMs : 0);
+  rec.stateSinceMs = remote.sinceMs;
+  if (remote.state === "Degraded") {
+    rec.consecutiveErrors = Math.max(rec.consecutiveErrors, remote.consecutiveErrors);
+    rec.lastErrorAtMs = Math.max(rec.lastErrorAtMs, remote.lastErrorAtMs);
+  }
+  return transition;
 }
 
 /** States a rate-limit or quota answer may not override: they are about the key itself or the operator. */

@@ -11,6 +11,8 @@ export const KeySnapshot = z.object({
   id: z.string().regex(/^[0-9a-f]{12}$/),
   state: KeyState,
   untilMs: z.number().optional(),
+  /** When the key entered `state` (epoch ms): which of two views of a key is newer. */
+  sinceMs: z.number().optional(),
   stateBeforeDrain: KeyState.optional(),
   healthScore: z.number().min(0).max(100),
   requests: z.number().int().min(0),

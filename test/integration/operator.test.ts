@@ -159,7 +159,7 @@ describe("problems a user must fix", () => {
     expect(condition(pool, "Stalled")).toMatchObject({ status: "True", reason: "InvalidSpec" });
   });
 
-  it("flags a fallback cycle on the pools in it", async () => {
+  it("flags a fallback cycle on the pools in it, as Degraded: their keys still serve", async () => {
     await api.createPool(ns, "ping", {
       provider: "openai",
       keys: [{ secretRef: { name: "openai-keys" } }],
@@ -174,11 +174,13 @@ describe("problems a user must fix", () => {
       const pool = await api.waitForPool(
         ns,
         name,
-        (p) => condition(p, "Stalled")?.reason === "FallbackCycle" && p,
+        (p) => condition(p, "Degraded")?.reason === "FallbackCycle" && p,
       );
-      expect(condition(pool, "Stalled")?.message).toContain("spec.fallbackPoolRef:");
-      // The keys still serve: a cycle only matters once nothing is usable.
+      expect(condition(pool, "Degraded")?.message).toContain("spec.fallbackPoolRef:");
+      // The keys still serve: a cycle only matters once nothing is usable, so the pool is not
+      // Stalled (which kstatus, and so Flux, would read as Failed).
       expect(condition(pool, "Ready")?.status).toBe("True");
+      expect(condition(pool, "Stalled")?.status).toBe("False");
     }
   });
 

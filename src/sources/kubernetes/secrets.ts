@@ -2,7 +2,9 @@
  * src/sources/kubernetes — turning a KeyPool's Secret references into key entries.
  *
  * A Secret entry holds one key, or several separated by commas or newlines (for users coming
- * from `*_KEYS=a,b,c` variables). Empty and whitespace-only values are skipped and counted.
+ * from `*_KEYS=a,b,c` variables). Empty and whitespace-only values are skipped and counted. A
+ * value with whitespace inside a key is refused (a key never holds one: it is a pasted sentence
+ * or two keys on one line), and a key two entries hold is used once; both are named as problems.
  * Only Secrets labelled keypool.dev/secret are watched (the operator never caches every Secret
  * in the cluster); a reference to an unlabelled one is reported with the fix.
  * May import: src/api, src/pool types, node built-ins.
@@ -24,7 +26,13 @@ export interface SecretCache {
 export type UncachedSecret = "missing" | "unlabelled";
 
 export type SourceProblemReason =
-  "SecretNotFound" | "SecretNotLabelled" | "SecretEntryMissing" | "FallbackCycle";
+  | "SecretNotFound"
+  | "SecretNotLabelled"
+  | "SecretEntryMissing"
+  | "KeyHasWhitespace"
+  | "DuplicateKeys"
+  | "FallbackCycle"
+  | "FallbackPoolNotFound";
 
 export interface SourceProblem {
   reason: SourceProblemReason;
@@ -70,6 +78,8 @@ export async function resolvePoolKeys(
 ): Promise<ResolvedKeys> {
   const result: ResolvedKeys = { entries: [], problems: [], emptyValues: 0, secretNames: new Set() };
 
+  /** Where each key was first seen, to name duplicates by their sources (never by value). */
+  const firstSource = new Map<string, string>();
   const addEntry = (secret: V1Secret, name: string, entry: string, extra: Partial<KeyEntry>) => {
     const value = decode(secret, entry);
     if (value === undefined) return false;
@@ -77,6 +87,26 @@ export async function resolvePoolKeys(
     result.emptyValues += empty;
     keys.forEach((key, i) => {
       const source = keys.length > 1 ? `secret/${name}#${entry}[${i}]` : `secret/${name}#${entry}`;
+      if (/\s/.test(key)) {
+        result.problems.push({
+          reason: "KeyHasWhitespace",
+          secret: name,
+          entry,
+          message: `${source} has whitespace inside a key, which no provider key holds: it is not used (separate keys with commas or newlines)`,
+        });
+        return;
+      }
+      const first = firstSource.get(key);
+      if (first !== undefined) {
+        result.problems.push({
+          reason: "DuplicateKeys",
+          secret: name,
+          entry,
+          message: `${source} holds the same key as ${first}: it is used once`,
+        });
+        return;
+      }
+      firstSource.set(key, source);
       result.entries.push({ key, source, ...extra });
     });
     return true;

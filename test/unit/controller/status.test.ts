@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { KeyView } from "../../../src/pool/engine.ts";
 import { setCondition } from "../../../src/controller/conditions.ts";
 import { desiredStatus, type Evaluation, snapshotFromStatus } from "../../../src/controller/status.ts";
+import type { SourceProblem } from "../../../src/sources/kubernetes/secrets.ts";
 
 const T = new Date("2026-11-22T10:00:00Z");
 const later = new Date("2026-11-22T10:05:00Z");
@@ -22,6 +23,7 @@ function view(id: string, state: KeyView["state"], extra: Partial<KeyView> = {})
     lastUsedMs: undefined,
     lastError: undefined,
     weight: 10,
+    sinceMs: undefined,
     ...extra,
   };
 }
@@ -106,6 +108,7 @@ describe("the status a pool should have", () => {
   it("round-trips engine state through keyStatuses", () => {
     const views = [
       view("aaaaaaaaaaaa", "RateLimited", {
+        sinceMs: T.getTime() - 1234,
         untilMs: T.getTime() + 30_000,
         requests: 7,
         errors: 2,
@@ -114,13 +117,124 @@ describe("the status a pool should have", () => {
     ];
     const status = desiredStatus(undefined, { kind: "evaluated", views, problems: [], emptyValues: 0 }, 1, T);
     const snapshot = snapshotFromStatus(status, T.getTime());
+    expect(status.keyStatuses?.[0]?.since).toBe("2026-11-22T09:59:58.766Z");
     expect(snapshot.keys[0]).toMatchObject({
       id: "aaaaaaaaaaaa",
       state: "RateLimited",
+      sinceMs: T.getTime() - 1234,
       untilMs: T.getTime() + 30_000,
       requests: 7,
       errors: 2,
       lastError: { code: 429, reason: "rate_limit_exceeded", atMs: T.getTime() },
     });
+  });
+});
+
+describe("honest conditions: Stalled only when nothing is served and the user must act", () => {
+  const problem = (reason: SourceProblem["reason"], message = `${reason} here`): SourceProblem => ({
+    reason,
+    secret: "s",
+    message,
+  });
+  const healthy = [view("a", "Healthy"), view("b", "Healthy")];
+  it.each<[string, KeyView[], SourceProblem[], [string, string], [string, string], [string, string]]>([
+    [
+      "all keys usable",
+      healthy,
+      [],
+      ["True", "KeysAvailable"],
+      ["False", "AllKeysUsable"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "a missing Secret among two",
+      healthy,
+      [problem("SecretNotFound")],
+      ["True", "KeysAvailable"],
+      ["True", "SecretNotFound"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "a fallback cycle",
+      healthy,
+      [problem("FallbackCycle")],
+      ["True", "KeysAvailable"],
+      ["True", "FallbackCycle"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "a missing fallback pool",
+      healthy,
+      [problem("FallbackPoolNotFound")],
+      ["True", "KeysAvailable"],
+      ["True", "FallbackPoolNotFound"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "duplicate keys",
+      healthy,
+      [problem("DuplicateKeys")],
+      ["True", "KeysAvailable"],
+      ["True", "DuplicateKeys"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "whitespace in a key",
+      healthy,
+      [problem("KeyHasWhitespace")],
+      ["True", "KeysAvailable"],
+      ["True", "KeyHasWhitespace"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "every key rate-limited (it recovers by itself)",
+      [
+        view("a", "RateLimited", { untilMs: T.getTime() + 60_000 }),
+        view("b", "RateLimited", { untilMs: T.getTime() + 60_000 }),
+      ],
+      [],
+      ["False", "NoUsableKeys"],
+      ["True", "KeysUnusable"],
+      ["False", "NoProblem"],
+    ],
+    [
+      "no Secret at all",
+      [],
+      [problem("SecretNotFound")],
+      ["False", "SecretNotFound"],
+      ["True", "SecretNotFound"],
+      ["True", "SecretNotFound"],
+    ],
+    ["Secrets with no keys", [], [], ["False", "NoKeys"], ["False", "AllKeysUsable"], ["True", "NoKeys"]],
+  ])("%s", (_name, views, problems, ready, degraded, stalled) => {
+    const status = desiredStatus(undefined, { kind: "evaluated", views, problems, emptyValues: 0 }, 1, T);
+    const byType = Object.fromEntries(status.conditions?.map((c) => [c.type, [c.status, c.reason]]) ?? []);
+    expect({ Ready: byType.Ready, Degraded: byType.Degraded, Stalled: byType.Stalled }).toEqual({
+      Ready: ready,
+      Degraded: degraded,
+      Stalled: stalled,
+    });
+  });
+
+  it("names every problem in Degraded's message, and keeps Ready's message free of them", () => {
+    const status = desiredStatus(
+      undefined,
+      {
+        kind: "evaluated",
+        views: [view("a", "Healthy"), view("b", "Invalid")],
+        problems: [
+          problem("SecretNotFound", "Secret ai/x not found"),
+          problem("DuplicateKeys", "secret/y#b holds the same key as secret/y#a"),
+        ],
+        emptyValues: 2,
+      },
+      1,
+      T,
+    );
+    const byType = Object.fromEntries(status.conditions?.map((c) => [c.type, c]) ?? []);
+    expect(byType.Ready?.message).toBe("1 of 2 keys usable (2 empty values ignored)");
+    expect(byType.Degraded?.message).toBe(
+      "Secret ai/x not found; secret/y#b holds the same key as secret/y#a; 1 of 2 keys unusable: 1 Healthy, 1 Invalid",
+    );
   });
 });

@@ -92,7 +92,7 @@ describe("copyBody", () => {
     expect(received).toBe(total);
     expect(intact).toBe(true);
     await expect(s.settled[0]).resolves.toBeUndefined();
-  });
+  }, 30_000); // 32 MiB through two sockets: seconds on a loaded 2-core machine
 
   it("a body that fails mid-way rejects with its error", async () => {
     const s = await serve(

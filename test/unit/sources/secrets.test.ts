@@ -34,6 +34,38 @@ function cacheOf(...secrets: V1Secret[]) {
 }
 
 describe("resolving a pool's keys", () => {
+  it("refuses a value with whitespace inside a key and names it by Secret and entry, never by value", async () => {
+    const spec = KeyPoolSpec.parse({ provider: "openai", keys: [{ secretRef: { name: "pasted" } }] });
+    const cache = cacheOf(secret("pasted", { good: "sk-good", bad: "sk-bad one", list: "sk-l1, sk-l 2" }));
+    const resolved = await resolvePoolKeys("ai", spec, cache, async () => "missing");
+    expect(resolved.entries.map((e) => e.source)).toEqual(["secret/pasted#good", "secret/pasted#list[0]"]);
+    expect(resolved.problems.map((p) => [p.reason, p.entry])).toEqual([
+      ["KeyHasWhitespace", "bad"],
+      ["KeyHasWhitespace", "list"],
+    ]);
+    expect(resolved.problems[0]?.message).toContain("secret/pasted#bad has whitespace inside a key");
+    expect(resolved.problems[1]?.message).toContain("secret/pasted#list[1]");
+    expect(JSON.stringify(resolved.problems)).not.toMatch(/sk-bad|sk-l 2/);
+  });
+
+  it("uses a key two entries hold once, and names both sources", async () => {
+    const spec = KeyPoolSpec.parse({
+      provider: "openai",
+      keys: [{ secretRef: { name: "one" } }, { secretRef: { name: "two" } }],
+    });
+    const cache = cacheOf(secret("one", { a: "sk-same", b: "sk-other" }), secret("two", { c: "sk-same" }));
+    const resolved = await resolvePoolKeys("ai", spec, cache, async () => "missing");
+    expect(resolved.entries.map((e) => e.source)).toEqual(["secret/one#a", "secret/one#b"]);
+    expect(resolved.problems).toEqual([
+      {
+        reason: "DuplicateKeys",
+        secret: "two",
+        entry: "c",
+        message: "secret/two#c holds the same key as secret/one#a: it is used once",
+      },
+    ]);
+  });
+
   it("takes every entry of a Secret, one entry, and Secrets matching a selector, with per-source settings", async () => {
     const spec = KeyPoolSpec.parse({
       provider: "openai",
