@@ -26,6 +26,8 @@ export interface PoolRuntime {
    */
   problems?: SourceProblem[];
   emptyValues?: number;
+  /** Problems this replica recorded a Warning Event for while leading (reason + message). */
+  recordedProblems?: Set<string>;
   /**
    * The keypool.dev/probe-requested-at value this replica handled last, while it leads (its
    * status write may not be back in the cache yet); undefined: status.lastProbeRequest says.

@@ -122,7 +122,7 @@ export class Reconciler {
     }
     const fallback = this.#fallbackProblem(ref, pool.spec.fallbackPoolRef?.name);
     if (fallback) resolved.problems.push(fallback);
-    this.#recordNewProblems(object, runtime.problems ?? [], resolved.problems);
+    this.#recordNewProblems(object, runtime, resolved.problems);
     runtime.problems = resolved.problems;
     runtime.emptyValues = resolved.emptyValues;
 
@@ -142,14 +142,20 @@ export class Reconciler {
   }
 
   /**
-   * A Warning Event for each problem this reconcile found that the last one did not: once per
-   * problem, not once per reconcile. Only the leader records them (every replica reconciles).
+   * A Warning Event for each problem the leader has not recorded yet: once per problem (and once
+   * more if it goes away and comes back), not once per reconcile. Only the leader records them
+   * (every replica reconciles), so a new leader records the problems that stand once.
    */
-  #recordNewProblems(object: KubernetesObject, before: SourceProblem[], now: SourceProblem[]) {
+  #recordNewProblems(object: KubernetesObject, runtime: PoolRuntime, problems: SourceProblem[]) {
+    const current = new Set(problems.map((p) => `${p.reason}\n${p.message}`));
+    const recorded = runtime.recordedProblems ?? new Set<string>();
+    for (const key of recorded) if (!current.has(key)) recorded.delete(key);
+    runtime.recordedProblems = recorded;
     if (!this.#o.isLeader()) return;
-    const known = new Set(before.map((p) => `${p.reason}\n${p.message}`));
-    for (const problem of now) {
-      if (known.has(`${problem.reason}\n${problem.message}`)) continue;
+    for (const problem of problems) {
+      const key = `${problem.reason}\n${problem.message}`;
+      if (recorded.has(key)) continue;
+      recorded.add(key);
       this.#o.events.record(this.#target(object), "Warning", problem.reason, problem.message, problem.secret);
     }
   }

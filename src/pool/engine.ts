@@ -531,7 +531,8 @@ export class KeyPoolEngine {
       rec.requests = Math.max(rec.requests, saved.requests);
       rec.errors = Math.max(rec.errors, saved.errors);
       rec.lastUsedMs = Math.max(rec.lastUsedMs, saved.lastUsedMs ?? 0);
-      if (saved.lastError && saved.lastError.atMs > (rec.lastError?.atMs ?? 0)) rec.lastError = { ...saved.lastError };
+      if (saved.lastError && saved.lastError.atMs > (rec.lastError?.atMs ?? 0))
+        rec.lastError = { ...saved.lastError };
       const transition = adoptRemoteState(
         rec,
         {

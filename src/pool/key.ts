@@ -184,7 +184,11 @@ export interface RemoteKeyState {
  * deadline. A cooldown that is already over is not taken (time alone ends it here too). Draining
  * is this replica's own knowledge of its key sources, so it is neither taken nor overridden.
  */
-export function adoptRemoteState(rec: KeyRecord, remote: RemoteKeyState, now: number): Transition | undefined {
+export function adoptRemoteState(
+  rec: KeyRecord,
+  remote: RemoteKeyState,
+  now: number,
+): Transition | undefined {
   if (rec.state === "Draining" || remote.state === "Draining") return undefined;
   const cooling = remote.state === "RateLimited" || remote.state === "QuotaExhausted";
   if (remote.state === rec.state) {
