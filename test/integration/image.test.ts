@@ -3,9 +3,11 @@
  * temporary directory from its own COPY lines (production dependencies installed from the lock
  * file as the deps stage does, dist/ compiled as the build stage does, the rest copied), and the
  * operator is started from there, out of cluster, as the Deployment would run it: with the
- * ServiceAccount and RBAC of deploy/ and a ServiceAccount token. A client ServiceAccount granted
- * by the example Role (examples/client.yaml) gets a key; one without the grant does not. A
- * runtime file or dependency missing from the image fails here.
+ * ServiceAccount and RBAC of deploy/ and a ServiceAccount token. The example clients get keys:
+ * examples/client.yaml's, bound to the keypool-user ClusterRole, from every pool of the namespace;
+ * examples/client-one-pool.yaml's, granted by a Role with resourceNames, from openai-prod only; a
+ * ServiceAccount without a grant from none. A runtime file or dependency missing from the image
+ * fails here.
  */
 import { execFile } from "node:child_process";
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -16,7 +18,13 @@ import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installKeyPoolCrd } from "../support/crd.ts";
 import { condition, poolApi } from "../support/keypools.ts";
-import { adminKubeConfig, createTestNamespace, kubectl, tokenKubeConfig } from "../support/kube.ts";
+import {
+  adminKubeConfig,
+  createTestNamespace,
+  eventually,
+  kubectl,
+  tokenKubeConfig,
+} from "../support/kube.ts";
 import { type OperatorProcess, startOperator } from "../support/operator-process.ts";
 
 const run = promisify(execFile);
@@ -125,11 +133,24 @@ describe("the image's final stage", () => {
     expect(stdout).toContain("operator");
   });
 
-  it("runs out of cluster with deploy/'s RBAC and a ServiceAccount token, and serves the example client", async () => {
+  it("runs out of cluster with deploy/'s RBAC and a ServiceAccount token, and serves the example clients", async () => {
     await installKeyPoolCrd();
     await kubectl(["create", "namespace", "keypool-system"]);
     const applied = await kubectl(["apply", "-f", join(ROOT, "deploy/base/rbac.yaml")]);
     expect(applied.code, applied.stderr).toBe(0);
+    // Server-side, with the field manager cluster-roles.test.ts uses: the two may race.
+    await eventually(async () => {
+      const res = await kubectl([
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=keypool-tests",
+        "-f",
+        join(ROOT, "deploy/base/user-roles.yaml"),
+      ]);
+      if (res.code !== 0) throw new Error(res.stderr);
+      return true;
+    });
     const operatorToken = (
       await core.createNamespacedServiceAccountToken({
         namespace: "keypool-system",
@@ -141,7 +162,12 @@ describe("the image's final stage", () => {
     await writeFile(kubeconfig, tokenKubeConfig(operatorToken).exportConfig());
 
     const ns = await createTestNamespace(kc, "image");
-    for (const file of ["examples/openai.yaml", "examples/anthropic.yaml", "examples/client.yaml"]) {
+    for (const file of [
+      "examples/openai.yaml",
+      "examples/anthropic.yaml",
+      "examples/client.yaml",
+      "examples/client-one-pool.yaml",
+    ]) {
       const res = await kubectl(["apply", "-n", ns, "-f", join(ROOT, file)]);
       expect(res.code, res.stderr).toBe(0);
     }
@@ -163,7 +189,8 @@ describe("the image's final stage", () => {
       { entry: join(image, "bin/keypool.js"), cwd: image },
     );
     const url = await operator.dispenserUrl();
-    await api.waitForPool(ns, "openai-prod", (p) => condition(p, "Ready")?.status === "True");
+    for (const pool of ["openai-prod", "anthropic-prod"])
+      await api.waitForPool(ns, pool, (p) => condition(p, "Ready")?.status === "True");
 
     const tokenOf = async (sa: string) =>
       (
@@ -173,16 +200,41 @@ describe("the image's final stage", () => {
           body: { spec: { audiences: ["keypool"], expirationSeconds: 3600 } },
         })
       ).status?.token as string;
-    const granted = await fetch(`${url}/v1/pools/${ns}/openai-prod/key`, {
-      headers: { authorization: `Bearer ${await tokenOf("example-client")}` },
-    });
-    expect(granted.status).toBe(200);
-    expect(((await granted.json()) as { key: string }).key).toMatch(/^sk-/);
-    // The example Role names openai-prod only.
-    const otherPool = await fetch(`${url}/v1/pools/${ns}/anthropic-prod/key`, {
-      headers: { authorization: `Bearer ${await tokenOf("example-client")}` },
-    });
-    expect(otherPool.status).toBe(403);
+    // The operator caches denials for 10 s: ask RBAC first, so a grant not yet seen by the
+    // API server's informers cannot turn into a cached 403.
+    for (const [sa, pool] of [
+      ["example-client", "anthropic-prod"],
+      ["openai-prod-client", "openai-prod"],
+    ] as const) {
+      await eventually(async () => {
+        const canI = await kubectl([
+          "auth",
+          "can-i",
+          "use",
+          `keypools.keypool.dev/${pool}`,
+          "-n",
+          ns,
+          "--as",
+          `system:serviceaccount:${ns}:${sa}`,
+        ]);
+        return canI.stdout.trim() === "yes";
+      });
+    }
+    const keyStatus = async (sa: string, pool: string) => {
+      const res = await fetch(`${url}/v1/pools/${ns}/${pool}/key`, {
+        headers: { authorization: `Bearer ${await tokenOf(sa)}` },
+      });
+      return {
+        status: res.status,
+        key: res.status === 200 ? ((await res.json()) as { key: string }).key : "",
+      };
+    };
+    // keypool-user, bound with a RoleBinding: every pool of the namespace.
+    for (const pool of ["openai-prod", "anthropic-prod"])
+      expect(await keyStatus("example-client", pool), pool).toMatchObject({ status: 200, key: /^sk-/ });
+    // The per-pool Role names openai-prod only.
+    expect(await keyStatus("openai-prod-client", "openai-prod")).toMatchObject({ status: 200 });
+    expect(await keyStatus("openai-prod-client", "anthropic-prod")).toMatchObject({ status: 403 });
     const stranger = await fetch(`${url}/v1/pools/${ns}/openai-prod/key`, {
       headers: { authorization: `Bearer ${await tokenOf("stranger")}` },
     });

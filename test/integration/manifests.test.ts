@@ -68,8 +68,19 @@ describe("deploy/ passes a server-side dry-run", () => {
 
   it("the namespaced variant has no cluster-wide access to Secrets or KeyPools", async () => {
     const list = objects(await build("deploy/namespaced"));
+    // The operator's only ClusterRoleBinding is to the TokenReview/SubjectAccessReview role; the
+    // KeyPool users' ClusterRoles (user-roles.yaml) are there too, bound by nobody.
+    const bound = list.filter((o) => o.kind === "ClusterRoleBinding").map((o) => o.metadata.name);
+    expect(bound).toEqual(["keypool-operator-auth"]);
     const clusterRoles = list.filter((o) => o.kind === "ClusterRole").map((o) => o.metadata.name);
-    expect(clusterRoles).toEqual(["keypool-operator-auth"]);
+    expect(clusterRoles.sort()).toEqual([
+      "keypool-admin",
+      "keypool-operator-auth",
+      "keypool-user",
+      "keypool-view",
+    ]);
+    for (const role of list.filter((o) => o.kind === "ClusterRole"))
+      expect(JSON.stringify(role), role.metadata.name).not.toContain("secrets");
     const role = list.find((o) => o.kind === "Role" && o.metadata.namespace === "team-a");
     expect(JSON.stringify(role)).toContain("secrets");
     const deployment = JSON.stringify(list.find((o) => o.kind === "Deployment"));
@@ -82,8 +93,11 @@ describe("the Deployment", () => {
     const list = objects(await build("deploy"));
     expect(list.map((o) => o.kind).sort()).toEqual(
       [
-        "ClusterRole",
-        "ClusterRole",
+        "ClusterRole", // keypool-operator
+        "ClusterRole", // keypool-operator-auth
+        "ClusterRole", // keypool-user
+        "ClusterRole", // keypool-admin
+        "ClusterRole", // keypool-view
         "ClusterRoleBinding",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
