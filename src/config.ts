@@ -105,6 +105,10 @@ export const OperatorConfig = z.object({
     .pipe(z.array(z.string().min(1)).min(1, "give at least one audience"))
     .default(["keypool"])
     .describe("Audiences a caller's token must carry (TokenReview spec.audiences), comma-separated."),
+  authStaleGrace: duration(
+    "While auth reviews get no answer (API server down or hung), serve each caller's last decision up to this long past its lifetime; 0: off.",
+    { maxMs: 3_600_000 },
+  ).default("5m"),
   probes: flag.default(true).describe("Probe every key with its provider's free request (list models)."),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
@@ -261,6 +265,9 @@ export function parseOperatorConfig(argv: string[], env: Env): OperatorConfig {
       raw.leaderElectionNamespace = env.POD_NAMESPACE;
     if (raw.kubeconfig === undefined && env.KUBECONFIG && !env.KUBERNETES_SERVICE_HOST)
       raw.kubeconfig = env.KUBECONFIG;
+    // "0" is how people turn a duration off; the duration pattern wants a unit.
+    if (typeof raw.authStaleGrace === "string" && raw.authStaleGrace.trim() === "0")
+      raw.authStaleGrace = "0s";
   });
 }
 

@@ -73,7 +73,12 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     );
     auth = new NoAuth();
   } else {
-    auth = new KubernetesAuth({ kc, audiences: config.authAudiences, logger });
+    auth = new KubernetesAuth({
+      kc,
+      audiences: config.authAudiences,
+      logger,
+      staleGraceMs: parseDuration(config.authStaleGrace) ?? 0,
+    });
   }
   const metrics = createMetrics({
     pools: operator.registry,

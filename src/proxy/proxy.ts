@@ -133,7 +133,9 @@ export function createProxy(options: ProxyOptions) {
           decision.code === "unauthenticated"
             ? " (send your ServiceAccount token where your SDK sends its API key: Authorization: Bearer, x-api-key or x-goog-api-key)"
             : "";
-        throw new KeyPoolError(decision.code, `${decision.message}${how}`);
+        throw new KeyPoolError(decision.code, `${decision.message}${how}`, {
+          retryAfterSeconds: decision.retryAfterSeconds,
+        });
       }
       call.caller = decision.caller.username;
       if (!pool) throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);

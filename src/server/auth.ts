@@ -14,9 +14,20 @@
  * What the cache lifetimes mean for users: a new RoleBinding (or a revoked one) takes effect
  * within `authzTtlMs`; a deleted ServiceAccount's token stops working within `authnTtlMs`.
  *
- * Failures of the reviews themselves (network, timeouts, 5xx, the operator's own credentials
- * lacking `create` on tokenreviews/subjectaccessreviews: the `system:auth-delegator`
- * ClusterRole grants both) are `auth_unavailable`, logged at warn and never cached.
+ * When a review cannot be made (network error, timeout, 5xx or 429: the API server is down,
+ * hung or overloaded), the last answer for that token (authentication) or that caller, verb
+ * and pool (authorization) is served for up to `staleGraceMs` past its lifetime, so an API
+ * server outage does not stop dispensing. Only failures to get an answer do this: an answer
+ * ("not authenticated", "denied") always replaces the last one, a denial served stale still
+ * denies, and nothing is ever served past the token's own `exp`. A caller with no last answer
+ * gets `auth_unavailable` (503, Retry-After). A circuit breaker (circuit-breaker.ts) keeps
+ * callers from each waiting out a timeout: while it is open they are answered at once, and one
+ * probe at a time finds out when the API server is back. An outage is logged once when it
+ * starts and once when it ends.
+ *
+ * Other failures of the reviews (the operator's own credentials lacking `create` on
+ * tokenreviews/subjectaccessreviews: the `system:auth-delegator` ClusterRole grants both) are
+ * `auth_unavailable`, logged at warn and never cached.
  */
 import { hash } from "node:crypto";
 import {
@@ -29,8 +40,11 @@ import {
   type ObservableMiddleware,
   type V1UserInfo,
 } from "@kubernetes/client-node";
-import { type Logger, scrubSecrets } from "../log.ts";
+import { formatDuration } from "../api/duration.ts";
 import { apiClient } from "../kube-client.ts";
+import { TtlCache } from "./ttl-cache.ts";
+import { type Logger, scrubSecrets } from "../log.ts";
+import { type BreakerState, CircuitBreaker } from "./circuit-breaker.ts";
 
 export interface Caller {
   /** e.g. system:serviceaccount:ai:chatbot */
@@ -49,7 +63,13 @@ export type MaybeAsync<T> = T | Promise<T>;
 
 export type AuthDecision =
   | { ok: true; caller: Caller }
-  | { ok: false; code: "unauthenticated" | "forbidden" | "auth_unavailable"; message: string };
+  | {
+      ok: false;
+      code: "unauthenticated" | "forbidden" | "auth_unavailable";
+      message: string;
+      /** auth_unavailable: when to try again (the Retry-After header). */
+      retryAfterSeconds?: number;
+    };
 
 export interface KubernetesAuthOptions {
   /** The operator's own credentials (needs create on tokenreviews and subjectaccessreviews). */
@@ -63,10 +83,20 @@ export interface KubernetesAuthOptions {
   negativeTtlMs?: number;
   /** How long a SubjectAccessReview answer (allowed or denied) is trusted. */
   authzTtlMs?: number;
+  /**
+   * While reviews cannot be made (network, timeout, 5xx, 429), the last answer is served up to
+   * this long past its lifetime (never past the token's `exp`). 0, the default here, turns it
+   * off; the operator passes --auth-stale-grace.
+   */
+  staleGraceMs?: number;
   /** Entries per cache; the least recently used goes first. */
   maxEntries?: number;
-  /** A TokenReview or SubjectAccessReview that takes longer is `auth_unavailable`. */
+  /** A TokenReview or SubjectAccessReview that takes longer has failed (and opens the breaker). */
   requestTimeoutMs?: number;
+  /** Review failures in a row (network, 5xx, 429) that open the circuit breaker; a timeout opens it at once. */
+  breakerThreshold?: number;
+  /** How long the open breaker sends no review before one probe may go out. */
+  breakerOpenMs?: number;
   now?: () => number;
 }
 
@@ -75,8 +105,12 @@ const DEFAULTS = {
   authnTtlMs: 10_000,
   negativeTtlMs: 2_000,
   authzTtlMs: 10_000,
+  staleGraceMs: 0,
   maxEntries: 10_000,
-  requestTimeoutMs: 5_000,
+  // The API server answers reviews in milliseconds; longer means it is hung or overloaded.
+  requestTimeoutMs: 2_000,
+  breakerThreshold: 3,
+  breakerOpenMs: 1_000,
 } as const;
 
 const GROUP = "keypool.dev";
@@ -93,6 +127,43 @@ export interface AuthStats {
   authnHits: number;
   /** Authorizations answered without a request: from the cache or by joining one in flight. */
   authzHits: number;
+  /** TokenReviews that got no answer: network errors, timeouts, 5xx and 429. */
+  tokenReviewFailures: number;
+  /** SubjectAccessReviews that got no answer: network errors, timeouts, 5xx and 429. */
+  accessReviewFailures: number;
+  /** Authentications answered from a last answer past its lifetime, while reviews failed. */
+  staleAuthnAllowed: number;
+  staleAuthnDenied: number;
+  /** Authorizations answered from a last answer past its lifetime, while reviews failed. */
+  staleAuthzAllowed: number;
+  staleAuthzDenied: number;
+  /** auth_unavailable decisions made (callers that joined one request share its decision). */
+  unavailable: number;
+  /** Whether the circuit breaker is open or half-open (a state, not a counter). */
+  breakerOpen: boolean;
+}
+
+type Kind = "authn" | "authz";
+
+/** One of the two lookups: its cache, its requests in flight, and its counters. */
+interface Lookup {
+  kind: Kind;
+  review: "TokenReview" | "SubjectAccessReview";
+  resource: string;
+  cache: TtlCache<AuthDecision>;
+  inFlight: Map<string, Promise<AuthDecision>>;
+  hits: "authnHits" | "authzHits";
+  failures: "tokenReviewFailures" | "accessReviewFailures";
+  stale: { allowed: keyof AuthStats; denied: keyof AuthStats };
+}
+
+/** An outage: reviews get no answer since `since`; what callers got meanwhile. */
+interface Outage {
+  since: number;
+  stale: number;
+  unavailable: number;
+  /** The last failure, for the messages of callers refused without a request. */
+  lastError: string;
 }
 
 export class KubernetesAuth {
@@ -103,13 +174,27 @@ export class KubernetesAuth {
   readonly #authnTtlMs: number;
   readonly #negativeTtlMs: number;
   readonly #authzTtlMs: number;
+  readonly #staleGraceMs: number;
   readonly #requestTimeoutMs: number;
   readonly #now: () => number;
-  readonly #authnCache: TtlCache<AuthDecision>;
-  readonly #authzCache: TtlCache<AuthDecision>;
-  readonly #authnInFlight = new Map<string, Promise<AuthDecision>>();
-  readonly #authzInFlight = new Map<string, Promise<AuthDecision>>();
-  readonly #stats: AuthStats = { tokenReviews: 0, accessReviews: 0, authnHits: 0, authzHits: 0 };
+  readonly #breaker: CircuitBreaker;
+  readonly #tokens: Lookup;
+  readonly #access: Lookup;
+  #outage: Outage | undefined;
+  readonly #stats: AuthStats = {
+    tokenReviews: 0,
+    accessReviews: 0,
+    authnHits: 0,
+    authzHits: 0,
+    tokenReviewFailures: 0,
+    accessReviewFailures: 0,
+    staleAuthnAllowed: 0,
+    staleAuthnDenied: 0,
+    staleAuthzAllowed: 0,
+    staleAuthzDenied: 0,
+    unavailable: 0,
+    breakerOpen: false,
+  };
 
   constructor(options: KubernetesAuthOptions) {
     if (options.audiences.length === 0) throw new Error("KubernetesAuth needs at least one audience");
@@ -120,16 +205,45 @@ export class KubernetesAuth {
     this.#authnTtlMs = options.authnTtlMs ?? DEFAULTS.authnTtlMs;
     this.#negativeTtlMs = options.negativeTtlMs ?? DEFAULTS.negativeTtlMs;
     this.#authzTtlMs = options.authzTtlMs ?? DEFAULTS.authzTtlMs;
+    this.#staleGraceMs = Math.max(0, options.staleGraceMs ?? DEFAULTS.staleGraceMs);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     this.#now = options.now ?? Date.now;
+    this.#breaker = new CircuitBreaker({
+      failureThreshold: options.breakerThreshold ?? DEFAULTS.breakerThreshold,
+      openMs: options.breakerOpenMs ?? DEFAULTS.breakerOpenMs,
+      now: this.#now,
+    });
     const maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
-    this.#authnCache = new TtlCache(maxEntries);
-    this.#authzCache = new TtlCache(maxEntries);
+    this.#tokens = {
+      kind: "authn",
+      review: "TokenReview",
+      resource: "tokenreviews.authentication.k8s.io",
+      cache: new TtlCache(maxEntries),
+      inFlight: new Map(),
+      hits: "authnHits",
+      failures: "tokenReviewFailures",
+      stale: { allowed: "staleAuthnAllowed", denied: "staleAuthnDenied" },
+    };
+    this.#access = {
+      kind: "authz",
+      review: "SubjectAccessReview",
+      resource: "subjectaccessreviews.authorization.k8s.io",
+      cache: new TtlCache(maxEntries),
+      inFlight: new Map(),
+      hits: "authzHits",
+      failures: "accessReviewFailures",
+      stale: { allowed: "staleAuthzAllowed", denied: "staleAuthzDenied" },
+    };
   }
 
   /** A snapshot of the counters. */
   get stats(): AuthStats {
-    return { ...this.#stats };
+    return { ...this.#stats, breakerOpen: this.#breaker.state !== "closed" };
+  }
+
+  /** The circuit breaker around the reviews: closed (reviews go out), open or half-open. */
+  get breakerState(): BreakerState {
+    return this.#breaker.state;
   }
 
   /**
@@ -139,18 +253,14 @@ export class KubernetesAuth {
   authenticate(token: string): MaybeAsync<AuthDecision> {
     if (!token) return unauthenticated(`no bearer token: ${this.#howToAuthenticate()}`);
     const key = hash("sha256", token, "base64url");
-    return this.#lookup(key, this.#authnCache, this.#authnInFlight, "authnHits", () =>
-      this.#reviewToken(token, key),
-    );
+    return this.#lookup(this.#tokens, key, () => this.#reviewToken(token, key), token);
   }
 
   /** May `caller` do `verb` on keypools/<pool> in `namespace` (group keypool.dev)? */
   authorize(caller: Caller, verb: AuthVerb, namespace: string, pool: string): MaybeAsync<AuthDecision> {
     if (!namespace || !pool) return forbidden("a namespace and a pool name are required");
     const key = `${callerKey(caller)}\u0000${verb}\u0000${namespace}\u0000${pool}`;
-    return this.#lookup(key, this.#authzCache, this.#authzInFlight, "authzHits", () =>
-      this.#reviewAccess(key, caller, verb, namespace, pool),
-    );
+    return this.#lookup(this.#access, key, () => this.#reviewAccess(key, caller, verb, namespace, pool));
   }
 
   /** Both, in one call, as the dispenser uses it; synchronous when both answers are cached. */
@@ -171,15 +281,17 @@ export class KubernetesAuth {
    * The cache, then a request already in flight, then a new request. A positive answer in its
    * last fifth of life is served while a fresh review runs in the background, so busy callers
    * never all wait for a review when an entry expires; a revoked grant still stops being
-   * served within the cache lifetime.
+   * served within the cache lifetime. While the breaker is open nobody waits: the last answer
+   * (within the grace) or auth_unavailable comes back at once, and in half-open one review goes
+   * out in the background as the probe.
    */
   #lookup(
+    lookup: Lookup,
     key: string,
-    cache: TtlCache<AuthDecision>,
-    inFlight: Map<string, Promise<AuthDecision>>,
-    hits: "authnHits" | "authzHits",
     request: () => Promise<AuthDecision>,
+    token?: string,
   ): MaybeAsync<AuthDecision> {
+    const { cache, inFlight } = lookup;
     const now = this.#now();
     const cached = cache.entry(key, now);
     const start = () => {
@@ -188,23 +300,72 @@ export class KubernetesAuth {
       return started;
     };
     if (cached) {
-      this.#stats[hits]++;
+      this.#stats[lookup.hits]++;
       const lifetime = cached.expiresAt - cached.storedAt;
-      if (cached.value.ok && cached.expiresAt - now < lifetime / 5 && !inFlight.has(key)) {
+      if (
+        cached.value.ok &&
+        cached.expiresAt - now < lifetime / 5 &&
+        !inFlight.has(key) &&
+        this.#breaker.admit() !== "refuse"
+      ) {
         void start().catch(() => {});
       }
       return cached.value;
     }
-    const pending = inFlight.get(key);
-    if (pending) {
-      this.#stats[hits]++;
-      return pending;
+    const admission = this.#breaker.admit();
+    if (admission === "request") {
+      const pending = inFlight.get(key);
+      if (pending) {
+        this.#stats[lookup.hits]++;
+        return pending;
+      }
+      return start();
     }
-    return start();
+    if (admission === "probe" && !inFlight.has(key)) void start().catch(() => {});
+    return this.#fallback(lookup, key, now, token);
+  }
+
+  /**
+   * No answer from the API server: the last answer while it is within the grace, else a token
+   * past its `exp` is unauthenticated, else auth_unavailable.
+   */
+  #fallback(lookup: Lookup, key: string, now: number, token: string | undefined, why?: string): AuthDecision {
+    // A background refresh failed while the entry is still fresh: nothing stale about it.
+    const fresh = lookup.cache.entry(key, now);
+    if (fresh) return fresh.value;
+    const stale = lookup.cache.stale(key, now);
+    if (stale) {
+      this.#stats[stale.ok ? lookup.stale.allowed : lookup.stale.denied]++;
+      if (this.#outage) this.#outage.stale++;
+      return stale;
+    }
+    const expiry = token === undefined ? undefined : tokenExpiry(token);
+    if (expiry !== undefined && expiry <= now) {
+      return unauthenticated(
+        `the token expired at ${new Date(expiry).toISOString()}: ${this.#howToAuthenticate()}`,
+      );
+    }
+    return this.#unavailable(
+      why ?? `Kubernetes ${lookup.review}s are failing (${this.#outage?.lastError ?? "no answer"})`,
+    );
+  }
+
+  /** auth_unavailable, with when to come back: when the breaker lets a review out again. */
+  #unavailable(reason: string): AuthDecision {
+    this.#stats.unavailable++;
+    if (this.#outage) this.#outage.unavailable++;
+    const retryAfterSeconds = Math.max(1, Math.ceil(this.#breaker.retryAfterMs() / 1000));
+    return {
+      ok: false,
+      code: "auth_unavailable",
+      message: `cannot check credentials right now: ${reason}; retry in ${retryAfterSeconds} s`,
+      retryAfterSeconds,
+    };
   }
 
   async #reviewToken(token: string, key: string): Promise<AuthDecision> {
     this.#stats.tokenReviews++;
+    const startedAt = this.#now();
     let status;
     try {
       const review = await this.#authn.createTokenReview(
@@ -213,19 +374,22 @@ export class KubernetesAuth {
       );
       status = review.status;
     } catch (err) {
-      return this.#unavailable("TokenReview", "tokenreviews.authentication.k8s.io", err);
+      return this.#failed(this.#tokens, key, err, startedAt, token);
     }
+    this.#answered(startedAt);
     const now = this.#now();
     const user = status?.user;
     if (status?.authenticated && user?.username) {
       if (status.audiences?.some((a) => this.#audiences.includes(a))) {
         const caller = callerFrom(user);
         const decision = freeze({ ok: true, caller });
-        this.#authnCache.set(
+        const expiry = tokenExpiry(token) ?? Infinity;
+        this.#tokens.cache.set(
           key,
           decision,
-          Math.min(now + this.#authnTtlMs, tokenExpiry(token) ?? Infinity),
+          Math.min(now + this.#authnTtlMs, expiry),
           now,
+          Math.min(now + this.#authnTtlMs + this.#staleGraceMs, expiry),
         );
         this.#logger.debug({ user: caller.username }, "authenticated");
         return decision;
@@ -240,7 +404,13 @@ export class KubernetesAuth {
       message = `the token is not valid for ${this.#audienceWords()}: ${this.#howToAuthenticate()}`;
     }
     const decision = unauthenticated(message);
-    this.#authnCache.set(key, decision, now + this.#negativeTtlMs, now);
+    this.#tokens.cache.set(
+      key,
+      decision,
+      now + this.#negativeTtlMs,
+      now,
+      now + this.#negativeTtlMs + this.#staleGraceMs,
+    );
     this.#logger.debug({ reason: message }, "authentication refused");
     return decision;
   }
@@ -253,6 +423,7 @@ export class KubernetesAuth {
     pool: string,
   ): Promise<AuthDecision> {
     this.#stats.accessReviews++;
+    const startedAt = this.#now();
     let status;
     try {
       const review = await this.#authz.createSubjectAccessReview(
@@ -271,8 +442,9 @@ export class KubernetesAuth {
       );
       status = review.status;
     } catch (err) {
-      return this.#unavailable("SubjectAccessReview", "subjectaccessreviews.authorization.k8s.io", err);
+      return this.#failed(this.#access, key, err, startedAt);
     }
+    this.#answered(startedAt);
     const log = { user: caller.username, verb, namespace, pool };
     let decision: AuthDecision;
     if (status?.allowed && !status.denied) {
@@ -288,31 +460,89 @@ export class KubernetesAuth {
         "access denied",
       );
     }
-    this.#authzCache.set(key, decision, this.#now() + this.#authzTtlMs, this.#now());
+    const now = this.#now();
+    this.#access.cache.set(
+      key,
+      decision,
+      now + this.#authzTtlMs,
+      now,
+      now + this.#authzTtlMs + this.#staleGraceMs,
+    );
     return decision;
   }
 
-  #unavailable(review: string, resource: string, err: unknown): AuthDecision {
-    const detail = describeError(err);
-    const forbiddenToUs = err instanceof ApiException && (err.code === 401 || err.code === 403);
-    this.#logger.warn(
+  /** The API server answered a review: the breaker closes, and an outage ends. */
+  #answered(startedAt: number): void {
+    this.#breaker.success(startedAt);
+    const outage = this.#outage;
+    if (!outage) return;
+    this.#outage = undefined;
+    this.#logger.info(
       {
-        review,
-        status: err instanceof ApiException ? err.code : undefined,
-        err: detail,
-        ...(forbiddenToUs && {
-          hint: `the operator's credentials need create on ${resource} (the system:auth-delegator ClusterRole grants it)`,
-        }),
+        outageMs: this.#now() - outage.since,
+        servedStale: outage.stale,
+        answeredUnavailable: outage.unavailable,
       },
-      `${review} failed: callers get auth_unavailable until it works`,
+      "auth reviews work again",
     );
-    return {
-      ok: false,
-      code: "auth_unavailable",
-      message: `cannot check credentials right now: the Kubernetes ${review} failed (${
-        err instanceof ApiException ? `HTTP ${err.code}` : "no answer"
-      }); retry later`,
-    };
+  }
+
+  /**
+   * A review failed. Without an answer (network, timeout, 5xx, 429) the caller gets the last
+   * answer or auth_unavailable, the breaker counts it, and the first such failure of an outage
+   * is logged at warn. An answer refusing the operator itself (401, 403, other 4xx) is logged at
+   * warn every time and never served from the last answer: it needs fixing, not waiting out.
+   */
+  #failed(lookup: Lookup, key: string, err: unknown, startedAt: number, token?: string): AuthDecision {
+    const status = err instanceof ApiException ? err.code : undefined;
+    const detail = describeError(err);
+    if (status !== undefined && status < 500 && status !== 429) {
+      this.#answered(startedAt);
+      this.#logger.warn(
+        {
+          review: lookup.review,
+          status,
+          err: detail,
+          ...((status === 401 || status === 403) && {
+            hint: `the operator's credentials need create on ${lookup.resource} (the system:auth-delegator ClusterRole grants it)`,
+          }),
+        },
+        `${lookup.review} failed: callers get auth_unavailable until it works`,
+      );
+      return this.#unavailable(`the Kubernetes ${lookup.review} failed (HTTP ${status})`);
+    }
+    this.#stats[lookup.failures]++;
+    const timedOut = isTimeout(err);
+    const lastError = timedOut ? `no answer within ${this.#requestTimeoutMs} ms` : detail;
+    const breaker = this.#breaker.failure(startedAt, timedOut);
+    const opened = breaker === "opened";
+    if (breaker === "ignored") {
+      // Sent before the API server last answered: old news, not a new outage.
+      this.#logger.debug(
+        { review: lookup.review, err: detail },
+        "auth review sent before the last answer failed",
+      );
+    } else if (this.#outage) {
+      this.#outage.lastError = lastError;
+      this.#logger.debug({ review: lookup.review, err: detail, breakerOpened: opened }, "auth review failed");
+    } else {
+      this.#outage = { since: this.#now(), stale: 0, unavailable: 0, lastError };
+      const serving =
+        this.#staleGraceMs > 0
+          ? `serving from last decisions for up to ${formatDuration(this.#staleGraceMs)}`
+          : "callers without a cached decision get auth_unavailable (--auth-stale-grace is 0)";
+      this.#logger.warn(
+        { review: lookup.review, status, err: detail, breakerOpened: opened },
+        `auth reviews failing; ${serving}`,
+      );
+    }
+    return this.#fallback(
+      lookup,
+      key,
+      this.#now(),
+      token,
+      `the Kubernetes ${lookup.review} failed (${lastError})`,
+    );
   }
 
   #audienceWords(): string {
@@ -346,56 +576,6 @@ export function tokenExpiry(token: string): number | undefined {
     return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/**
- * A map with a size bound and per-entry expiry. Map order is recency: a hit moves its entry to
- * the end, and the first entry is evicted when full. Expired entries are never served.
- */
-export class TtlCache<V> {
-  readonly #max: number;
-  readonly #entries = new Map<string, { value: V; storedAt: number; expiresAt: number; touchedAt: number }>();
-
-  constructor(maxEntries: number) {
-    if (!(maxEntries >= 1)) throw new Error(`maxEntries must be at least 1, got ${maxEntries}`);
-    this.#max = maxEntries;
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-
-  get(key: string, now: number): V | undefined {
-    return this.entry(key, now)?.value;
-  }
-
-  /** The live entry with its expiry, or undefined. */
-  entry(key: string, now: number): { value: V; storedAt: number; expiresAt: number } | undefined {
-    const entry = this.#entries.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt <= now) {
-      this.#entries.delete(key);
-      return undefined;
-    }
-    // Move to the recent end at most once a second: on the hot path (one caller, thousands of
-    // requests a second) re-inserting on every hit costs more than the rest of the lookup.
-    if (now - entry.touchedAt >= 1_000) {
-      entry.touchedAt = now;
-      this.#entries.delete(key);
-      this.#entries.set(key, entry);
-    }
-    return entry;
-  }
-
-  set(key: string, value: V, expiresAt: number, now = 0): void {
-    this.#entries.delete(key);
-    while (this.#entries.size >= this.#max) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done) break;
-      this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(key, { value, storedAt: now, expiresAt, touchedAt: now });
   }
 }
 
@@ -482,6 +662,14 @@ function describeError(err: unknown): string {
     return scrubSecrets(`${err.name}: ${err.message}${cause}`);
   }
   return "unknown error";
+}
+
+/** Whether a review failed because it took longer than the request timeout. */
+function isTimeout(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.name === "TimeoutError" || (err.cause instanceof Error && err.cause.name === "TimeoutError"))
+  );
 }
 
 /** Per-request options that abort the request after `ms`. */

@@ -78,7 +78,7 @@ export async function compatCaller(
 ): Promise<CompatCaller> {
   const token = bearerToken(req.get("authorization"));
   const who = await auth.authenticate(token);
-  if (!who.ok) throw new KeyPoolError(who.code, who.message);
+  if (!who.ok) throw new KeyPoolError(who.code, who.message, { retryAfterSeconds: who.retryAfterSeconds });
   return {
     namespace: who.caller.serviceAccount?.namespace ?? defaultNamespace,
     username: who.caller.username,
@@ -97,7 +97,10 @@ export async function authorizedModelPool(
   const caller = await compatCaller(o.auth, req, o.defaultNamespace);
   const ref = modelPool(o.registry, caller.namespace, model);
   const decision = await o.auth.check(caller.token, verb, ref.namespace, ref.name);
-  if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
+  if (!decision.ok)
+    throw new KeyPoolError(decision.code, decision.message, {
+      retryAfterSeconds: decision.retryAfterSeconds,
+    });
   return { ref, caller };
 }
 

@@ -135,7 +135,10 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     exclude: ReadonlySet<string> | undefined,
     decision: AuthDecision,
   ) => {
-    if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
+    if (!decision.ok)
+      throw new KeyPoolError(decision.code, decision.message, {
+        retryAfterSeconds: decision.retryAfterSeconds,
+      });
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
     const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
@@ -236,7 +239,10 @@ function createExpressApp(
       ref.namespace,
       ref.name,
     );
-    if (!decision.ok) throw new KeyPoolError(decision.code, decision.message);
+    if (!decision.ok)
+      throw new KeyPoolError(decision.code, decision.message, {
+        retryAfterSeconds: decision.retryAfterSeconds,
+      });
     return decision.caller;
   };
   const poolRef = (req: Request): PoolRef => ({

@@ -4,6 +4,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { PoolRegistry } from "../controller/pools.ts";
+import type { AuthStats } from "./auth.ts";
 
 export interface MetricsSources {
   pools: PoolRegistry;
@@ -12,7 +13,7 @@ export interface MetricsSources {
   /** Status writes so far (a counter the status writer keeps). */
   statusWrites: () => number;
   /** Kubernetes auth counters, when that auth is in use. */
-  authStats?: () => { tokenReviews: number; accessReviews: number; authnHits: number; authzHits: number };
+  authStats?: () => AuthStats;
 }
 
 export function createMetrics(sources: MetricsSources): Registry {
@@ -83,6 +84,73 @@ export function createMetrics(sources: MetricsSources): Registry {
         this.set({ kind: "authz_cache_hit" }, s.authzHits);
       },
     });
+    counterFrom(registry, {
+      name: "keypool_auth_review_failures_total",
+      help: "TokenReviews and SubjectAccessReviews that got no answer (network error, timeout, 5xx, 429).",
+      labelNames: ["kind"],
+      read: () => {
+        const s = stats();
+        return [
+          [{ kind: "token_review" }, s.tokenReviewFailures],
+          [{ kind: "access_review" }, s.accessReviewFailures],
+        ];
+      },
+    });
+    counterFrom(registry, {
+      name: "keypool_auth_stale_decisions_total",
+      help: "Auth decisions served from the last answer past its lifetime while reviews failed (--auth-stale-grace).",
+      labelNames: ["kind", "decision"],
+      read: () => {
+        const s = stats();
+        return [
+          [{ kind: "authn", decision: "allowed" }, s.staleAuthnAllowed],
+          [{ kind: "authn", decision: "denied" }, s.staleAuthnDenied],
+          [{ kind: "authz", decision: "allowed" }, s.staleAuthzAllowed],
+          [{ kind: "authz", decision: "denied" }, s.staleAuthzDenied],
+        ];
+      },
+    });
+    counterFrom(registry, {
+      name: "keypool_auth_unavailable_total",
+      help: "Auth lookups answered auth_unavailable (503): no answer from the API server and no last answer to serve.",
+      labelNames: [],
+      read: () => [[{}, stats().unavailable]],
+    });
+    new Gauge({
+      name: "keypool_auth_breaker_open",
+      help: "1 while the circuit breaker around the auth reviews is open or half-open (reviews failing), else 0.",
+      registers: [registry],
+      collect() {
+        this.set(stats().breakerOpen ? 1 : 0);
+      },
+    });
   }
   return registry;
+}
+
+/** A counter that follows running totals kept elsewhere: each scrape adds what they grew by. */
+function counterFrom<L extends string>(
+  registry: Registry,
+  spec: {
+    name: string;
+    help: string;
+    labelNames: L[];
+    read: () => Array<[Partial<Record<L, string>>, number]>;
+  },
+): void {
+  const reported = new Map<string, number>();
+  new Counter({
+    name: spec.name,
+    help: spec.help,
+    labelNames: spec.labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, total] of spec.read()) {
+        const key = JSON.stringify(labels);
+        const grew = total - (reported.get(key) ?? 0);
+        reported.set(key, total);
+        this.inc(labels, Math.max(0, grew)); // 0 too: every series shows from the first scrape
+      }
+    },
+  });
 }

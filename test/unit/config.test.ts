@@ -27,6 +27,17 @@ describe("operator configuration", () => {
   });
 
   it.each([
+    { name: "5m by default", argv: [], env: {}, grace: "5m" },
+    { name: "a duration flag", argv: ["--auth-stale-grace", "30s"], env: {}, grace: "30s" },
+    { name: "0s to turn it off", argv: ["--auth-stale-grace", "0s"], env: {}, grace: "0s" },
+    { name: "a bare 0 read as 0s", argv: [], env: { KEYPOOL_AUTH_STALE_GRACE: "0" }, grace: "0s" },
+  ])("takes --auth-stale-grace: $name", ({ argv, env, grace }) => {
+    expect(parseOperatorConfig(argv, env).authStaleGrace).toBe(grace);
+  });
+
+  it.each([
+    [["--auth-stale-grace", "2h"], /--auth-stale-grace \(or KEYPOOL_AUTH_STALE_GRACE\): must be at most 1h/],
+    [["--auth-stale-grace", "5"], /--auth-stale-grace/],
     [["--log-level", "loud"], /--log-level \(or KEYPOOL_LOG_LEVEL\)/],
     [["--probes-port", "-1"], /--probes-port/],
     [["--namespaces", "Not_A_Namespace"], /--namespaces/],

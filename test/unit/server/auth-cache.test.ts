@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/log.ts";
-import { bearerToken, KubernetesAuth, TtlCache, tokenExpiry } from "../../../src/server/auth.ts";
+import { bearerToken, KubernetesAuth, tokenExpiry } from "../../../src/server/auth.ts";
+import { TtlCache } from "../../../src/server/ttl-cache.ts";
 
 describe("bearerToken", () => {
   it.each([
@@ -56,6 +57,22 @@ describe("TtlCache", () => {
     expect(cache.size).toBe(2);
   });
 
+  it("keeps an entry past its expiry until keepUntil, for stale() only", () => {
+    const cache = new TtlCache<string>(10);
+    cache.set("a", "A", 1000, 0, 5000);
+    expect(cache.get("a", 1000)).toBeUndefined();
+    expect(cache.stale("a", 1000)).toBe("A");
+    expect(cache.stale("a", 4999)).toBe("A");
+    expect(cache.stale("a", 5000)).toBeUndefined();
+    expect(cache.size).toBe(0);
+  });
+
+  it("never keeps an entry for stale() before its expiry", () => {
+    const cache = new TtlCache<string>(10);
+    cache.set("a", "A", 1000, 0, 500);
+    expect(cache.stale("a", 999)).toBe("A");
+  });
+
   it("replaces an entry set again without growing", () => {
     const cache = new TtlCache<string>(2);
     cache.set("a", "A", 1000);
@@ -105,17 +122,21 @@ describe("KubernetesAuth when the API server does not answer", () => {
     { name: "a refused connection", start: async () => "http://127.0.0.1:1" },
   ])("answers auth_unavailable for $name, and does not cache it", async ({ start }) => {
     const url = await start();
+    let now = 0;
     const auth = new KubernetesAuth({
       kc: kubeConfigFor(url),
       audiences: ["keypool"],
       logger: createLogger({ level: "silent" }),
       requestTimeoutMs: 200,
+      breakerOpenMs: 1_000,
+      now: () => now,
     });
     for (let i = 0; i < 2; i++) {
       expect(await auth.check("some-token", "use", "ai", "openai-prod")).toMatchObject({
         ok: false,
         code: "auth_unavailable",
       });
+      now += 1_000; // a timeout opens the circuit breaker: the next try is its probe
     }
     expect(auth.stats.tokenReviews).toBe(2);
   });
