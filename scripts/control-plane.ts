@@ -3,6 +3,7 @@
  *
  *   build                       build kube-apiserver, etcd and kubectl into the cache (once)
  *   up --kubeconfig <path>      start a control plane in the foreground; Ctrl-C stops it
+ *      [--dir <path>]           keep it in <path>: `up` again with it brings the same cluster back
  *   where                       print where the binaries are (or would be built)
  */
 
@@ -19,7 +20,10 @@ commands:
   build                      build kube-apiserver, etcd and kubectl v${KUBERNETES_VERSION} from the official
                              Go modules into ${cacheDir()} (skipped when already there)
   up --kubeconfig <path>     start etcd + kube-apiserver on loopback; write an admin kubeconfig to <path>
-                             once ready; stop cleanly on Ctrl-C / SIGTERM
+     [--dir <path>]          once ready; stop cleanly on Ctrl-C / SIGTERM. With --dir, certificates,
+                             ports and etcd's data are kept in that directory (default: a temp dir,
+                             removed on stop): \`up\` again with the same --dir brings the same cluster
+                             back, on the same port, with the same kubeconfig
   where                      print which binaries would be used
 
 KUBEBUILDER_ASSETS, when set, names a folder holding kube-apiserver and etcd to use instead.`;
@@ -30,7 +34,11 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { kubeconfig: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: {
+      kubeconfig: { type: "string" },
+      dir: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
   const [command] = positionals;
   if (values.help || !command) {
@@ -63,7 +71,11 @@ async function main(argv: string[]): Promise<number> {
       }
       const binaries = await ensureBinaries({ log });
       const started = Date.now();
-      const plane = await ControlPlane.start({ binaries, log });
+      const plane = await ControlPlane.start({
+        binaries,
+        log,
+        ...(values.dir ? { dir: resolve(values.dir) } : {}),
+      });
       const kubeconfig = resolve(values.kubeconfig);
       await writeFile(kubeconfig, plane.kubeconfigYaml(), { mode: 0o600 });
       log(
@@ -72,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
       log(`kubeconfig: ${kubeconfig}`);
       log(`kubectl:    ${plane.kubectl ?? "(none in KUBEBUILDER_ASSETS)"}`);
       log(`try:        ${plane.kubectl ?? "kubectl"} --kubeconfig ${kubeconfig} get namespaces`);
+      if (values.dir) log(`kept in:    ${plane.dir} (up --dir ${plane.dir} again brings this cluster back)`);
       log("Ctrl-C stops it.");
       await new Promise<void>((done) => {
         const stop = (signal: string) => {

@@ -3,6 +3,9 @@
  * started it is killed with SIGKILL (no chance to clean up). Shown here with a stand-in child.
  */
 import { spawn } from "node:child_process";
+import { readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { isAlive } from "../support/control-plane/processes.ts";
@@ -30,5 +33,24 @@ describe("the process supervisor", () => {
     harness.kill("SIGKILL");
     await eventually(async () => !isAlive(sleeperPid), 15_000);
     expect(isAlive(sleeperPid)).toBe(false);
+  });
+
+  it("writes its child's pid to SUPERVISE_PID_FILE, and stops the child promptly even while it is paused (SIGSTOP)", async () => {
+    const pidFile = join(tmpdir(), `supervise-${process.pid}-${Date.now()}.pid`);
+    const supervised = spawn(process.execPath, [supervisor, "sleep", "600"], {
+      stdio: ["pipe", "ignore", "ignore"],
+      env: { ...process.env, SUPERVISE_PID_FILE: pidFile },
+    });
+    const exited = new Promise((resolve) => supervised.once("exit", resolve));
+    const sleeperPid = await eventually(async () => Number(await readFile(pidFile, "utf8")));
+    process.kill(sleeperPid, "SIGSTOP");
+
+    const started = Date.now();
+    supervised.stdin.end(); // the harness stops it
+    await exited;
+    expect(isAlive(sleeperPid)).toBe(false);
+    // SIGTERM was acted on (with SIGCONT), not the SIGKILL after the 10 s grace.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await rm(pidFile, { force: true });
   });
 });

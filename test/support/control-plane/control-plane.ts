@@ -4,6 +4,11 @@
  * RBAC authorization, ServiceAccount token issuing, an admin kubeconfig (O=system:masters).
  *
  * Each process runs under supervise.ts, so none outlives the harness even when it is killed.
+ *
+ * For outage drills, kube-apiserver can be stopped and started again on the same port, etcd and
+ * certificates (stopApiServer/startApiServer), or paused and resumed (SIGSTOP/SIGCONT: a hung
+ * API server). With `dir`, the whole control plane lives in a directory that outlasts it, so it
+ * can be stopped and the same cluster started again.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -11,7 +16,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import type { ControlPlaneBinaries } from "./binaries.ts";
@@ -26,6 +31,12 @@ export interface ControlPlaneOptions {
   readyTimeoutMs?: number;
   /** Extra kube-apiserver flags, appended after the defaults. */
   extraApiServerFlags?: string[];
+  /**
+   * A directory to keep the control plane in: certificates, ports (control-plane.json) and
+   * etcd's data. Started again with the same dir, the same cluster comes back; stop() leaves it.
+   * Default: a new temp dir, removed by stop().
+   */
+  dir?: string;
   log?: (line: string) => void;
 }
 
@@ -74,7 +85,51 @@ interface Supervised {
   name: string;
   child: ChildProcess;
   logPath: string;
+  /** Where supervise.ts writes the pid of the process it runs. */
+  pidFile: string;
   exited: Promise<number | null>;
+}
+
+/** What a kept directory remembers between runs (its private keys: the file is mode 0600). */
+interface KeptState {
+  certs: ControlPlaneCerts;
+  /** API server, etcd client, etcd peer. */
+  ports: number[];
+}
+
+const STATE_FILE = "control-plane.json";
+
+/** The state kept in `dir`, or new state written there the first time. */
+async function keptState(dir: string): Promise<KeptState> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, STATE_FILE);
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (text !== undefined) return JSON.parse(text) as KeptState;
+  const [certs, ...ports] = await Promise.all([
+    generateControlPlaneCerts(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
+  const state = { certs, ports };
+  await writeFile(path, JSON.stringify(state), { mode: 0o600 });
+  return state;
+}
+
+/** Waits until `pid` shows as stopped in /proc (Linux; elsewhere it returns at once). */
+async function waitUntilStopped(pid: number, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+    if (stat === undefined) return;
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "T" || state === "t") return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`process ${pid} did not stop within ${timeoutMs} ms`);
 }
 
 export class ControlPlane {
@@ -87,13 +142,18 @@ export class ControlPlane {
   /** Admin kubeconfig (client certificate in group system:masters). */
   readonly kubeconfigPath: string;
   readonly #options: ControlPlaneOptions;
+  /** Whether `dir` is the caller's, kept after stop(). */
+  readonly #kept: boolean;
   #etcd: Supervised | undefined;
   #apiServer: Supervised | undefined;
+  /** The pid of kube-apiserver while it is paused. */
+  #pausedPid: number | undefined;
   #version: KubernetesVersion | undefined;
   readonly #onExit = () => this.#killNow();
 
   private constructor(dir: string, certs: ControlPlaneCerts, ports: number[], options: ControlPlaneOptions) {
     this.dir = dir;
+    this.#kept = options.dir !== undefined;
     this.certs = certs;
     this.binaries = options.binaries;
     [this.apiServerPort, this.etcdPort, this.etcdPeerPort] = ports as [number, number, number];
@@ -104,15 +164,23 @@ export class ControlPlane {
   /** Starts etcd and kube-apiserver and waits until the API server is ready. */
   static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
     await removeStaleDirs();
-    const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
-    await writeFile(join(dir, "owner.pid"), String(process.pid));
-    const [certs, ...ports] = await Promise.all([
-      generateControlPlaneCerts(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
-    const plane = new ControlPlane(dir, certs, ports, options);
+    let dir: string;
+    let state: KeptState;
+    if (options.dir !== undefined) {
+      dir = resolve(options.dir);
+      state = await keptState(dir);
+    } else {
+      dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+      await writeFile(join(dir, "owner.pid"), String(process.pid));
+      const [certs, ...ports] = await Promise.all([
+        generateControlPlaneCerts(),
+        freePort(),
+        freePort(),
+        freePort(),
+      ]);
+      state = { certs, ports };
+    }
+    const plane = new ControlPlane(dir, state.certs, state.ports, options);
     process.once("exit", plane.#onExit);
     try {
       await plane.#writeFiles();
@@ -190,14 +258,17 @@ export class ControlPlane {
 
   async #spawn(name: string, binary: string, args: string[]): Promise<Supervised> {
     const logPath = join(this.dir, `${name}.log`);
+    const pidFile = join(this.dir, `${name}.pid`);
+    await rm(pidFile, { force: true });
     const log = await open(logPath, "a");
     const child = spawn(process.execPath, [SUPERVISOR, binary, ...args], {
       stdio: ["pipe", log.fd, log.fd],
       cwd: this.dir,
+      env: { ...process.env, SUPERVISE_PID_FILE: pidFile },
     });
     await log.close();
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    return { name, child, logPath, exited };
+    const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+    return { name, child, logPath, pidFile, exited };
   }
 
   async #startEtcd() {
@@ -251,18 +322,64 @@ export class ControlPlane {
 
   /** Stops kube-apiserver only, leaving etcd (and so all objects) in place. */
   async stopApiServer(): Promise<void> {
+    this.resumeApiServer();
     await this.#stopProcess(this.#apiServer);
     this.#apiServer = undefined;
   }
 
-  /** Stops everything and removes the temp dir. Safe to call twice. */
+  /**
+   * Pauses kube-apiserver (SIGSTOP to the process itself, not its supervisor): the kernel still
+   * accepts connections, but nothing answers, as with a hung API server. resumeApiServer() lets
+   * it run again; so do stopApiServer(), stop() and this process's exit, so nothing is left
+   * stopped.
+   */
+  async pauseApiServer(): Promise<void> {
+    const p = this.#apiServer;
+    if (!p) throw new Error("kube-apiserver is not running");
+    if (this.#pausedPid !== undefined) return;
+    const pid = await this.#pidOf(p);
+    process.kill(pid, "SIGSTOP");
+    this.#pausedPid = pid;
+    await waitUntilStopped(pid);
+  }
+
+  /** Lets a paused kube-apiserver run again (nothing when it is not paused). */
+  resumeApiServer(): void {
+    const pid = this.#pausedPid;
+    if (pid === undefined) return;
+    this.#pausedPid = undefined;
+    try {
+      process.kill(pid, "SIGCONT");
+    } catch {
+      // already gone
+    }
+  }
+
+  get apiServerPaused(): boolean {
+    return this.#pausedPid !== undefined;
+  }
+
+  /** Stops everything and removes the temp dir (a `dir` of the caller's stays). Safe to call twice. */
   async stop(): Promise<void> {
     process.removeListener("exit", this.#onExit);
+    this.resumeApiServer();
     await this.#stopProcess(this.#apiServer);
     await this.#stopProcess(this.#etcd);
     this.#apiServer = undefined;
     this.#etcd = undefined;
-    await rm(this.dir, { recursive: true, force: true });
+    if (!this.#kept) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** The pid of the process a supervisor runs, from the file it writes once it spawned it. */
+  async #pidOf(p: Supervised): Promise<number> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const pid = Number(await readFile(p.pidFile, "utf8").catch(() => ""));
+      if (Number.isInteger(pid) && pid > 0) return pid;
+      if (p.child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no pid for ${p.name} in ${p.pidFile}`);
   }
 
   async #stopProcess(p: Supervised | undefined) {
@@ -273,6 +390,7 @@ export class ControlPlane {
 
   /** Last resort on process exit: close the pipes so the supervisors stop their children. */
   #killNow() {
+    this.resumeApiServer();
     for (const p of [this.#apiServer, this.#etcd]) {
       p?.child.stdin?.destroy();
       p?.child.kill("SIGTERM");

@@ -7,8 +7,14 @@
  * exited, crashed, or was killed with SIGKILL) or we get SIGINT/SIGTERM, we send the child
  * SIGTERM, then SIGKILL after a grace period, and exit with its status. A process that dies
  * with no chance to clean up still closes its pipes, so no etcd or kube-apiserver is orphaned.
+ * A child the harness paused (SIGSTOP, to drill an outage) gets SIGCONT with the SIGTERM, so it
+ * can act on it.
+ *
+ * With SUPERVISE_PID_FILE set, the child's pid is written there once it is spawned (the harness
+ * signals the child itself to pause and resume it).
  */
 import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 
 const GRACE_MS = 10_000;
 const [binary, ...args] = process.argv.slice(2);
@@ -18,6 +24,8 @@ if (!binary) {
 }
 
 const child = spawn(binary, args, { stdio: ["ignore", "inherit", "inherit"] });
+const pidFile = process.env.SUPERVISE_PID_FILE;
+if (pidFile && child.pid !== undefined) writeFileSync(pidFile, String(child.pid));
 let stopping = false;
 
 function stop(why: string) {
@@ -25,6 +33,7 @@ function stop(why: string) {
   stopping = true;
   process.stderr.write(`supervise: stopping ${binary} (${why})\n`);
   child.kill("SIGTERM");
+  child.kill("SIGCONT"); // a paused child acts on the SIGTERM only once it runs again
   setTimeout(() => child.kill("SIGKILL"), GRACE_MS).unref();
 }
 
