@@ -22,10 +22,10 @@ import {
   type UncachedSecret,
 } from "../sources/kubernetes/secrets.ts";
 import { findCondition } from "./conditions.ts";
-import type { EventRecorder, EventTarget } from "./events.ts";
+import type { EventTarget } from "./events.ts";
 import type { PoolRegistry, PoolRuntime } from "./pools.ts";
 import { desiredStatus, snapshotFromStatus } from "./status.ts";
-import { type PoolRef, type StatusWriter, refKey } from "./status-writer.ts";
+import { type PoolRef, refKey } from "./status-writer.ts";
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -36,13 +36,35 @@ export interface PoolCache {
   get(namespace: string, name: string): KubernetesObject | undefined;
 }
 
+/** Where the reconciler's statuses go (StatusWriter: merge patches, debounced, leader only). */
+export interface StatusSink {
+  /** The status the object has now, so an equal one is not written again. */
+  observe(ref: PoolRef, status: KeyPoolStatus | undefined): void;
+  /** The status the pool should have; written when (and if) the sink decides. */
+  submit(ref: PoolRef, status: KeyPoolStatus): void;
+  /** Written at once (a new pool's first status: kstatus needs a Ready condition). */
+  writeNow(ref: PoolRef, status: KeyPoolStatus): Promise<void>;
+  forget(ref: PoolRef): void;
+}
+
+/** Where the reconciler's Events go (EventRecorder: rate-limited, never throws). */
+export interface EventSink {
+  record(
+    target: EventTarget,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+    subject?: string,
+  ): void;
+}
+
 export interface ReconcilerOptions {
   pools: PoolCache;
   secrets: SecretCache;
   lookupUncachedSecret: (namespace: string, name: string) => Promise<UncachedSecret>;
   registry: PoolRegistry;
-  status: StatusWriter;
-  events: EventRecorder;
+  status: StatusSink;
+  events: EventSink;
   logger: Logger;
   clock: Clock;
   newLeaseToken: () => number;
@@ -88,13 +110,18 @@ export class Reconciler {
           desiredStatus(previous, { kind: "invalidSpec", message: parsed.message }, generation, now),
         ),
       );
-      this.#o.events.record(
-        this.#target(object),
-        "Warning",
-        "InvalidSpec",
-        parsed.message.slice(0, 1000),
-        String(generation),
-      );
+      // Once per generation: the status already saying so means this replica (or the last
+      // leader) recorded it.
+      const said = findCondition(previous?.conditions, "Ready");
+      if (this.#o.isLeader() && !(said?.reason === "InvalidSpec" && said.observedGeneration === generation)) {
+        this.#o.events.record(
+          this.#target(object),
+          "Warning",
+          "InvalidSpec",
+          parsed.message.slice(0, 1000),
+          String(generation),
+        );
+      }
       return {};
     }
     const pool = parsed.value;

@@ -239,20 +239,3 @@ describe("Anthropic: rate-limit headers", () => {
     });
   });
 });
-
-describe("Anthropic: authentication", () => {
-  it("sends the key as x-api-key with the pinned API version", () => {
-    expect(anthropic.authHeaders("sk-ant-api03-abc")).toEqual({
-      "x-api-key": "sk-ant-api03-abc",
-      "anthropic-version": "2023-06-01",
-    });
-  });
-
-  it("probes with GET /v1/models, which spends no tokens", () => {
-    expect(anthropic.probe).toEqual({
-      method: "GET",
-      path: "/v1/models",
-      headers: { accept: "application/json", "anthropic-version": "2023-06-01" },
-    });
-  });
-});

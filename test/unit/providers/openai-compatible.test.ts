@@ -146,13 +146,4 @@ describe("OpenAI-compatible servers: configuration", () => {
     expect(compatible.defaultBaseURL).toBe("");
     expect(OPENAI_COMPATIBLE_DEFAULT_BASE_URL).toBe("");
   });
-
-  it("authenticates with a Bearer token and probes GET /v1/models", () => {
-    expect(compatible.authHeaders("token-abc")).toEqual({ authorization: "Bearer token-abc" });
-    expect(compatible.probe).toEqual({
-      method: "GET",
-      path: "/v1/models",
-      headers: { accept: "application/json" },
-    });
-  });
 });

@@ -4,6 +4,30 @@ import { getProvider, PROVIDER_NAMES, PROVIDERS, type ProviderName } from "../..
 const NOW = Date.UTC(2025, 0, 15, 12, 0, 0);
 const KEY = "sk-test-0123456789abcdefSECRETKEY";
 
+describe("how each provider is called with a key", () => {
+  const json = { accept: "application/json" };
+  it.each<[ProviderName, Record<string, string>, { method: string; path: string; headers: object }]>([
+    ["openai", { authorization: `Bearer ${KEY}` }, { method: "GET", path: "/v1/models", headers: json }],
+    ["mistral", { authorization: `Bearer ${KEY}` }, { method: "GET", path: "/v1/models", headers: json }],
+    [
+      "openai-compatible",
+      { authorization: `Bearer ${KEY}` },
+      { method: "GET", path: "/v1/models", headers: json },
+    ],
+    [
+      "anthropic",
+      { "x-api-key": KEY, "anthropic-version": "2023-06-01" },
+      { method: "GET", path: "/v1/models", headers: { ...json, "anthropic-version": "2023-06-01" } },
+    ],
+    // Gemini: the key in a header, never in the URL (?key= would end up in access logs).
+    ["google", { "x-goog-api-key": KEY }, { method: "GET", path: "/v1beta/models", headers: json }],
+  ])("%s: sends %j, probes with %j (lists models: spends no tokens)", (name, headers, probe) => {
+    const profile = getProvider(name);
+    expect(profile.authHeaders(KEY)).toEqual(headers);
+    expect(profile.probe).toEqual(probe);
+  });
+});
+
 describe.each(PROVIDER_NAMES.map((name) => [name]))("the %s profile", (name: ProviderName) => {
   const profile = getProvider(name);
 
