@@ -42,6 +42,10 @@ export const KeyStatus = z.object({
   until: time
     .optional()
     .describe("When the current state ends by itself (RateLimited, QuotaExhausted, Draining)."),
+  stateBeforeDrain: KeyState.optional().describe(
+    "While Draining: the state the key returns to if it comes back into its Secret.",
+  ),
+  stateBeforeDrainUntil: time.optional().describe("While Draining: when that state would have ended."),
   healthScore: z.number().int().min(0).max(100),
   requests: z.number().int().min(0),
   errors: z.number().int().min(0),

@@ -23,6 +23,10 @@ export function toKeyStatus(view: KeyView): KeyStatus {
     ...(view.sinceMs ? { since: new Date(view.sinceMs).toISOString() } : {}),
     // Rounded up to the second the status can hold, so a restored cooldown never ends early.
     ...(view.untilMs ? { until: iso(Math.ceil(view.untilMs / 1000) * 1000) } : {}),
+    ...(view.stateBeforeDrain ? { stateBeforeDrain: view.stateBeforeDrain } : {}),
+    ...(view.stateBeforeDrainUntilMs
+      ? { stateBeforeDrainUntil: iso(Math.ceil(view.stateBeforeDrainUntilMs / 1000) * 1000) }
+      : {}),
     healthScore: view.healthScore,
     requests: view.requests,
     errors: view.errors,
@@ -48,6 +52,8 @@ export function snapshotFromStatus(status: KeyPoolStatus | undefined, nowMs: num
       state: k.state,
       sinceMs: fromIso(k.since),
       untilMs: fromIso(k.until),
+      stateBeforeDrain: k.stateBeforeDrain,
+      stateBeforeDrainUntilMs: fromIso(k.stateBeforeDrainUntil),
       healthScore: k.healthScore,
       requests: k.requests,
       errors: k.errors,

@@ -1,4 +1,9 @@
 /**
+ * src/pool: the engine (this file) and its parts: key states, strategies, client-side limits,
+ * leases, quota groups, snapshots. Pure: no I/O, no timers, no clock reads except through the
+ * injected Clock. May import: src/api (schemas and types), node:crypto (hashing), zod. Nothing
+ * else. There is no barrel: import the file that holds what you need.
+ *
  * The pool engine: the keys of one pool, their states, limits, leases and quota groups, and
  * the strategy that picks among them. Pure: time comes from the injected clock, ids from the
  * injected generator; no I/O.
@@ -106,6 +111,14 @@ export interface KeyView {
   weight: number;
   /** When the key entered its state (epoch ms); undefined when not known. */
   sinceMs: number | undefined;
+  /**
+   * Draining: the state the key returns to when it is back in its source, and that state's end
+   * (a cooldown's); undefined otherwise. What a store built from views must keep to restore it.
+   */
+  stateBeforeDrain?: KeyState | undefined;
+  stateBeforeDrainUntilMs?: number | undefined;
+  /** Average time of the key's calls (ms, rounded, exponentially weighted); undefined before any. */
+  latencyMs?: number | undefined;
 }
 
 export class KeyPoolEngine {
@@ -432,10 +445,6 @@ export class KeyPoolEngine {
     return this.#keys.get(keyId)?.key;
   }
 
-  hasKey(keyId: string): boolean {
-    return this.#keys.has(keyId);
-  }
-
   /** Whether `keyId` is in the active set (usable and within its limits now). */
   isUsable(keyId: string): boolean {
     const rec = this.#keys.get(keyId);
@@ -482,6 +491,13 @@ export class KeyPoolEngine {
         lastError: rec.lastError,
         weight: rec.weight,
         sinceMs: rec.stateSinceMs || undefined,
+        ...(rec.state === "Draining"
+          ? {
+              stateBeforeDrain: rec.stateBeforeDrain,
+              stateBeforeDrainUntilMs: rec.stateBeforeDrainUntilMs || undefined,
+            }
+          : {}),
+        latencyMs: rec.latencyMs === undefined ? undefined : Math.round(rec.latencyMs),
       }));
   }
 
@@ -688,7 +704,9 @@ function snapshotOf(rec: KeyRecord): KeySnapshot {
     ...(rec.untilMs ? { untilMs: rec.untilMs } : {}),
     ...(rec.stateSinceMs ? { sinceMs: rec.stateSinceMs } : {}),
     ...(rec.stateBeforeDrain ? { stateBeforeDrain: rec.stateBeforeDrain } : {}),
+    ...(rec.stateBeforeDrainUntilMs ? { stateBeforeDrainUntilMs: rec.stateBeforeDrainUntilMs } : {}),
     healthScore: rec.healthScore,
+    ...(rec.latencyMs !== undefined ? { latencyMs: rec.latencyMs } : {}),
     requests: rec.requests,
     errors: rec.errors,
     consecutiveErrors: rec.consecutiveErrors,
@@ -703,7 +721,9 @@ function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
   rec.stateSinceMs = saved.sinceMs ?? 0;
   rec.untilMs = saved.untilMs ?? 0;
   rec.stateBeforeDrain = saved.stateBeforeDrain;
+  rec.stateBeforeDrainUntilMs = saved.stateBeforeDrainUntilMs ?? 0;
   rec.health = saved.healthScore / 100;
+  rec.latencyMs = saved.latencyMs;
   rec.requests = saved.requests;
   rec.errors = saved.errors;
   rec.consecutiveErrors = saved.consecutiveErrors;

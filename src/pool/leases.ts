@@ -1,12 +1,25 @@
 /**
  * Leases: a dispense opens one (key, expiry); a report closes it; an expired lease stops counting
- * as in flight. Every lease of a pool lives equally long, so expiry order is creation order and
- * the table is a ring in that order: slot = sequence number modulo capacity.
+ * as in flight. The table is a ring in creation order: slot = sequence number modulo capacity.
  *
  * An open lease is a few numbers in typed arrays and a reference to its key's id, not an object
  * of its own. Callers that never report leave every lease open for the whole lease duration (at
  * 14,000 dispenses/s and 5 s, 70,000 of them); as objects, each survived the young-generation GCs
  * it lived through and then filled the old generation, which is what made those GCs long.
+ *
+ * Expiry order is creation order only while every lease lives as long as the one before it. When
+ * `leases.duration` shrinks (or the clock steps back), a new lease ends before older ones still
+ * open. So the ring is cut into runs: a new run starts at a lease that expires earlier than the
+ * lease before it, and within a run expiry order is creation order again. Each run keeps a cursor
+ * (its first lease not yet known to have ended), and expiry scans each run from its cursor while
+ * leases there are past their time: exact for mixed lifetimes, with nothing per lease beyond the
+ * ring. A run is a pair of numbers and lives until its last lease ends, so there are as many runs
+ * as shrinks within one (old) lease duration: almost always one, the path of a pool that never
+ * changes its duration is what it was, and a change costs one more cursor check per tick until
+ * the older leases have ended. (A min-heap of slots ordered by expiry would also be exact, but
+ * costs a log-time sift on every dispense and expiry, and one more typed array, to handle an
+ * event that happens at a config change.) The ring's head is the first run's cursor: slots
+ * before it are free, slots after it are held, ended or not, until the runs before them end.
  *
  * A lease id is `<sequence>.<token>` in base 36: the sequence number finds the slot, and the
  * token, random per lease (from the injected source), has to match, so an id cannot be guessed
@@ -21,13 +34,23 @@ export class LeaseTable {
   /** The key's id while the lease is open; undefined once closed or expired. */
   #keyId: Array<string | undefined> = new Array<string | undefined>(this.#capacity).fill(undefined);
   /**
-   * Sequence number of the oldest slot still held (open, or closed but not yet passed). The held
-   * slots are exactly the sequence numbers head..tail-1, so a slot's sequence number is implied.
+   * Sequence number of the oldest slot still held (open, or ended but not yet passed): the first
+   * run's cursor. The held slots are exactly the sequence numbers head..tail-1, so a slot's
+   * sequence number is implied.
    */
   #head = 0;
   /** Sequence number the next lease gets. */
   #tail = 0;
   #open = 0;
+  /**
+   * Runs of leases in expiry order, oldest first: run i holds the sequence numbers
+   * runStart[i]..runStart[i+1]-1 (the last run: up to tail-1), and runCursor[i] is its first
+   * lease not yet passed. runCursor[0] is head.
+   */
+  readonly #runStart: number[] = [0];
+  readonly #runCursor: number[] = [0];
+  /** Expiry of the newest lease (tail-1): a lease that ends earlier starts a run. */
+  #lastExpiresAt = Number.NEGATIVE_INFINITY;
 
   get open(): number {
     return this.#open;
@@ -37,6 +60,14 @@ export class LeaseTable {
   add(keyId: string, expiresAtMs: number, token: number): string {
     if (this.#tail - this.#head === this.#capacity) this.#grow();
     const seq = this.#tail++;
+    const last = this.#runCursor.length - 1;
+    // An earlier end than the newest lease's, with leases of the last run still held: a new run.
+    // (When the last run has nothing held, the new lease simply comes first in it.)
+    if (expiresAtMs < this.#lastExpiresAt && (this.#runCursor[last] as number) < seq) {
+      this.#runStart.push(seq);
+      this.#runCursor.push(seq);
+    }
+    this.#lastExpiresAt = expiresAtMs;
     const slot = seq % this.#capacity;
     this.#token[slot] = token;
     this.#expiresAt[slot] = expiresAtMs;
@@ -63,15 +94,36 @@ export class LeaseTable {
 
   /** Ends the leases that expired by `now` and were still open, telling `ended` each one's key. */
   expire(now: number, ended: (keyId: string, now: number) => void): void {
-    while (this.#head < this.#tail) {
-      const slot = this.#head % this.#capacity;
-      const keyId = this.#keyId[slot];
-      if (keyId !== undefined && (this.#expiresAt[slot] as number) > now) return;
-      this.#head++;
-      if (keyId !== undefined) {
-        this.#keyId[slot] = undefined;
-        this.#open--;
-        ended(keyId, now);
+    const runs = this.#runCursor.length;
+    for (let run = 0; run < runs; run++) {
+      const end = run + 1 < runs ? (this.#runStart[run + 1] as number) : this.#tail;
+      let seq = this.#runCursor[run] as number;
+      while (seq < end) {
+        const slot = seq % this.#capacity;
+        const keyId = this.#keyId[slot];
+        if (keyId !== undefined && (this.#expiresAt[slot] as number) > now) break;
+        seq++;
+        if (keyId !== undefined) {
+          this.#keyId[slot] = undefined;
+          this.#open--;
+          ended(keyId, now);
+        }
+      }
+      this.#runCursor[run] = seq;
+    }
+    if (runs > 1) this.#dropEndedRuns();
+    this.#head = this.#runCursor[0] as number;
+  }
+
+  /**
+   * Runs whose every lease ended go; the last run stays (new leases join it). An ended run's
+   * slots fall to the run before it, whose cursor passes them as ended.
+   */
+  #dropEndedRuns(): void {
+    for (let run = this.#runCursor.length - 2; run >= 0; run--) {
+      if (this.#runCursor[run] === this.#runStart[run + 1]) {
+        this.#runStart.splice(run, 1);
+        this.#runCursor.splice(run, 1);
       }
     }
   }

@@ -52,4 +52,10 @@ export interface Outcome {
   tokens?: number;
   /** Rate-limit headers seen on the answer (any outcome). */
   rateLimit?: RateLimitInfo;
+  /**
+   * How long the call took, in ms: a report's `latencyMs`, or the proxy's time from sending the
+   * request to the provider's response headers. Feeds the key's average latency (not for
+   * requestError outcomes: those say nothing about the key).
+   */
+  latencyMs?: number;
 }

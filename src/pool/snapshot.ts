@@ -13,8 +13,12 @@ export const KeySnapshot = z.object({
   untilMs: z.number().optional(),
   /** When the key entered `state` (epoch ms): which of two views of a key is newer. */
   sinceMs: z.number().optional(),
+  /** Draining: the state to return to when the key is back in its source, and that state's end. */
   stateBeforeDrain: KeyState.optional(),
+  stateBeforeDrainUntilMs: z.number().optional(),
   healthScore: z.number().min(0).max(100),
+  /** Average time the key's calls took (exponentially weighted), when any reported one. */
+  latencyMs: z.number().min(0).optional(),
   requests: z.number().int().min(0),
   errors: z.number().int().min(0),
   consecutiveErrors: z.number().int().min(0),

@@ -78,6 +78,8 @@ interface Call {
   attempts: number;
   tried: Set<string>;
   upstreamMs: number;
+  /** The latest attempt's time from sending to the provider's response headers (its latency). */
+  headersMs: number;
   waitedMs: number;
   abort: AbortController;
   keyIds: string[];
@@ -114,6 +116,7 @@ export function createProxy(options: ProxyOptions) {
       attempts: 0,
       tried: new Set(),
       upstreamMs: 0,
+      headersMs: 0,
       waitedMs: 0,
       abort,
       keyIds: [],
@@ -254,6 +257,7 @@ export function createProxy(options: ProxyOptions) {
         throw networkFailure(outcome);
       }
       const headersMs = performance.now() - sentAt;
+      call.headersMs = headersMs;
       call.upstreamMs += headersMs;
       metrics?.upstreamSeconds.observe(labels(call.ref), headersMs / 1000);
 
@@ -264,7 +268,7 @@ export function createProxy(options: ProxyOptions) {
         { status: answer.statusCode, headers: answer.headers, body: errorBody.bytes.toString("utf8") },
         options.clock.now(),
       );
-      reportTo(runtime, picked, outcomeOf(classification));
+      reportTo(runtime, picked, { ...outcomeOf(classification), latencyMs: headersMs });
       metrics?.attempts.inc({ ...labels(call.ref), result: classification.kind });
       lastNetworkError = undefined;
       held = { runtime, status: answer.statusCode, headers: answer.headers, body: errorBody.bytes };
@@ -336,7 +340,7 @@ export function createProxy(options: ProxyOptions) {
     const tokens = meter.tokens();
     if (tokens > 0) metrics?.tokens.inc(labels(call.ref), tokens);
     if (success) {
-      reportTo(runtime, picked, { ...outcomeOf(classification), tokens });
+      reportTo(runtime, picked, { ...outcomeOf(classification), tokens, latencyMs: call.headersMs });
       metrics?.attempts.inc({ ...labels(call.ref), result: "success" });
     }
     finish(call, success ? "success" : "upstream_error", answer.statusCode);

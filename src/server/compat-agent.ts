@@ -5,8 +5,9 @@
  * (compat-pools.ts); a caller sees only pools it may `use`. Only /api/keys/:model returns a key;
  * everything else shows key ids and masked keys.
  *
- * Its README names the alert kinds (consecutive failures 3+: high; error rate over 20%: medium)
- * but no shapes: the alerts here are the conditions that hold now, each with when it began.
+ * Its README names the alert kinds (consecutive failures 3+: high; error rate over 20%: medium;
+ * latency over 5 s: low) but no shapes: the alerts here are the conditions that hold now, each
+ * with when it began where that is known (the last error's time; a latency average has none).
  */
 import { type Request, Router } from "express";
 import type { PoolRuntime } from "../controller/pools.ts";
@@ -32,13 +33,21 @@ const CONSECUTIVE_FAILURES_ALERT = 3;
 /** Error rate above which a key is a medium-severity alert, once it has this many requests. */
 const ERROR_RATE_ALERT = 0.2;
 const ERROR_RATE_MIN_REQUESTS = 5;
+/** Average latency (ms) above which a key is a low-severity alert. */
+const HIGH_LATENCY_ALERT_MS = 5000;
 
 type Severity = "high" | "medium" | "low";
 const SEVERITY_ORDER: Record<Severity, number> = { high: 0, medium: 1, low: 2 };
 
 interface Alert {
   severity: Severity;
-  type: "key_invalid" | "consecutive_failures" | "high_error_rate" | "rate_limited" | "quota_exhausted";
+  type:
+    | "key_invalid"
+    | "consecutive_failures"
+    | "high_error_rate"
+    | "rate_limited"
+    | "quota_exhausted"
+    | "high_latency";
   model: string;
   keyIndex: number;
   keyId: string;
@@ -62,6 +71,7 @@ function keyHealth(key: KeyView, index: number) {
     rateLimited: key.state === "RateLimited" || key.state === "QuotaExhausted",
     rateLimitedUntil:
       key.state === "RateLimited" || key.state === "QuotaExhausted" ? iso(key.untilMs) : undefined,
+    averageLatencyMs: key.latencyMs,
     lastUsed: iso(key.lastUsedMs),
   };
 }
@@ -100,6 +110,15 @@ function keyAlerts(model: string, key: KeyView, keyIndex: number): Alert[] {
       severity: "medium",
       type: key.state === "RateLimited" ? "rate_limited" : "quota_exhausted",
       message: `Key ${key.masked} is ${key.state} until ${iso(key.untilMs) ?? "further notice"}`,
+    });
+  }
+  if (key.latencyMs !== undefined && key.latencyMs > HIGH_LATENCY_ALERT_MS) {
+    alerts.push({
+      ...base,
+      severity: "low",
+      type: "high_latency",
+      message: `Key ${key.masked} averages ${(key.latencyMs / 1000).toFixed(1)} s per call`,
+      since: undefined,
     });
   }
   return alerts;

@@ -99,6 +99,7 @@ export interface ReportInput {
   /** A rate limit the report gives no end for (no retry-after, no reset header) rests this long. */
   defaultRetryAfterSeconds?: number;
   tokens?: number;
+  /** How long the call took (ms): feeds the key's average latency. */
   latencyMs?: number;
 }
 
@@ -122,6 +123,7 @@ export function outcomeOf(runtime: PoolRuntime, input: ReportInput, nowMs: numbe
     outcome = { ...outcome, untilMs: nowMs + input.defaultRetryAfterSeconds * 1000 };
   }
   if (input.tokens !== undefined) outcome = { ...outcome, tokens: input.tokens };
+  if (input.latencyMs !== undefined) outcome = { ...outcome, latencyMs: input.latencyMs };
   return outcome;
 }
 
@@ -170,6 +172,7 @@ export function poolView(runtime: PoolRuntime) {
       requests: k.requests,
       errors: k.errors,
       inFlight: k.inFlight,
+      latencyMs: k.latencyMs,
       lastUsed: iso(k.lastUsedMs),
       lastError: k.lastError ? { ...k.lastError, at: iso(k.lastError.atMs), atMs: undefined } : undefined,
     })),

@@ -304,6 +304,14 @@ spec: {provider: openai, keys: [{secretRef: {name: quick-keys}}], health: {degra
     for (let i = 0; i < 3; i++)
       await curl(server.url, "POST", "/health/gpt-4o", { key: KEY_B, status: "degraded" });
     await curl(server.url, "POST", "/health/claude-3-opus", { key: KEY_C, status: "rate_limited" });
+    // The call made with key 0 took 6 s (reported as the dispensing API takes it): over the 5 s
+    // of the agent key manager's "High latency" alert.
+    const reported = await fetch(`${server.url}/v1/pools/default/gpt-4o/report`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ leaseId: key.json.leaseId, outcome: "success", latencyMs: 6000 }),
+    });
+    expect(reported.status).toBe(200);
 
     const status = await curl(server.url, "GET", "/api/keys/status");
     expect(status.json).toMatchObject({
@@ -314,7 +322,7 @@ spec: {provider: openai, keys: [{secretRef: {name: quick-keys}}], health: {degra
           totalKeys: 2,
           availableKeys: 2,
           keys: [
-            { index: 0, keyId: keyId(KEY_A), status: "healthy", requests: 1 },
+            { index: 0, keyId: keyId(KEY_A), status: "healthy", requests: 1, averageLatencyMs: 6000 },
             { index: 1, keyId: keyId(KEY_B), status: "degraded", errors: 3 },
           ],
         },
@@ -338,6 +346,7 @@ spec: {provider: openai, keys: [{secretRef: {name: quick-keys}}], health: {degra
     expect(alerts.map((a) => [a.severity, a.type, a.model, a.keyIndex])).toEqual([
       ["high", "consecutive_failures", "gpt-4o", 1],
       ["medium", "rate_limited", "claude-3-opus", 0],
+      ["low", "high_latency", "gpt-4o", 0],
     ]);
 
     const one = await curl(server.url, "GET", "/api/health/gpt-4o/1");
@@ -350,11 +359,17 @@ spec: {provider: openai, keys: [{secretRef: {name: quick-keys}}], health: {degra
       consecutiveErrors: 3,
       alerts: [{ type: "consecutive_failures" }],
     });
+    const slow = await curl(server.url, "GET", "/api/health/gpt-4o/0");
+    expect(slow.json).toMatchObject({
+      keyIndex: 0,
+      averageLatencyMs: 6000,
+      alerts: [{ severity: "low", type: "high_latency" }],
+    });
     const outOfRange = await curl(server.url, "GET", "/api/health/gpt-4o/7");
     expect(outOfRange.json).toMatchObject({ success: false, error: { code: "key_not_found" } });
 
     // Only /api/keys/:model hands out a key; the rest show ids and masked keys.
-    expectNoKeys(JSON.stringify([status.json, summary.json, alerts, one.json]));
+    expectNoKeys(JSON.stringify([status.json, summary.json, alerts, one.json, slow.json]));
   });
 
   it("npm start with a *_KEYS variable serves only that pool, not the examples", async () => {

@@ -11,6 +11,7 @@ import OpenAI from "openai";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { keyId } from "../../src/pool/identity.ts";
+import { LATENCY_ALPHA } from "../../src/pool/key.ts";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
 import { installKeyPoolCrd } from "../support/crd.ts";
 import { condition, poolApi } from "../support/keypools.ts";
@@ -322,6 +323,29 @@ describe("streaming", () => {
     expect(new TextDecoder().decode(first.value)).toContain("data:");
     controller.abort();
     await eventually(async () => openaiFake.requests.find((r) => r.key === K.slow)?.aborted === true, 5_000);
+  });
+});
+
+describe("latency", () => {
+  it("a proxied call's time to the provider's response headers feeds the key's average latency", async () => {
+    const latency = async () => {
+      const res = await fetch(`${url}/v1/pools/${ns}/slow`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const view = (await res.json()) as { keyStatuses: Array<{ latencyMs?: number }> };
+      return view.keyStatuses[0]?.latencyMs;
+    };
+    const before = await latency();
+    openaiFake.setKey(K.slow, { kind: "slow", delayMs: 400 });
+    try {
+      expect((await post("slow", "/v1/chat/completions", chat())).status).toBe(200);
+    } finally {
+      openaiFake.setKey(K.slow, { kind: "slow", delayMs: 0, chunkGapMs: 200 });
+    }
+    // The first call's latency is the average; a later one moves it LATENCY_ALPHA of the way
+    // (each side rounded to whole ms: one ms of slack).
+    const least = before === undefined ? 400 : before + LATENCY_ALPHA * (400 - before) - 1;
+    expect(await latency()).toBeGreaterThanOrEqual(least);
   });
 });
 

@@ -130,6 +130,29 @@ describe("the status a pool should have", () => {
   });
 });
 
+describe("a Draining key in the status", () => {
+  it("keeps the state it returns to, so a restart does not bring it back Healthy early", () => {
+    const until = T.getTime() + 90_500;
+    const views = [
+      view("aaaaaaaaaaaa", "Draining", {
+        untilMs: T.getTime() + 600_000,
+        stateBeforeDrain: "RateLimited",
+        stateBeforeDrainUntilMs: until,
+      }),
+    ];
+    const status = desiredStatus(undefined, { kind: "evaluated", views, problems: [], emptyValues: 0 }, 1, T);
+    expect(status.keyStatuses?.[0]).toMatchObject({
+      state: "Draining",
+      stateBeforeDrain: "RateLimited",
+      stateBeforeDrainUntil: "2026-11-22T10:01:31Z",
+    });
+    expect(snapshotFromStatus(status, T.getTime()).keys[0]).toMatchObject({
+      stateBeforeDrain: "RateLimited",
+      stateBeforeDrainUntilMs: T.getTime() + 91_000,
+    });
+  });
+});
+
 describe("honest conditions: Stalled only when nothing is served and the user must act", () => {
   const problem = (reason: SourceProblem["reason"], message = `${reason} here`): SourceProblem => ({
     reason,

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { LEASE_TOKEN_LIMIT, LeaseTable } from "../../../src/pool/leases.ts";
+import { keys, makePool } from "./helpers.ts";
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
 
 /** Tokens as the operator draws them: random below the limit (seeded, so failures replay). */
 function tokens(seed = 1) {
@@ -102,5 +106,98 @@ describe("LeaseTable", () => {
     table.expire(1000, (k) => ended.push(k));
     expect(ended).toHaveLength(2000);
     expect(new Set(ended)).toEqual(new Set(["kept"]));
+  });
+});
+
+describe("leases of different lifetimes (leases.duration changed while leases were open)", () => {
+  it.each<[string, Array<[string, number]>, Array<[number, string[]]>]>([
+    [
+      "a short lease opened after a long one ends on time, not behind it",
+      [
+        ["long", 30_000],
+        ["short", 1_000],
+      ],
+      [
+        [999, []],
+        [1_000, ["short"]],
+        [29_999, []],
+        [30_000, ["long"]],
+      ],
+    ],
+    [
+      "many short leases behind a few long ones all end on time",
+      [
+        ["long", 60_000],
+        ["short", 2_000],
+        ["short", 2_000],
+        ["long", 60_000],
+        ["short", 2_000],
+      ],
+      [
+        [2_000, ["short", "short", "short"]],
+        [60_000, ["long", "long"]],
+      ],
+    ],
+    [
+      "a lifetime that grows back keeps order among the longer leases",
+      [
+        ["a", 5_000],
+        ["b", 1_000],
+        ["c", 10_000],
+        ["d", 3_000],
+      ],
+      [
+        [1_000, ["b"]],
+        [3_000, ["d"]],
+        [5_000, ["a"]],
+        [10_000, ["c"]],
+      ],
+    ],
+  ])("%s", (_name, opened, steps) => {
+    const table = new LeaseTable();
+    const next = tokens(5);
+    for (const [keyId, lifetime] of opened) table.add(keyId, lifetime, next());
+    for (const [now, expected] of steps) {
+      const ended: string[] = [];
+      table.expire(now, (k) => ended.push(k));
+      expect(ended, `at ${now}`).toEqual(expected);
+    }
+    expect(table.open).toBe(0);
+  });
+
+  it("after leases.duration shrinks, new leases stop counting as in flight on time", () => {
+    const { engine, clock } = makePool({ strategy: "LeastLoaded", leaseDurationMs: 5 * MINUTE }, keys("a"));
+    for (let i = 0; i < 3; i++) engine.pick();
+    engine.setConfig({ ...engine.config, leaseDurationMs: 10 * SECOND });
+    for (let i = 0; i < 4; i++) engine.pick();
+    const inFlight = () => engine.keys()[0]?.inFlight;
+    expect(inFlight()).toBe(7);
+    clock.advance(10 * SECOND);
+    expect(inFlight()).toBe(3);
+    expect(engine.openLeases).toBe(3);
+    clock.advance(5 * MINUTE - 10 * SECOND);
+    expect(inFlight()).toBe(0);
+    expect(engine.openLeases).toBe(0);
+  });
+
+  it("leases closed, expired and forgotten in any order keep the table's count exact", () => {
+    const table = new LeaseTable();
+    const next = tokens(11);
+    const ids: Array<[string, string, number]> = [];
+    for (let i = 0; i < 5000; i++) {
+      const lifetime = [100, 5_000, 1_000, 50][i % 4] as number;
+      const keyId = `k${i % 7}`;
+      ids.push([table.add(keyId, i + lifetime, next()), keyId, i + lifetime]);
+    }
+    for (const [id] of ids.filter((_, i) => i % 5 === 0)) table.close(id);
+    table.forgetKey("k3");
+    const ended: Array<[string, number]> = [];
+    for (let now = 0; now <= 11_000; now += 37) table.expire(now, (k, at) => ended.push([k, at]));
+    const expected = ids.filter(([, keyId], i) => i % 5 !== 0 && keyId !== "k3");
+    expect(ended).toHaveLength(expected.length);
+    // Each ended at the first expire() call at or after its expiry.
+    const byExpiry = expected.map(([, , at]) => Math.ceil(at / 37) * 37).sort((a, b) => a - b);
+    expect(ended.map(([, at]) => at).sort((a, b) => a - b)).toEqual(byExpiry);
+    expect(table.open).toBe(0);
   });
 });
