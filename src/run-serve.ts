@@ -23,6 +23,7 @@ export async function runServe(
   yieldBackgroundThreads(logger);
   const registry = new PoolRegistry();
   const healthCheckMs = parseDuration(config.healthCheckInterval) ?? 1000;
+  // The source logs each key transition and each problem itself, once: no onTransition logging here.
   const source = new StandaloneSource({
     recoveryIntervalMs: healthCheckMs,
     manifestsDir: config.manifests,
@@ -33,17 +34,6 @@ export async function runServe(
     logger,
     clock: systemClock,
     newLeaseToken: leaseTokenSource(),
-    onTransition: (ref, event) =>
-      logger.info(
-        {
-          pool: `${ref.namespace}/${ref.name}`,
-          keyId: event.keyId,
-          from: event.from,
-          to: event.to,
-          reason: event.reason,
-        },
-        "key state changed",
-      ),
   });
   let auth: Authorizer;
   if (config.auth === "tokens") {
@@ -90,9 +80,7 @@ export async function runServe(
     }),
   };
 
-  await source.start();
-  for (const problem of source.problems())
-    logger.warn({ pool: problem.name ? `${problem.namespace}/${problem.name}` : undefined }, problem.message);
+  await source.start(); // logs each problem it finds, once
   if (config.probes) prober.start();
   const dispenser = await listen(app, config.port, config.address);
   const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);

@@ -12,8 +12,9 @@
  *   client-go's fast path). A successful write that was *sent* at t makes it leader until
  *   t + renewDeadline; past that, without another successful renewal, it stops leading. Others can
  *   take over no earlier than leaseDuration after they *saw* that write, which is later than t, so
- *   with renewDeadline < leaseDuration two replicas never lead at once. `isLeader` checks that
- *   deadline itself, so it is right even when a timer runs late.
+ *   with renewDeadline < leaseDuration two replicas never lead at once. `holdsLease()` (and
+ *   `isLeader`) checks that deadline itself, so it is right even when a timer runs late: gate
+ *   leader-only writes on it, not on a flag the callbacks set.
  * - After losing the lease the elector goes back to being a candidate: onStartedLeading and
  *   onStoppedLeading alternate, and a caller that wants client-go's "exit on loss" exits in
  *   onStoppedLeading.
@@ -35,8 +36,16 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { apiClient } from "../kube-client.ts";
 
+/** The Lease calls election makes (CoordinationV1Api's; tests pass a fake). */
+export type LeaseApi = Pick<
+  CoordinationV1Api,
+  "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease"
+>;
+
 export interface LeaderElectionOptions {
-  kc: KubeConfig;
+  /** The cluster holding the Lease; or `api` (tests). */
+  kc?: KubeConfig;
+  api?: LeaseApi;
   /** Where the Lease lives. */
   namespace: string;
   /** Lease name, e.g. "keypool-operator". */
@@ -218,7 +227,7 @@ function abortable(signal: AbortSignal): ConfigurationOptions {
 const systemClock: Clock = { now: () => Date.now() };
 
 export class LeaderElector {
-  readonly #api: CoordinationV1Api;
+  readonly #api: LeaseApi;
   readonly #namespace: string;
   readonly #name: string;
   readonly #identity: string;
@@ -264,12 +273,24 @@ export class LeaderElector {
       lease: `${options.namespace}/${options.name}`,
       identity: options.identity,
     });
-    this.#api = apiClient(options.kc, CoordinationV1Api);
+    if (options.api) this.#api = options.api;
+    else if (options.kc) this.#api = apiClient(options.kc, CoordinationV1Api);
+    else throw new Error("LeaderElector needs kc or api");
   }
 
   /** True while this replica holds the Lease and its last renewal is within renewDeadline. */
   get isLeader(): boolean {
-    return this.#leading && this.#clock.now() < this.#leadingUntil;
+    return this.holdsLease();
+  }
+
+  /**
+   * Whether this replica may act as leader at `now`: it holds the Lease and `now` is before the
+   * renew deadline of its last successful write. Judged by the clock, not by the callbacks, so a
+   * leader whose renewals stall stops at the deadline even when the event loop was too busy for
+   * the deadline timer (and onStoppedLeading) to run yet. Gate every leader-only write on this.
+   */
+  holdsLease(now: number = this.#clock.now()): boolean {
+    return this.#leading && now < this.#leadingUntil;
   }
 
   /** The holder last observed; undefined when none was seen or the Lease was released. */

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from "@kubernetes/client-node";
-import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import { leaseTokenSource } from "../lease-tokens.ts";
 import type { Logger } from "../log.ts";
@@ -22,7 +22,7 @@ import { onlyStatusChanged } from "./predicates.ts";
 import { Prober } from "./prober.ts";
 import { Reconciler } from "./reconciler.ts";
 import { snapshotFromStatus } from "./status.ts";
-import { type PoolRef, refKey, StatusWriter } from "./status-writer.ts";
+import { type PoolRef, refKey, STATUS_WRITE_FAILED, StatusWriter } from "./status-writer.ts";
 import { ResourceWatcher } from "./watcher.ts";
 import { WorkQueue } from "./work-queue.ts";
 import { apiClient } from "../kube-client.ts";
@@ -68,6 +68,7 @@ export class Operator {
   readonly #core: CoreV1Api;
   readonly prober: Prober;
   readonly #refreshTimers = new Map<string, NodeJS.Timeout>();
+  /** Set by the elector's callbacks: what this replica last heard. Writes ask #leadsNow(). */
   #leading: boolean;
   #started = false;
   #synced = false;
@@ -79,13 +80,25 @@ export class Operator {
     this.#core = apiClient(options.kc, CoreV1Api);
     this.#leading = !options.leaderElection.enabled;
     this.#queue = new WorkQueue({ logger: this.#logger });
+    const events = new EventRecorder({
+      kc: options.kc,
+      logger: options.logger,
+      instance: this.identity,
+      now: () => options.clock.now(),
+    });
     this.#status = new StatusWriter({
       kc: options.kc,
       logger: options.logger,
-      isLeader: () => this.#leading,
+      isLeader: () => this.#leadsNow(),
       counterIntervalMs: options.statusCounterIntervalMs,
+      now: () => options.clock.now(),
+      // Retrying alone will not fix it (403: RBAC, 422: a bug): say so on the KeyPool.
+      onTerminalFailure: (ref, message) => {
+        const uid = this.registry.get(ref)?.uid;
+        const target = { ...ref, ...(uid ? { uid } : {}), apiVersion: API_VERSION, kind: KIND };
+        events.record(target, "Warning", STATUS_WRITE_FAILED, message);
+      },
     });
-    const events = new EventRecorder({ kc: options.kc, logger: options.logger, instance: this.identity });
 
     const namespaces = options.namespaces.length ? options.namespaces : [undefined];
     for (const ns of namespaces) {
@@ -130,7 +143,7 @@ export class Operator {
       logger: options.logger.child({ component: "reconciler" }),
       clock: options.clock,
       newLeaseToken: leaseTokenSource(),
-      isLeader: () => this.#leading,
+      isLeader: () => this.#leadsNow(),
       probePool: (ref) => this.prober.probePool(ref),
     });
     // Dispenses and reports change counters: refresh a pool's status at most once a second
@@ -150,7 +163,7 @@ export class Operator {
       registry: this.registry,
       logger: options.logger,
       clock: options.clock,
-      isActive: () => this.#leading && this.#started,
+      isActive: () => this.#leadsNow() && this.#started,
     });
 
     if (options.leaderElection.enabled) {
@@ -164,6 +177,7 @@ export class Operator {
         renewDeadlineMs: le.renewDeadlineMs,
         retryPeriodMs: le.retryPeriodMs,
         logger: options.logger,
+        clock: options.clock,
         onStartedLeading: () => this.#becameLeader(),
         onStoppedLeading: () => this.#lostLeadership(),
       });
@@ -178,8 +192,9 @@ export class Operator {
     };
   }
 
+  /** Whether this replica may act as leader right now (the elector's renew deadline included). */
   get isLeader(): boolean {
-    return this.#leading;
+    return this.#leadsNow();
   }
 
   get statusWriter(): StatusWriter {
@@ -321,6 +336,15 @@ export class Operator {
 
   #secretWatcherFor(namespace: string): ResourceWatcher<V1Secret> | undefined {
     return this.#secretWatchers.get(this.#o.namespaces.length ? namespace : "");
+  }
+
+  /**
+   * Whether leader-only work (status writes, Events, probes) may run now: without election,
+   * always; with it, only while the elector's lease is within its renew deadline, asked at the
+   * moment of the write, so a leader that cannot renew stops at once, not when a timer tells it.
+   */
+  #leadsNow(): boolean {
+    return this.#leading && (this.#elector?.holdsLease() ?? true);
   }
 
   #becameLeader() {

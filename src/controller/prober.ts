@@ -3,11 +3,15 @@
  * when it joins a pool (so an invalid key is caught before anyone gets it), every
  * health.probeInterval, and sooner while it is Degraded or Invalid (to notice recovery). Results go through the provider's classification, like callers' reports.
  * Concurrency-limited, with the pool's probeTimeout. Runs only while `isActive()` (the leader).
+ * When each key was last probed is kept per pool engine, and forgotten on every tick for keys
+ * that left their pool (removed from the Secret: draining, never probed again) and for pools
+ * that are gone or were replaced, so memory stays bounded by the keys pools hold now.
  */
 import { Agent, type Dispatcher, fetch } from "undici";
 import { parseDuration } from "../api/duration.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
+import type { KeyPoolEngine } from "../pool/engine.ts";
 import type { Outcome } from "../pool/outcome.ts";
 import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
 import type { PoolRegistry, PoolRuntime } from "./pools.ts";
@@ -34,7 +38,8 @@ const NEVER_PROBED_STATES = new Set(["RateLimited", "QuotaExhausted", "Disabled"
 export class Prober {
   readonly #o: ProberOptions;
   readonly #log: Logger;
-  readonly #lastProbe = new Map<string, number>();
+  /** By pool (refKey): its engine then, and when each of its keys was last probed. */
+  readonly #lastProbe = new Map<string, { engine: KeyPoolEngine; at: Map<string, number> }>();
   readonly #running = new Set<string>();
   readonly #dispatcher: Dispatcher;
   #timer: NodeJS.Timeout | undefined;
@@ -47,10 +52,18 @@ export class Prober {
     this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 16 });
   }
 
+  /** Keys whose last probe time is kept (bounded by the keys in the registry's pools). */
+  get trackedKeys(): number {
+    let n = 0;
+    for (const pool of this.#lastProbe.values()) n += pool.at.size;
+    return n;
+  }
+
   start(): void {
     if (this.#timer) return;
     const tick = () => {
       this.#timer = setTimeout(tick, this.#o.tickMs ?? 1_000);
+      this.#forgetGone();
       if (this.#o.isActive()) this.#runDue();
     };
     this.#timer = setTimeout(tick, 0);
@@ -84,10 +97,33 @@ export class Prober {
         if (this.#active >= limit) return;
         if (NEVER_PROBED_STATES.has(key.state)) continue;
         const id = `${refKey(runtime.ref)}/${key.id}`;
-        const last = this.#lastProbe.get(id);
+        const last = this.#lastProbe.get(refKey(runtime.ref))?.at.get(key.id);
         const due = last === undefined || now - last >= (RECHECK_STATES.has(key.state) ? recheck : interval);
         if (due && !this.#running.has(id)) void this.#probe(runtime, key.id);
       }
+    }
+  }
+
+  /** The probe times of a pool's engine; a new engine under the same name starts afresh. */
+  #probedAt(runtime: PoolRuntime): Map<string, number> {
+    const pool = this.#lastProbe.get(refKey(runtime.ref));
+    if (pool?.engine === runtime.engine) return pool.at;
+    const at = new Map<string, number>();
+    this.#lastProbe.set(refKey(runtime.ref), { engine: runtime.engine, at });
+    return at;
+  }
+
+  /** Drops the probe times of keys that left their pool, and of pools gone or replaced. */
+  #forgetGone() {
+    for (const [pool, { engine, at }] of this.#lastProbe) {
+      const runtime = this.#o.registry.get(refFromKey(pool));
+      if (runtime?.engine !== engine) {
+        this.#lastProbe.delete(pool);
+        continue;
+      }
+      // Draining keys are left out: they are never probed again.
+      const present = new Set(engine.keyIds());
+      for (const id of at.keys()) if (!present.has(id)) at.delete(id);
     }
   }
 
@@ -97,7 +133,7 @@ export class Prober {
     if (!key || this.#running.has(id)) return undefined;
     this.#running.add(id);
     this.#active++;
-    this.#lastProbe.set(id, this.#o.clock.now());
+    this.#probedAt(runtime).set(keyId, this.#o.clock.now());
     const profile = getProvider(runtime.spec.provider);
     const timeoutMs = parseDuration(runtime.spec.health.probeTimeout) ?? 10_000;
     let outcome: Outcome;
@@ -147,4 +183,10 @@ async function readLimited(res: Awaited<ReturnType<typeof fetch>>, limit: number
     if (size >= limit) break;
   }
   return Buffer.concat(chunks).toString("utf8").slice(0, limit);
+}
+
+/** The ref of a refKey ("namespace/name": neither part may hold a slash). */
+function refFromKey(key: string): PoolRef {
+  const slash = key.indexOf("/");
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }

@@ -2,12 +2,20 @@
  * Writes KeyPool status through the status subresource only, as JSON merge patches, debounced:
  * a change of state (conditions, key states, key set) is written soon; counters alone at most
  * every `counterIntervalMs`; nothing is written when nothing changed. Only the leader writes.
+ *
+ * A write that fails is retried with the controller's backoff (1 s doubling to 5 min, jittered),
+ * and newer statuses wait for that retry instead of jumping it. A failure is logged once per
+ * episode (a run of failures with the same cause, ended by a success), not once per retry. A
+ * refusal that retrying alone will not fix (403: RBAC; 422: our own invalid status, a bug) is
+ * also handed to `onTerminalFailure` once per episode: the operator records it as a Warning Event.
  */
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
 import { apiClient } from "../kube-client.ts";
+import { type BackoffPolicy, backoffDelay } from "./backoff.ts";
+import { describeError } from "./leader-election.ts";
 
 export interface PoolRef {
   namespace: string;
@@ -16,8 +24,30 @@ export interface PoolRef {
 
 export const refKey = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
 
+/** Reason of the Warning Event recorded when the API server refuses a status write (403, 422). */
+export const STATUS_WRITE_FAILED = "StatusWriteFailed";
+
+/**
+ * Refusals that retrying alone will not fix, so they are surfaced as an Event too. 404 is not
+ * here: the object is gone, and its status with it.
+ */
+const TERMINAL_CODES: ReadonlyMap<number, string> = new Map([
+  // RBAC: the operator's ServiceAccount may not patch keypools/status (a Role edited or missing).
+  [403, "the operator's ServiceAccount needs patch on keypools/status"],
+  // The API server's schema rejected the status we built: a bug in keypool-operator.
+  [422, "the operator built a status the CRD schema rejects: a bug in keypool-operator, please report it"],
+]);
+
+/** Retries of a failed write: the first after about 1 s, growing to about 5 min. */
+const RETRY_BACKOFF: BackoffPolicy = { baseMs: 1_000, maxMs: 300_000 };
+
+/** Sends one status merge patch; rejects with the API's error (an ApiException has `code`). */
+export type PatchStatus = (ref: PoolRef, status: KeyPoolStatus) => Promise<void>;
+
 export interface StatusWriterOptions {
-  kc: KubeConfig;
+  /** The cluster to write to; or `patchStatus` (tests). */
+  kc?: KubeConfig;
+  patchStatus?: PatchStatus;
   logger: Logger;
   /** Writes happen only while this says true (the leader). */
   isLeader: () => boolean;
@@ -26,6 +56,23 @@ export interface StatusWriterOptions {
   /** Minimum time between two writes that only change counters. */
   counterIntervalMs?: number;
   now?: () => number;
+  /** Backoff of retries after a failed write. */
+  retryBackoff?: BackoffPolicy;
+  /** Jitter source in [0, 1) for the backoff; tests pin it. */
+  random?: () => number;
+  /**
+   * Called once per failure episode when the API server refuses a write for a reason retrying
+   * alone will not fix (403, 422), with a message naming it (never key material).
+   */
+  onTerminalFailure?: (ref: PoolRef, message: string) => void;
+}
+
+/** A pool whose writes are failing: since when, how often, why, and when the next try is due. */
+interface Failing {
+  failures: number;
+  code: number | undefined;
+  since: number;
+  retryAt: number;
 }
 
 interface Pending {
@@ -46,7 +93,7 @@ function significant(status: KeyPoolStatus): string {
 }
 
 export class StatusWriter {
-  readonly #api: CustomObjectsApi;
+  readonly #patch: PatchStatus;
   readonly #logger: Logger;
   readonly #isLeader: () => boolean;
   readonly #transitionDelayMs: number;
@@ -55,16 +102,23 @@ export class StatusWriter {
   readonly #pending = new Map<string, Pending>();
   readonly #written = new Map<string, { full: string; significant: string; at: number }>();
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #failing = new Map<string, Failing>();
+  readonly #backoff: BackoffPolicy;
+  readonly #random: () => number;
+  readonly #onTerminalFailure: ((ref: PoolRef, message: string) => void) | undefined;
   #stopped = false;
   readonly stats = { writes: 0, skipped: 0, failures: 0 };
 
   constructor(options: StatusWriterOptions) {
-    this.#api = apiClient(options.kc, CustomObjectsApi);
+    this.#patch = options.patchStatus ?? mergePatchStatus(options.kc);
     this.#logger = options.logger.child({ component: "status-writer" });
     this.#isLeader = options.isLeader;
     this.#transitionDelayMs = options.transitionDelayMs ?? 100;
     this.#counterIntervalMs = options.counterIntervalMs ?? 5_000;
     this.#now = options.now ?? Date.now;
+    this.#backoff = options.retryBackoff ?? RETRY_BACKOFF;
+    this.#random = options.random ?? Math.random;
+    this.#onTerminalFailure = options.onTerminalFailure;
   }
 
   /** Remembers what the object's status already is (read from the API), so an equal one is not rewritten. */
@@ -85,9 +139,13 @@ export class StatusWriter {
     }
     const now = this.#now();
     const urgent = !last || last.significant !== significant(status);
-    const dueAt = urgent
-      ? now + this.#transitionDelayMs
-      : Math.max(now + this.#transitionDelayMs, last.at + this.#counterIntervalMs);
+    // While writes of this pool fail, nothing is due before the next retry.
+    const dueAt = Math.max(
+      urgent
+        ? now + this.#transitionDelayMs
+        : Math.max(now + this.#transitionDelayMs, last.at + this.#counterIntervalMs),
+      this.#failing.get(key)?.retryAt ?? 0,
+    );
     const pending = this.#pending.get(key);
     if (pending) {
       pending.status = status;
@@ -99,8 +157,12 @@ export class StatusWriter {
     this.#schedule(fresh, dueAt);
   }
 
-  /** Writes now, bypassing the debounce (the first status of a new pool). */
+  /** Writes now, bypassing the debounce (the first status of a new pool), but not a retry's backoff. */
   async writeNow(ref: PoolRef, status: KeyPoolStatus): Promise<void> {
+    if (this.#failing.has(refKey(ref))) {
+      this.submit(ref, status);
+      return;
+    }
     this.#cancel(refKey(ref));
     await this.#write(ref, status);
   }
@@ -116,11 +178,13 @@ export class StatusWriter {
   forget(ref: PoolRef): void {
     this.#cancel(refKey(ref));
     this.#written.delete(refKey(ref));
+    this.#failing.delete(refKey(ref));
   }
 
   /** Forgets what was written (a new leader must not trust the old one's view). */
   resetWritten(): void {
     this.#written.clear();
+    this.#failing.clear();
   }
 
   get pendingCount(): number {
@@ -158,36 +222,82 @@ export class StatusWriter {
     if (this.#stopped || !this.#isLeader()) return;
     const key = refKey(ref);
     try {
-      await this.#api.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ref.namespace,
-          name: ref.name,
-          body: { status },
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
+      await this.#patch(ref, status);
       this.stats.writes++;
       this.#written.set(key, {
         full: JSON.stringify(status),
         significant: significant(status),
         at: this.#now(),
       });
+      const episode = this.#failing.get(key);
+      if (episode) {
+        this.#failing.delete(key);
+        this.#logger.info(
+          { pool: key, failures: episode.failures, failingForMs: this.#now() - episode.since },
+          "status write succeeded again",
+        );
+      }
     } catch (err) {
-      const code = (err as { code?: number }).code;
+      const code = (err as { code?: unknown }).code;
       if (code === 404) {
         this.forget(ref);
         return;
       }
       this.stats.failures++;
-      this.#logger.warn({ pool: key, code, err: (err as Error).message }, "status write failed; retrying");
-      if (!this.#pending.has(key) && !this.#stopped) {
-        const retry: Pending = { ref, status, dueAt: 0, timer: undefined };
-        this.#pending.set(key, retry);
-        this.#schedule(retry, this.#now() + 1_000);
-      }
+      this.#failed(ref, status, typeof code === "number" ? code : undefined, describeError(err));
     }
   }
+
+  /** Backs off, and logs (and surfaces a terminal refusal) when a failure episode starts. */
+  #failed(ref: PoolRef, status: KeyPoolStatus, code: number | undefined, reason: string) {
+    const key = refKey(ref);
+    const now = this.#now();
+    const episode = this.#failing.get(key);
+    const failures = (episode?.failures ?? 0) + 1;
+    const retryAt = now + backoffDelay(failures - 1, this.#backoff, this.#random);
+    this.#failing.set(key, { failures, code, since: episode?.since ?? now, retryAt });
+    // Once per episode; a new cause (403 after 503s) is news worth a line of its own.
+    if (!episode || episode.code !== code) {
+      const terminal = code !== undefined ? TERMINAL_CODES.get(code) : undefined;
+      const fields = { pool: key, code, reason, retryInMs: Math.round(retryAt - now) };
+      if (code === 422) {
+        this.#logger.error(
+          fields,
+          "status write failed: our status is invalid (a bug); retrying with backoff",
+        );
+      } else {
+        this.#logger.warn(fields, "status write failed; retrying with backoff");
+      }
+      if (terminal) this.#onTerminalFailure?.(ref, `Cannot write the status: ${reason}. ${terminal}.`);
+    }
+    if (this.#stopped) return;
+    const pending = this.#pending.get(key);
+    if (pending) {
+      // A newer status waits: it is written by the retry, not before.
+      if (pending.dueAt < retryAt) this.#schedule(pending, retryAt);
+      return;
+    }
+    const retry: Pending = { ref, status, dueAt: retryAt, timer: undefined };
+    this.#pending.set(key, retry);
+    this.#schedule(retry, retryAt);
+  }
+}
+
+/** The status subresource's JSON merge patch, through client-node. */
+function mergePatchStatus(kc: KubeConfig | undefined): PatchStatus {
+  if (!kc) throw new Error("StatusWriter needs kc or patchStatus");
+  const api = apiClient(kc, CustomObjectsApi);
+  return async (ref, status) => {
+    await api.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ref.namespace,
+        name: ref.name,
+        body: { status },
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+  };
 }

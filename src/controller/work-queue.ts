@@ -14,6 +14,7 @@
  *   everything again.
  */
 import type { Logger } from "../log.ts";
+import { backoffDelay } from "./backoff.ts";
 
 export interface WorkQueueOptions {
   /** First rate-limited delay. Default 100 ms. */
@@ -84,8 +85,10 @@ export class WorkQueue {
   addRateLimited(key: string): void {
     const failures = this.#failures.get(key) ?? 0;
     this.#failures.set(key, failures + 1);
-    const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** failures);
-    this.addAfter(key, ceiling / 2 + (this.#random() * ceiling) / 2);
+    this.addAfter(
+      key,
+      backoffDelay(failures, { baseMs: this.#baseDelayMs, maxMs: this.#maxDelayMs }, this.#random),
+    );
   }
 
   /** Resets a key's backoff (call it when the key was processed successfully). */

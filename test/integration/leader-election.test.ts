@@ -11,7 +11,10 @@ import {
 } from "@kubernetes/client-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { type LeaderElectionOptions, LeaderElector } from "../../src/controller/leader-election.ts";
+import { Operator } from "../../src/controller/operator.ts";
 import { createLogger } from "../../src/log.ts";
+import { installKeyPoolCrd } from "../support/crd.ts";
+import { poolApi } from "../support/keypools.ts";
 import { adminKubeConfig, createTestNamespace, eventually, tokenKubeConfig } from "../support/kube.ts";
 
 const kc = adminKubeConfig();
@@ -309,5 +312,47 @@ describe("leader election with a Lease", () => {
     }
     expect(election.overlaps).toEqual([]);
     expect(election.callbacksAlternate()).toBe(true);
+  });
+});
+
+describe("an operator that leads", () => {
+  it("stops writing status the moment its lease is past the renew deadline, before any timer tells it", async () => {
+    await installKeyPoolCrd();
+    const namespace = await createTestNamespace(kc, "le-status");
+    // The operator watches another (empty) namespace: only this test writes the pool's status.
+    const watched = await createTestNamespace(kc, "le-status-watched");
+    const pools = poolApi(kc);
+    await pools.createPool(namespace, "gated", {
+      provider: "openai",
+      keys: [{ secretRef: { name: "none" } }],
+    });
+    const timings = { leaseDurationMs: 1500, renewDeadlineMs: 600, retryPeriodMs: 200 };
+    const operator = new Operator({
+      kc,
+      logger: createLogger({ level: "silent" }),
+      clock: { now: () => Date.now() },
+      namespaces: [watched],
+      leaderElection: { enabled: true, namespace, name: LEASE, ...timings },
+      probes: false,
+    });
+    const ref = { namespace, name: "gated" };
+    try {
+      await operator.start();
+      await eventually(async () => operator.isLeader);
+      await operator.statusWriter.writeNow(ref, { observedGeneration: 1 });
+      expect((await pools.readPool(namespace, "gated")).status?.observedGeneration).toBe(1);
+
+      // The event loop stalls (a long GC, a starved core) past the renew deadline: no renewal, and
+      // no timer has run to tell the operator. Another replica may lead by now: no write may go out.
+      const stalledAt = Date.now();
+      while (Date.now() - stalledAt <= timings.renewDeadlineMs + 20) {
+        // busy: nothing else runs
+      }
+      const late = operator.statusWriter.writeNow(ref, { observedGeneration: 2 });
+      await late;
+      expect((await pools.readPool(namespace, "gated")).status?.observedGeneration).toBe(1);
+    } finally {
+      await operator.stop();
+    }
   });
 });

@@ -3,15 +3,16 @@
  * *_KEYS variables, static bearer tokens, keys added and removed at run time (admin token
  * only), and state that survives a restart.
  */
-import { mkdtemp, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { threadsOf } from "../../src/background-threads.ts";
 import { keyId } from "../../src/pool/identity.ts";
+import { freePort } from "../support/control-plane/control-plane.ts";
 import { eventually } from "../support/eventually.ts";
 import { threadStat } from "../support/proc.ts";
-import { type ServeProcess, startServe } from "../support/serve-process.ts";
+import { type ServeProcess, spawnServe, startServe } from "../support/serve-process.ts";
 
 const USE_TOKEN = "use-token-0123456789abcdef";
 const ADMIN_TOKEN = "admin-token-0123456789abcdef";
@@ -177,5 +178,59 @@ describe("keypool serve", () => {
     ]) {
       expect(all).not.toContain(raw);
     }
+  });
+});
+
+describe("keypool serve's log", () => {
+  it("says each key transition and each start-up problem once", async () => {
+    const own = await mkdtemp(join(tmpdir(), "keypool-serve-log-"));
+    await mkdir(join(own, "manifests"));
+    const key = "sk-test-log-once-key-aaaaaaaa";
+    await writeFile(
+      join(own, "manifests", "pools.yaml"),
+      `apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {a: ${key}}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: logged}
+spec: {provider: openai, keys: [{secretRef: {name: keys}}]}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: broken}
+spec: {provider: no-such-provider, keys: [{secretRef: {name: keys}}]}
+`,
+    );
+    const servePort = await freePort();
+    const serve = await spawnServe(
+      ["--manifests", join(own, "manifests"), "--port", String(servePort)],
+      {},
+      servePort,
+    );
+    let output: string;
+    try {
+      const res = await fetch(`${serve.url}/v1/pools/default/logged/report`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ keyId: keyId(key), statusCode: 401 }),
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      await serve.stop();
+      output = serve.output();
+      await rm(own, { recursive: true, force: true });
+    }
+    const lines = output
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { msg: string; keyId?: string; to?: string });
+    expect(
+      lines.filter((l) => l.msg === "key state changed" && l.keyId === keyId(key)).map((l) => l.to),
+    ).toEqual(["Invalid"]);
+    expect(lines.filter((l) => l.msg.includes("KeyPool default/broken is invalid"))).toHaveLength(1);
+    expect(output).not.toContain(key);
   });
 });

@@ -1,10 +1,12 @@
-import { ApiException, KubeConfig, type V1Lease } from "@kubernetes/client-node";
-import { describe, expect, it } from "vitest";
+import { ApiException, type V1Lease } from "@kubernetes/client-node";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { parseDuration } from "../../../src/api/duration.ts";
+import { parseOperatorConfig } from "../../../src/config.ts";
 import {
   type ElectionRecord,
   JITTER_FACTOR,
+  type LeaseApi,
   LeaderElector,
-  LEADER_ELECTION_DEFAULTS,
   describeError,
   heldByOther,
   jitteredDelay,
@@ -14,6 +16,7 @@ import {
   sameRecord,
 } from "../../../src/controller/leader-election.ts";
 import { createLogger } from "../../../src/log.ts";
+import { ManualClock } from "../../../src/pool/clock.ts";
 
 const record = (over: Partial<ElectionRecord> = {}): ElectionRecord => ({
   holderIdentity: "other",
@@ -24,9 +27,25 @@ const record = (over: Partial<ElectionRecord> = {}): ElectionRecord => ({
   ...over,
 });
 
+/** A duration flag's value in ms, whether the config keeps "15s" or has parsed it already. */
+const ms = (value: string | number) => (typeof value === "number" ? value : parseDuration(value));
+
 describe("timings", () => {
-  it("defaults to client-go's 15 s / 10 s / 2 s", () => {
-    expect(resolveTimings({})).toEqual(LEADER_ELECTION_DEFAULTS);
+  // client-go's documented defaults (tools/leaderelection, and kube-controller-manager's
+  // --leader-elect-lease-duration / -renew-deadline / -retry-period): 15 s, 10 s, 2 s.
+  const CLIENT_GO = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+
+  it("defaults to client-go's documented 15 s / 10 s / 2 s", () => {
+    expect(resolveTimings({})).toEqual(CLIENT_GO);
+  });
+
+  it("defaults to the same timings as the operator's --leader-election-* flags", () => {
+    const config = parseOperatorConfig([], {});
+    expect({
+      leaseDurationMs: ms(config.leaderElectionLeaseDuration),
+      renewDeadlineMs: ms(config.leaderElectionRenewDeadline),
+      retryPeriodMs: ms(config.leaderElectionRetryPeriod),
+    }).toEqual(resolveTimings({}));
   });
 
   it.each([
@@ -127,49 +146,184 @@ describe("error descriptions", () => {
   });
 });
 
-describe("an elector that cannot reach the API server", () => {
-  it("never throws, never leads, warns at most once per try, and stops cleanly", async () => {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "nowhere", server: "https://127.0.0.1:1", skipTLSVerify: true }],
-      users: [{ name: "u", token: "t" }],
-      contexts: [{ name: "c", cluster: "nowhere", user: "u" }],
-      currentContext: "c",
-    });
-    const lines: Array<{ level: string; msg: string }> = [];
-    const logger = createLogger({
-      level: "info",
-      destination: {
-        write: (line: string) => void lines.push(JSON.parse(line) as { level: string; msg: string }),
-      },
-    });
-    const calls: string[] = [];
-    const retryPeriodMs = 50;
-    const elector = new LeaderElector({
-      kc,
-      namespace: "ns",
-      name: "lease",
-      identity: "me",
-      leaseDurationMs: 400,
-      renewDeadlineMs: 200,
-      retryPeriodMs,
-      logger,
-      onStartedLeading: () => calls.push("started"),
-      onStoppedLeading: () => calls.push("stopped"),
-    });
-    const startedAt = Date.now();
+/**
+ * The Lease API in memory, like the API server: resourceVersions, 404 on a missing Lease, 409 on a
+ * stale write. `down` makes every call fail as a refused connection does.
+ */
+class FakeLeaseApi implements LeaseApi {
+  lease: V1Lease | undefined;
+  down = false;
+  calls = 0;
+  #version = 0;
+
+  async readNamespacedLease(): Promise<V1Lease> {
+    this.#call();
+    if (!this.lease) throw new ApiException(404, "NotFound", JSON.stringify({ reason: "NotFound" }), {});
+    return structuredClone(this.lease);
+  }
+
+  async createNamespacedLease(param: { body: V1Lease }): Promise<V1Lease> {
+    this.#call();
+    if (this.lease) throw new ApiException(409, "Conflict", JSON.stringify({ reason: "AlreadyExists" }), {});
+    return this.#store(param.body);
+  }
+
+  async replaceNamespacedLease(param: { body: V1Lease }): Promise<V1Lease> {
+    this.#call();
+    if (param.body.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion)
+      throw new ApiException(409, "Conflict", JSON.stringify({ reason: "Conflict" }), {});
+    return this.#store(param.body);
+  }
+
+  #call() {
+    this.calls++;
+    if (this.down)
+      throw new TypeError("fetch failed", { cause: new Error("connect ECONNREFUSED 127.0.0.1:6443") });
+  }
+
+  #store(body: V1Lease): V1Lease {
+    // MicroTimes travel as strings, as they do over the wire.
+    this.lease = JSON.parse(JSON.stringify(body)) as V1Lease;
+    this.lease.metadata = { ...this.lease.metadata, resourceVersion: String(++this.#version) };
+    return structuredClone(this.lease);
+  }
+}
+
+const T0 = Date.UTC(2026, 10, 22, 10, 0, 0);
+const TIMINGS = { leaseDurationMs: 1_500, renewDeadlineMs: 1_000, retryPeriodMs: 200 };
+
+/** An elector on a fake Lease API and a manual clock; timers are vitest's fake ones. */
+function electorOnFakes(options: { api?: FakeLeaseApi; timings?: Partial<typeof TIMINGS> } = {}) {
+  const api = options.api ?? new FakeLeaseApi();
+  const clock = new ManualClock(T0);
+  const lines: Array<{ level: string; msg: string }> = [];
+  const logger = createLogger({
+    level: "info",
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as { level: string; msg: string }),
+    },
+  });
+  const calls: string[] = [];
+  const elector = new LeaderElector({
+    api,
+    namespace: "ns",
+    name: "lease",
+    identity: "me",
+    ...TIMINGS,
+    ...options.timings,
+    logger,
+    clock,
+    onStartedLeading: () => calls.push("started"),
+    onStoppedLeading: () => calls.push("stopped"),
+  });
+  /** Moves the clock and the timers together, as real time does. */
+  const elapse = async (ms: number) => {
+    for (let left = ms; left > 0; left -= 10) {
+      clock.advance(Math.min(10, left));
+      await vi.advanceTimersByTimeAsync(Math.min(10, left));
+    }
+  };
+  return { api, clock, elector, lines, calls, elapse };
+}
+
+describe("the elector on a fake Lease API and fake time", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    { name: "holds the lease right after acquiring it", after: 0, holds: true },
+    {
+      name: "still holds it 1 ms before the renew deadline",
+      after: TIMINGS.renewDeadlineMs - 1,
+      holds: true,
+    },
+    { name: "no longer holds it at the renew deadline", after: TIMINGS.renewDeadlineMs, holds: false },
+    { name: "no longer holds it long after", after: 60_000, holds: false },
+  ])("$name, judged by the time asked about", async ({ after, holds }) => {
+    const { elector } = electorOnFakes();
     elector.start();
-    elector.start();
-    await new Promise((r) => setTimeout(r, 600));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(elector.holdsLease()).toBe(true);
+    expect(elector.holdsLease(T0 + after)).toBe(holds);
     await elector.stop();
-    const elapsed = Date.now() - startedAt;
+  });
+
+  it("stops holding the lease the moment its clock passes the renew deadline, before any timer or callback runs", async () => {
+    const { api, clock, elector, calls } = electorOnFakes();
+    elector.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toEqual(["started"]);
+    // The event loop stalls (GC, a busy core): time passes, no timer has run, no renewal went out.
+    api.down = true;
+    clock.advance(TIMINGS.renewDeadlineMs);
+    expect(elector.holdsLease()).toBe(false);
+    expect(elector.isLeader).toBe(false);
+    expect(calls).toEqual(["started"]); // onStoppedLeading comes later, when its timer gets to run
+    await vi.advanceTimersByTimeAsync(TIMINGS.renewDeadlineMs);
+    expect(calls).toEqual(["started", "stopped"]);
+    await elector.stop();
+  });
+
+  it("keeps holding the lease while renewals succeed, each pushing the deadline out", async () => {
+    const { elector, clock, elapse, calls } = electorOnFakes();
+    elector.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await elapse(5 * TIMINGS.renewDeadlineMs);
+    expect(elector.holdsLease()).toBe(true);
+    expect(elector.holdsLease(clock.now() + TIMINGS.renewDeadlineMs)).toBe(false);
+    expect(calls).toEqual(["started"]);
+    await elector.stop();
+  });
+
+  it("stops holding the lease renewDeadline after its last successful renewal when the API server goes away", async () => {
+    const { api, elector, clock, elapse } = electorOnFakes();
+    elector.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await elapse(TIMINGS.retryPeriodMs); // one renewal, sent at T0 + retryPeriod
+    expect(api.calls).toBe(3); // read (404) and create; then one renewal: the fast-path replace
+    const lastRenewal = T0 + TIMINGS.retryPeriodMs;
+    api.down = true;
+    await elapse(lastRenewal + TIMINGS.renewDeadlineMs - 1 - clock.now());
+    expect(elector.holdsLease()).toBe(true);
+    await elapse(1);
+    expect(elector.holdsLease()).toBe(false);
+    await elector.stop();
+  });
+});
+
+describe("an elector that cannot reach the API server", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("never throws, never leads, warns at most once per try, and stops cleanly", async () => {
+    const api = new FakeLeaseApi();
+    api.down = true;
+    const { elector, lines, calls, elapse } = electorOnFakes({
+      api,
+      timings: { leaseDurationMs: 400, renewDeadlineMs: 200, retryPeriodMs: 50 },
+    });
+    elector.start();
+    elector.start();
+    await elapse(600);
+    await elector.stop();
     await elector.stop();
 
     const warnings = lines.filter((l) => l.level === "warn");
     expect(warnings.length).toBeGreaterThan(0);
-    expect(warnings.length).toBeLessThanOrEqual(Math.floor(elapsed / retryPeriodMs) + 2);
+    // Every try is one call, and warns at most once; candidates wait at least retryPeriod between tries.
+    expect(warnings.length).toBeLessThanOrEqual(api.calls);
+    expect(api.calls).toBeLessThanOrEqual(Math.floor(600 / 50) + 1);
     expect(warnings[0]?.msg).toBe("acquiring the lease failed");
     expect(elector.isLeader).toBe(false);
+    expect(elector.holdsLease()).toBe(false);
     expect(elector.leader).toBeUndefined();
     expect(calls).toEqual([]);
   });

@@ -1,0 +1,189 @@
+import { Writable } from "node:stream";
+import { ApiException } from "@kubernetes/client-node";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { KeyPoolStatus } from "../../../src/api/status.ts";
+import {
+  type PoolRef,
+  StatusWriter,
+  type StatusWriterOptions,
+} from "../../../src/controller/status-writer.ts";
+import { createLogger } from "../../../src/log.ts";
+
+const REF: PoolRef = { namespace: "ai", name: "gpt" };
+const status = (generation: number): KeyPoolStatus => ({ observedGeneration: generation });
+
+/** An API server's Status answer, as client-node throws it. */
+function apiError(code: number, reason: string, message: string): ApiException<string> {
+  return new ApiException(code, reason, JSON.stringify({ kind: "Status", code, reason, message }), {});
+}
+
+const FORBIDDEN = apiError(
+  403,
+  "Forbidden",
+  'keypools.keypool.dev "gpt" is forbidden: User "system:serviceaccount:keypool-system:keypool-operator" cannot patch resource "keypools/status"',
+);
+const INVALID = apiError(
+  422,
+  "Invalid",
+  'KeyPool.keypool.dev "gpt" is invalid: status.keyStatuses[0].state: Unsupported value: "Sleeping"',
+);
+const UNAVAILABLE = apiError(
+  503,
+  "ServiceUnavailable",
+  "the server is currently unable to handle the request",
+);
+
+interface Line {
+  level: string;
+  msg: string;
+  pool?: string;
+  reason?: string;
+}
+
+/** A writer over a fake API whose answers come from `answer`, on vitest's fake timers. */
+function writerWith(answer: () => Error | undefined, options: Partial<StatusWriterOptions> = {}) {
+  const lines: Line[] = [];
+  const logger = createLogger({
+    level: "debug",
+    destination: new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line) as Line);
+        done();
+      },
+    }),
+  });
+  const calls: number[] = [];
+  const events: Array<{ ref: PoolRef; message: string }> = [];
+  const writer = new StatusWriter({
+    logger,
+    isLeader: () => true,
+    now: () => Date.now(),
+    random: () => 0.5,
+    patchStatus: async () => {
+      calls.push(Date.now());
+      const err = answer();
+      if (err) throw err;
+    },
+    onTerminalFailure: (ref, message) => events.push({ ref, message }),
+    ...options,
+  });
+  const intervals = () => calls.slice(1).map((at, i) => at - (calls[i] as number));
+  const failureLines = () => {
+    logger.flush();
+    return lines.filter((l) => l.msg.startsWith("status write"));
+  };
+  return { writer, calls, events, intervals, failureLines };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("a status write the API server refuses", () => {
+  // random() = 0.5 puts each retry at 3/4 of its ceiling: 1 s doubling up to 5 min.
+  const GROWING = [750, 1_500, 3_000, 6_000, 12_000, 24_000, 48_000, 96_000, 192_000, 225_000, 225_000];
+
+  it.each([
+    {
+      name: "a 403 (RBAC lost patch on keypools/status) backs off, warns once and records one Warning Event",
+      err: FORBIDDEN,
+      level: "warn",
+      events: 1,
+    },
+    {
+      name: "a 422 (our own status is invalid: a bug) backs off, logs one error with the API server's message and records one Event",
+      err: INVALID,
+      level: "error",
+      events: 1,
+    },
+    {
+      name: "a 503 (the API server is busy) backs off and warns once, with no Event: it is not the pool's problem",
+      err: UNAVAILABLE,
+      level: "warn",
+      events: 0,
+    },
+  ])("$name", async ({ err, level, events: eventCount }) => {
+    const { writer, intervals, events, failureLines } = writerWith(() => err);
+    writer.submit(REF, status(1));
+    await vi.advanceTimersByTimeAsync(20 * 60_000);
+
+    expect(intervals().slice(0, GROWING.length)).toEqual(GROWING);
+    expect(Math.max(...intervals())).toBe(225_000);
+    const failed = failureLines();
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ level, pool: "ai/gpt" });
+    expect(failed[0]?.reason).toContain(`HTTP ${err.code}`);
+    expect(events).toHaveLength(eventCount);
+    if (eventCount) expect(events[0]?.message).toContain(`HTTP ${err.code}`);
+    expect(writer.stats.failures).toBe(intervals().length + 1);
+    await writer.stop();
+  });
+
+  it("names the API server's complaint about an invalid status in the error line", async () => {
+    const { writer, failureLines } = writerWith(() => INVALID);
+    writer.submit(REF, status(1));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(failureLines()[0]?.reason).toBe(
+      'HTTP 422 Invalid: KeyPool.keypool.dev "gpt" is invalid: status.keyStatuses[0].state: Unsupported value: "Sleeping"',
+    );
+    await writer.stop();
+  });
+
+  it("does not let newer statuses jump the backoff: they wait for the next retry and replace what it writes", async () => {
+    let fail = true;
+    const written: KeyPoolStatus[] = [];
+    const { writer, calls } = writerWith(() => (fail ? FORBIDDEN : undefined), {
+      patchStatus: async (_ref, s) => {
+        calls.push(Date.now());
+        if (fail) throw FORBIDDEN;
+        written.push(s);
+      },
+    });
+    writer.submit(REF, status(1));
+    await vi.advanceTimersByTimeAsync(100 + 750 + 1_500); // the first write and two retries
+    expect(calls).toHaveLength(3);
+    for (let g = 2; g < 12; g++) {
+      writer.submit(REF, status(g));
+      await vi.advanceTimersByTimeAsync(200);
+    }
+    expect(calls).toHaveLength(3);
+    fail = false;
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(calls).toHaveLength(4);
+    expect(written).toEqual([status(11)]);
+    await writer.stop();
+  });
+
+  it("starts a new episode after a success: one more line and Event, and the backoff starts over", async () => {
+    let fail = true;
+    const { writer, intervals, events, failureLines } = writerWith(() => (fail ? FORBIDDEN : undefined));
+    writer.submit(REF, status(1));
+    await vi.advanceTimersByTimeAsync(100 + 750 + 1_500 + 3_000);
+    fail = false;
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(failureLines().map((l) => l.msg)).toEqual([
+      "status write failed; retrying with backoff",
+      "status write succeeded again",
+    ]);
+    fail = true;
+    writer.submit(REF, status(2));
+    await vi.advanceTimersByTimeAsync(100 + 750 + 1_500);
+    expect(intervals().slice(-2)).toEqual([750, 1_500]);
+    expect(failureLines()).toHaveLength(3);
+    expect(events).toHaveLength(2);
+    await writer.stop();
+  });
+
+  it("forgets a pool whose object is gone (404) without retrying", async () => {
+    const { writer, calls, failureLines } = writerWith(() => apiError(404, "NotFound", "not found"));
+    writer.submit(REF, status(1));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(calls).toHaveLength(1);
+    expect(failureLines()).toEqual([]);
+    expect(writer.pendingCount).toBe(0);
+    await writer.stop();
+  });
+});
