@@ -21,13 +21,19 @@
  * counted 15-20 such waits of 1-4.4 ms a minute, out of 30,000 wake-ups; a core of its own for the
  * operator's pod (a CPU limit of 2, or none) is what removes them.
  *
+ * The nice value is `--background-threads-nice` (src/config.ts; default BACKGROUND_NICE, 0 turns
+ * this off); docs/adr/0005-background-threads-nice.md says why it is a flag and why 19.
+ *
  * Linux only (per-thread nice and /proc/<pid>/task); elsewhere this does nothing.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import type { Logger } from "./log.ts";
 
-/** The nice value given to V8's worker threads: the lowest priority there is. */
+/**
+ * The nice value given to V8's worker threads unless configured otherwise: the lowest priority
+ * there is, the value measured above (the default of --background-threads-nice).
+ */
 export const BACKGROUND_NICE = 19;
 
 /** The name Node.js gives V8's platform worker threads (as /proc/<pid>/task/<tid>/comm shows it). */
@@ -65,23 +71,24 @@ export const linuxThreads: ThreadAccess = {
 };
 
 export interface LoweredThreads {
-  /** Worker threads now at BACKGROUND_NICE. */
+  /** Worker threads now at the nice value asked for. */
   lowered: number;
   /** The first failure, when a thread could not be changed. */
   error?: string;
 }
 
-/** Moves V8's worker threads to nice 19; the main thread and every other thread are left alone. */
+/** Moves V8's worker threads to `nice`; the main thread and every other thread are left alone. */
 export function lowerV8WorkerPriority(
   access: ThreadAccess = linuxThreads,
   platform: NodeJS.Platform = process.platform,
+  nice: number = BACKGROUND_NICE,
 ): LoweredThreads {
   if (platform !== "linux") return { lowered: 0 };
   const result: LoweredThreads = { lowered: 0 };
   for (const { tid, name } of access.threads()) {
     if (name !== V8_WORKER_NAME) continue;
     try {
-      access.setNice(tid, BACKGROUND_NICE);
+      access.setNice(tid, nice);
       result.lowered++;
     } catch (err) {
       result.error ??= `thread ${tid}: ${(err as Error).message}`;
@@ -90,15 +97,28 @@ export function lowerV8WorkerPriority(
   return result;
 }
 
+export interface YieldOptions {
+  /** Nice value for V8's worker threads, 1-19; 0 leaves them alone. Default BACKGROUND_NICE. */
+  nice?: number;
+  /** Where threads are found and changed; tests pass a fake. */
+  access?: ThreadAccess;
+  platform?: NodeJS.Platform;
+}
+
 /** lowerV8WorkerPriority at start-up, with a log line saying what it did. */
-export function yieldBackgroundThreads(logger: Logger): void {
-  const result = lowerV8WorkerPriority();
+export function yieldBackgroundThreads(logger: Logger, options: YieldOptions = {}): void {
+  const { nice = BACKGROUND_NICE, access = linuxThreads, platform = process.platform } = options;
+  if (nice === 0) {
+    logger.debug("V8 worker threads left at the process's priority (--background-threads-nice 0)");
+    return;
+  }
+  const result = lowerV8WorkerPriority(access, platform, nice);
   if (result.error) {
     logger.warn(
-      { lowered: result.lowered, err: result.error },
+      { lowered: result.lowered, nice, err: result.error },
       "could not lower the priority of every V8 worker thread; GC work may delay requests on a busy core",
     );
   } else if (result.lowered > 0) {
-    logger.debug({ threads: result.lowered, nice: BACKGROUND_NICE }, "V8 worker threads lowered to nice 19");
+    logger.debug({ threads: result.lowered, nice }, `V8 worker threads lowered to nice ${nice}`);
   }
 }

@@ -48,7 +48,7 @@ export function closeServer(server: Server | undefined): Promise<void> {
 export async function runOperator(config: OperatorConfig): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   const kc = loadKubeConfig(config.kubeconfig, process.env);
-  yieldBackgroundThreads(logger);
+  yieldBackgroundThreads(logger, { nice: config.backgroundThreadsNice });
   const operator = new Operator({
     kc,
     logger,

@@ -1,14 +1,25 @@
 /**
  * The operator's connections to the API server, counted by a TCP relay in front of the shared
  * control plane: one pool per KubeConfig, whatever the client, instead of a TLS connection (and
- * a handshake on the event loop) per request.
+ * a handshake on the event loop) per request. And a client certificate rotated on disk is the
+ * one the next connection presents.
  */
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  AuthenticationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+} from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { LeaderElector } from "../../src/controller/leader-election.ts";
-import { apiClient } from "../../src/kube-client.ts";
+import { apiClient, requestAuth } from "../../src/kube-client.ts";
 import { createLogger } from "../../src/log.ts";
+import { issueClientCert, type Pem } from "../support/control-plane/certs.ts";
 import { adminKubeConfig, createTestNamespace, eventually } from "../support/kube.ts";
 
 const admin = adminKubeConfig();
@@ -136,5 +147,59 @@ describe("connections to the API server", () => {
     await elector.stop();
     expect(renewals).toBe(1);
     expect(relay.connections - before).toBe(1);
+  });
+});
+
+describe("a client certificate rotated on disk", () => {
+  /** A kubeconfig user whose certificate and key are files, as a rotated credential would be. */
+  async function rotatingUser() {
+    const dir = await mkdtemp(join(tmpdir(), "kube-client-rotate-"));
+    const certFile = join(dir, "client.crt");
+    const keyFile = join(dir, "client.key");
+    // Written beside and renamed over, as the kubelet and cert-manager's csi-driver swap files.
+    const install = async ({ cert, key }: Pem) => {
+      await writeFile(`${keyFile}.new`, key, { mode: 0o600 });
+      await writeFile(`${certFile}.new`, cert);
+      await rename(`${keyFile}.new`, keyFile);
+      await rename(`${certFile}.new`, certFile);
+    };
+    const cluster = admin.getCurrentCluster();
+    if (!cluster) throw new Error("admin kubeconfig has no cluster");
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [cluster],
+      users: [{ name: "rotating", certFile, keyFile }],
+      contexts: [{ name: "rotating", cluster: cluster.name, user: "rotating" }],
+      currentContext: "rotating",
+    });
+    return { kc, install, remove: () => rm(dir, { recursive: true, force: true }) };
+  }
+
+  /** Who the API server says the client is (SelfSubjectReview, open to every authenticated user). */
+  async function whoAmI(kc: KubeConfig): Promise<string | undefined> {
+    const review = await apiClient(kc, AuthenticationV1Api).createSelfSubjectReview({ body: {} });
+    return review.status?.userInfo?.username;
+  }
+
+  it("is the one the next new connection presents: the API server sees the new identity", async () => {
+    const ca = inject("clientCa");
+    const { kc, install, remove } = await rotatingUser();
+    try {
+      await install(await issueClientCert(ca, "CN=keypool-rotating-first"));
+      expect(await whoAmI(kc)).toBe("keypool-rotating-first");
+      expect(await whoAmI(kc)).toBe("keypool-rotating-first");
+      const url = new URL(`${kc.getCurrentCluster()?.server}/version`);
+      const before = (await requestAuth(kc, url)).dispatcher;
+
+      await install(await issueClientCert(ca, "CN=keypool-rotating-second"));
+      // The very next request: no restart, no new KubeConfig, no waiting for the old connection.
+      expect(await whoAmI(kc)).toBe("keypool-rotating-second");
+      const after = (await requestAuth(kc, url)).dispatcher;
+      expect(after).not.toBe(before);
+      // Requests after that share the new connection pool again.
+      expect((await requestAuth(kc, url)).dispatcher).toBe(after);
+    } finally {
+      await remove();
+    }
   });
 });

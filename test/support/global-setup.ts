@@ -14,6 +14,8 @@ declare module "vitest" {
     kubectl: string;
     /** https://127.0.0.1:<port> */
     apiServer: string;
+    /** The control plane's CA (certificate and key, PEM): tests sign client certificates with it. */
+    clientCa: { cert: string; key: string };
   }
 }
 
@@ -29,6 +31,7 @@ export default async function setup(project: TestProject) {
   project.provide("kubeconfig", plane.kubeconfigPath);
   project.provide("kubectl", plane.kubectl ?? "");
   project.provide("apiServer", plane.server);
+  project.provide("clientCa", plane.certs.ca);
   return async () => {
     await plane.stop();
   };

@@ -5,7 +5,10 @@ import {
   type ThreadAccess,
   linuxThreads,
   lowerV8WorkerPriority,
+  yieldBackgroundThreads,
 } from "../../src/background-threads.ts";
+import { ConfigError, parseOperatorConfig, parseServeConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
 
 /** A thread table in memory: which nice value each thread got, and which ones refuse. */
 function fakeThreads(threads: Array<{ tid: number; name: string }>, refuse: number[] = []) {
@@ -60,6 +63,31 @@ describe("lowerV8WorkerPriority", () => {
   it("finds nothing to lower when the process has no thread table (no /proc)", () => {
     const { access } = fakeThreads([]);
     expect(lowerV8WorkerPriority(access, "linux")).toEqual({ lowered: 0 });
+  });
+});
+
+describe("yieldBackgroundThreads: --background-threads-nice", () => {
+  const logger = createLogger({ level: "silent" });
+
+  it.each([
+    { name: "19 by default, as measured", nice: undefined, expected: [19, 19, 19, 19] },
+    { name: "the value given", nice: 10, expected: [10, 10, 10, 10] },
+    { name: "nothing at 0", nice: 0, expected: [] },
+  ])("lowers V8's worker threads to $name", ({ nice, expected }) => {
+    const { access, nice: set } = fakeThreads(NODE_THREADS);
+    yieldBackgroundThreads(logger, { nice, access, platform: "linux" });
+    expect([...set.values()]).toEqual(expected);
+  });
+
+  it.each([
+    { command: "operator", parse: parseOperatorConfig },
+    { command: "serve", parse: parseServeConfig },
+  ])("is a flag of keypool $command: 0-19, default 19", ({ parse }) => {
+    expect(parse([], {}).backgroundThreadsNice).toBe(BACKGROUND_NICE);
+    expect(parse(["--background-threads-nice", "0"], {}).backgroundThreadsNice).toBe(0);
+    expect(parse([], { KEYPOOL_BACKGROUND_THREADS_NICE: "5" }).backgroundThreadsNice).toBe(5);
+    expect(() => parse(["--background-threads-nice", "20"], {})).toThrow(ConfigError);
+    expect(() => parse(["--background-threads-nice", "-1"], {})).toThrow(/--background-threads-nice/);
   });
 });
 

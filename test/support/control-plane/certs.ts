@@ -43,6 +43,53 @@ function validity() {
   };
 }
 
+/** A certificate for `subject` signed by `ca`, with a new key pair. */
+async function signCert(
+  ca: { cert: x509.X509Certificate; key: webcrypto.CryptoKey },
+  subject: string,
+  usage: "server" | "client",
+  altNames: x509.JsonGeneralName[] = [],
+): Promise<Pem> {
+  const keys = await newKeys();
+  const cert = await x509.X509CertificateGenerator.create({
+    ...validity(),
+    subject,
+    issuer: ca.cert.subject,
+    publicKey: keys.publicKey,
+    signingKey: ca.key,
+    signingAlgorithm: ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension(
+        [usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
+        false,
+      ),
+      ...(altNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(altNames)] : []),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+    ],
+  });
+  return { cert: cert.toString("pem"), key: await privateKeyPem(keys.privateKey) };
+}
+
+/**
+ * A client certificate for `subject` (e.g. "CN=jane, O=team") signed by a control plane's CA,
+ * which the API server then authenticates as that user and groups.
+ */
+export async function issueClientCert(ca: Pem, subject: string): Promise<Pem> {
+  const key = await webcrypto.subtle.importKey(
+    "pkcs8",
+    x509.PemConverter.decodeFirst(ca.key),
+    ALGORITHM,
+    false,
+    ["sign"],
+  );
+  return signCert({ cert: new x509.X509Certificate(ca.cert), key }, subject, "client");
+}
+
 export async function generateControlPlaneCerts(): Promise<ControlPlaneCerts> {
   const caKeys = await newKeys();
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -57,35 +104,8 @@ export async function generateControlPlaneCerts(): Promise<ControlPlaneCerts> {
     ],
   });
 
-  const issue = async (
-    subject: string,
-    usage: "server" | "client",
-    altNames: x509.JsonGeneralName[] = [],
-  ) => {
-    const keys = await newKeys();
-    const cert = await x509.X509CertificateGenerator.create({
-      ...validity(),
-      subject,
-      issuer: caCert.subject,
-      publicKey: keys.publicKey,
-      signingKey: caKeys.privateKey,
-      signingAlgorithm: ALGORITHM,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-          true,
-        ),
-        new x509.ExtendedKeyUsageExtension(
-          [usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
-          false,
-        ),
-        ...(altNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(altNames)] : []),
-        await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
-      ],
-    });
-    return { cert: cert.toString("pem"), key: await privateKeyPem(keys.privateKey) };
-  };
+  const issue = (subject: string, usage: "server" | "client", altNames: x509.JsonGeneralName[] = []) =>
+    signCert({ cert: caCert, key: caKeys.privateKey }, subject, usage, altNames);
 
   const serving = await issue("CN=kube-apiserver", "server", [
     { type: "ip", value: "127.0.0.1" },
