@@ -1,19 +1,16 @@
 /** `keypool operator`: wiring only. */
 import type { Server } from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
-import type { Registry } from "prom-client";
 import { parseDuration } from "./api/duration.ts";
 import { yieldBackgroundThreads } from "./background-threads.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Operator } from "./controller/operator.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger } from "./log.ts";
 import { KubernetesAuth } from "./server/auth.ts";
 import { type Authorizer, NoAuth } from "./server/authorizer.ts";
-import { createDispenserApp } from "./server/dispenser.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
-
-const systemClock = { now: () => Date.now() };
+import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
 
 export function loadKubeConfig(
   path: string | undefined,
@@ -29,20 +26,6 @@ export function loadKubeConfig(
     );
   }
   return kc;
-}
-
-export function addressPort(server: Server): number | undefined {
-  const address = server.address();
-  return typeof address === "object" && address ? address.port : undefined;
-}
-
-/** Stops accepting, lets in-flight requests finish, then closes idle keep-alive connections. */
-export function closeServer(server: Server | undefined): Promise<void> {
-  if (!server?.listening) return Promise.resolve();
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
 }
 
 export async function runOperator(config: OperatorConfig): Promise<number> {
@@ -87,7 +70,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     statusWrites: () => operator.statusWriter.stats.writes,
     ...(auth instanceof KubernetesAuth ? { authStats: () => (auth as KubernetesAuth).stats } : {}),
   });
-  const dispenserApp = createDispenserApp({
+  const dispenserApp = servingHandler(config, metrics, {
     registry: operator.registry,
     auth,
     logger,
@@ -95,7 +78,6 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     mode: "kubernetes",
     defaultNamespace: config.defaultNamespace,
     probePool: (ref) => operator.prober.probePool(ref),
-    proxy: proxySettings(config, metrics),
   });
 
   const probes = await listen(createProbesApp(operator, metrics), config.probesPort, config.probesAddress);
@@ -116,47 +98,4 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
   const code = await stopped;
   logger.flush();
   return code;
-}
-
-/** The proxy's settings from either command's configuration. */
-export function proxySettings(
-  config: Pick<OperatorConfig, "proxyMaxBody" | "proxyRetryBody" | "proxyMaxWaitLimit">,
-  metrics: Registry,
-) {
-  return {
-    limits: {
-      maxBytes: config.proxyMaxBody,
-      retryLimit: Math.min(config.proxyRetryBody, config.proxyMaxBody),
-    },
-    maxWaitLimitMs: parseDuration(config.proxyMaxWaitLimit) ?? 60_000,
-    metrics,
-  };
-}
-
-/**
- * Resolves with the exit code once SIGTERM/SIGINT has run `stop` (0), or at once on a second
- * signal (1).
- */
-export function onSignals(logger: Logger, stop: () => Promise<void>): Promise<number> {
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const handle = (signal: string) => {
-      if (stopping) {
-        logger.warn({ signal }, "second signal: exiting now");
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      logger.info({ signal }, "stopping: finishing requests, flushing state");
-      stop().then(
-        () => resolve(0),
-        (err: Error) => {
-          logger.error({ err: err.message }, "error while stopping");
-          resolve(1);
-        },
-      );
-    };
-    process.on("SIGTERM", () => handle("SIGTERM"));
-    process.on("SIGINT", () => handle("SIGINT"));
-  });
 }

@@ -1,26 +1,23 @@
 /** `keypool serve`: the engine without a cluster (manifests directory + env vars). Wiring only. */
 import { yieldBackgroundThreads } from "./background-threads.ts";
 import type { ServeConfig } from "./config.ts";
-import { PoolRegistry } from "./controller/pools.ts";
-import { Prober } from "./controller/prober.ts";
+import { PoolRegistry, refKey } from "./pool/registry.ts";
+import { Prober } from "./providers/prober.ts";
 import { leaseTokenSource } from "./lease-tokens.ts";
 import { createLogger } from "./log.ts";
-import { addressPort, closeServer, onSignals, proxySettings } from "./run-operator.ts";
+import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
 import { parseDuration } from "./api/duration.ts";
 import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
-import { createDispenserApp } from "./server/dispenser.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
 import { StandaloneSource } from "./sources/files/standalone.ts";
-
-const systemClock = { now: () => Date.now() };
 
 export async function runServe(
   config: ServeConfig,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
-  yieldBackgroundThreads(logger);
+  yieldBackgroundThreads(logger, { nice: config.backgroundThreadsNice });
   const registry = new PoolRegistry();
   const healthCheckMs = parseDuration(config.healthCheckInterval) ?? 1000;
   // The source logs each key transition and each problem itself, once: no onTransition logging here.
@@ -61,7 +58,7 @@ export async function runServe(
     watchStaleSeconds: () => 0,
     statusWrites: () => 0,
   });
-  const app = createDispenserApp({
+  const app = servingHandler(config, metrics, {
     registry,
     auth,
     logger,
@@ -70,7 +67,6 @@ export async function runServe(
     defaultNamespace: config.defaultNamespace,
     runtimeKeys: source,
     probePool: (ref) => prober.probePool(ref),
-    proxy: proxySettings(config, metrics),
   });
   const health = {
     health: () => ({
@@ -91,7 +87,7 @@ export async function runServe(
       url,
       port: addressPort(dispenser),
       probesPort: addressPort(probes),
-      pools: [...registry.values()].map((p) => `${p.ref.namespace}/${p.ref.name}`),
+      pools: [...registry.values()].map((p) => refKey(p.ref)),
     },
     "serving keys",
   );

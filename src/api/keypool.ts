@@ -2,6 +2,8 @@
  * The KeyPool resource (keypool.dev/v1alpha1): the single source of truth for its shape.
  * The CRD in crds/ is generated from these schemas (src/api/crd.ts); the controller, the
  * engine and the standalone loader parse objects with them at run time.
+ * src/api — the KeyPool schemas (spec, status, durations, CRD generation). May import: zod, yaml
+ * and Node built-ins; nothing else in src/ (everything else imports it).
  */
 import { z } from "zod";
 import { duration } from "./duration.ts";

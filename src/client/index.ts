@@ -3,6 +3,7 @@
  * report how the call went, or let `withKey` run the call with failover to another key.
  * Ships standalone (package.json `exports` points at the compiled dist/client/), so it may import
  * nothing but Node built-ins and its own files: no other src/ folder, no dependency.
+ * May import: Node built-ins and src/client only.
  *
  * Files: client.ts (KeyPoolClient), transport.ts (one HTTP call: token, timeout, errors),
  * outcome.ts (a provider answer or thrown error as a report and a retry decision), errors.ts (codes).

@@ -3,6 +3,7 @@
  * flapping key cannot flood the API server: the same (pool, reason, subject) at most once per
  * interval, and a token bucket over all events. Messages name keys by id and masked form only.
  */
+import { refKey } from "../pool/registry.ts";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../log.ts";
 import { apiClient } from "../kube-client.ts";
@@ -72,7 +73,7 @@ export class EventRecorder {
     const last = this.#lastSent.get(dedup);
     if ((last !== undefined && now - last < this.#repeatMs) || !this.#takeToken(now)) {
       this.#dropped++;
-      this.#logger.debug({ pool: `${target.namespace}/${target.name}`, reason }, "event rate-limited");
+      this.#logger.debug({ pool: refKey(target), reason }, "event rate-limited");
       return;
     }
     this.#lastSent.set(dedup, now);

@@ -13,8 +13,8 @@ import { type KeyPool, parseKeyPool } from "../api/parse.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
-import { poolConfigFromSpec } from "../pool/config.ts";
-import { KeyPoolEngine, type KeyTransitionEvent } from "../pool/engine.ts";
+import { applyPool } from "../pool/apply.ts";
+import type { KeyTransitionEvent } from "../pool/engine.ts";
 import {
   resolvePoolKeys,
   type SecretCache,
@@ -23,9 +23,8 @@ import {
 } from "../sources/kubernetes/secrets.ts";
 import { findCondition } from "./conditions.ts";
 import type { EventTarget } from "./events.ts";
-import type { PoolRegistry, PoolRuntime } from "./pools.ts";
+import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import { desiredStatus, snapshotFromStatus } from "./status.ts";
-import { type PoolRef, refKey } from "./status-writer.ts";
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -131,19 +130,36 @@ export class Reconciler {
       await this.#o.status.writeNow(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
     }
 
-    const runtime = this.#runtime(ref, pool);
     const resolved = await resolvePoolKeys(
       ref.namespace,
       pool.spec,
       this.#o.secrets,
       this.#o.lookupUncachedSecret,
     );
+    const target = this.#target(pool);
+    const statusSnapshot = () => snapshotFromStatus(pool.status, this.#o.clock.now());
+    const applied = applyPool(this.#o.registry, {
+      ref,
+      uid: pool.metadata.uid,
+      generation: pool.metadata.generation,
+      spec: pool.spec,
+      entries: resolved.entries,
+      // A new engine resumes cooldowns, Invalid marks and counters from the last status (a restart,
+      // a new leader); an existing one merges it (level-triggered: other replicas' writes), the
+      // newer fact winning per key.
+      restoreFrom: statusSnapshot,
+      mergeFrom: statusSnapshot,
+      engine: {
+        clock: this.#o.clock,
+        newLeaseToken: this.#o.newLeaseToken,
+        onTransition: (event) => this.#onTransition(target, event),
+      },
+    });
+    const runtime = applied.runtime;
     runtime.secretNames = resolved.secretNames;
-    runtime.usesSelector = pool.spec.secretSelector !== undefined;
-    const change = runtime.engine.setKeys(resolved.entries);
-    if (change.added.length || change.removed.length) {
+    if (applied.added.length || applied.removed.length) {
       log.info(
-        { added: change.added, removed: change.removed, total: runtime.engine.size },
+        { added: applied.added, removed: applied.removed, total: runtime.engine.size },
         "key set changed",
       );
     }
@@ -274,40 +290,6 @@ export class Reconciler {
       new Date(this.#o.clock.now()),
     );
     this.#o.status.submit(ref, this.#withProbeRequest(ref, object.metadata?.uid, pending));
-  }
-
-  /** The pool's engine, created (and restored from the status) the first time the pool is seen. */
-  #runtime(ref: PoolRef, pool: KeyPool): PoolRuntime {
-    const config = poolConfigFromSpec(pool.spec);
-    const existing = this.#o.registry.get(ref);
-    if (existing && existing.uid === pool.metadata.uid) {
-      existing.engine.setConfig(config);
-      existing.spec = pool.spec;
-      existing.generation = pool.metadata.generation;
-      // Level-triggered: what the status says (another replica's writes) merged with what this
-      // engine knows, the newer fact winning per key.
-      existing.engine.merge(snapshotFromStatus(pool.status, this.#o.clock.now()));
-      return existing;
-    }
-    const target = this.#target(pool);
-    const engine = new KeyPoolEngine(config, {
-      clock: this.#o.clock,
-      newLeaseToken: this.#o.newLeaseToken,
-      onTransition: (event) => this.#onTransition(target, event),
-    });
-    // Resume cooldowns, Invalid marks and counters from the last status (a restart, or a new leader).
-    engine.restore(snapshotFromStatus(pool.status, this.#o.clock.now()));
-    const runtime: PoolRuntime = {
-      ref,
-      uid: pool.metadata.uid,
-      engine,
-      spec: pool.spec,
-      generation: pool.metadata.generation,
-      secretNames: new Set(),
-      usesSelector: pool.spec.secretSelector !== undefined,
-    };
-    this.#o.registry.set(runtime);
-    return runtime;
   }
 
   #onTransition(target: EventTarget, event: KeyTransitionEvent) {

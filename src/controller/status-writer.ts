@@ -13,16 +13,10 @@ import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } fr
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
+import { type PoolRef, refKey } from "../pool/registry.ts";
 import { apiClient } from "../kube-client.ts";
 import { type BackoffPolicy, backoffDelay } from "./backoff.ts";
 import { describeError } from "./leader-election.ts";
-
-export interface PoolRef {
-  namespace: string;
-  name: string;
-}
-
-export const refKey = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
 
 /** Reason of the Warning Event recorded when the API server refuses a status write (403, 422). */
 export const STATUS_WRITE_FAILED = "StatusWriteFailed";

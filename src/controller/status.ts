@@ -7,7 +7,7 @@ import type { Condition, KeyPoolStatus, KeyStatus } from "../api/status.ts";
 import type { KeyView } from "../pool/engine.ts";
 import { USABLE_STATES } from "../pool/key.ts";
 import { type EngineSnapshot, KeySnapshot, SNAPSHOT_VERSION } from "../pool/snapshot.ts";
-import type { SourceProblem } from "../sources/kubernetes/secrets.ts";
+import type { PoolProblem } from "../pool/registry.ts";
 import { ConditionType, Reason, setCondition } from "./conditions.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -73,7 +73,7 @@ export type Evaluation =
   /** The first reconcile of a generation: nothing is known yet (kstatus needs a Ready condition at once). */
   | { kind: "reconciling" }
   | { kind: "invalidSpec"; message: string }
-  | { kind: "evaluated"; views: KeyView[]; problems: SourceProblem[]; emptyValues: number };
+  | { kind: "evaluated"; views: KeyView[]; problems: PoolProblem[]; emptyValues: number };
 
 /** Every state, zeros included: a merge patch must overwrite a count that dropped to zero. */
 function countByState(views: KeyView[]): Record<string, number> {
@@ -129,7 +129,7 @@ export function desiredStatus(
   if (usable > 0) {
     set(ConditionType.Ready, "True", Reason.KeysAvailable, `${usable} of ${live} keys usable${emptyNote}`);
   } else if (problems.length) {
-    set(ConditionType.Ready, "False", (problems[0] as SourceProblem).reason, problemText);
+    set(ConditionType.Ready, "False", (problems[0] as PoolProblem).reason, problemText);
   } else if (live === 0) {
     set(ConditionType.Ready, "False", Reason.NoKeys, `The pool's Secrets hold no keys${emptyNote}`);
   } else {
@@ -139,7 +139,7 @@ export function desiredStatus(
   // Stalled (kstatus: Failed) only when nothing is served and only the user can change that: a
   // pool that serves with a partial problem is Ready and Degraded instead.
   if (usable === 0 && problems.length)
-    set(ConditionType.Stalled, "True", (problems[0] as SourceProblem).reason, problemText);
+    set(ConditionType.Stalled, "True", (problems[0] as PoolProblem).reason, problemText);
   else if (usable === 0 && live === 0)
     set(ConditionType.Stalled, "True", Reason.NoKeys, `The pool's Secrets hold no keys${emptyNote}`);
   else set(ConditionType.Stalled, "False", Reason.NoProblem, "Nothing needs a change");
@@ -150,7 +150,7 @@ export function desiredStatus(
     set(
       ConditionType.Degraded,
       "True",
-      (problems[0] as SourceProblem).reason,
+      (problems[0] as PoolProblem).reason,
       unusable > 0 ? `${problemText}; ${unusableText}` : problemText,
     );
   else if (unusable > 0) set(ConditionType.Degraded, "True", Reason.KeysUnusable, unusableText);

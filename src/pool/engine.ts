@@ -1,7 +1,9 @@
 /**
  * src/pool: the engine (this file) and its parts: key states, strategies, client-side limits,
  * leases, quota groups, snapshots. Pure: no I/O, no timers, no clock reads except through the
- * injected Clock. May import: src/api (schemas and types), node:crypto (hashing), zod. Nothing
+ * injected Clock. The registry of pool runtimes (registry.ts) and the one step that applies a
+ * pool (apply.ts) live here too: the runtime model every part shares.
+ * May import: src/api (schemas and types), node:crypto (hashing), zod. Nothing
  * else. There is no barrel: import the file that holds what you need.
  *
  * The pool engine: the keys of one pool, their states, limits, leases and quota groups, and

@@ -3,8 +3,10 @@
  * probe request, rate-limit header parsing, and a classification table that maps an HTTP answer to an
  * Outcome), plus the classification of transport failures.
  *
- * May import: src/pool/outcome.ts (types only) and Node built-ins. No I/O, no timers, no clock:
- * time comes only from the `nowMs` argument.
+ * May import: src/api, src/pool (types) and Node built-ins. No I/O, no timers, no clock: time
+ * comes only from the `nowMs` argument. The one exception is prober.ts, the active health
+ * probes both commands run: it calls the providers (undici), keeps a timer and takes an
+ * injected Clock, and may also import src/log.
  *
  * Files: headers.ts (header access, durations, dates), errors-body.ts (body parsing),
  * profile.ts (rule tables, HTTP fallback, classify), rate-limit.ts (header families, deadline choice),

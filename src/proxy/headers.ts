@@ -4,7 +4,7 @@
  * credential never reaches the provider, and the provider's key never reaches the caller.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import { bearerToken } from "../server/auth.ts";
+import { bearerToken } from "../server/authorizer.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and framing headers each side sets for itself. */
 const HOP_BY_HOP = new Set([

@@ -5,15 +5,15 @@
  * retryable answer (429, 5xx, 529, a refused key, a network error) reports it and tries another
  * key, as long as nothing has been sent to the caller. Answers stream through with backpressure;
  * token usage and rate-limit headers update the key.
- * May import: src/api, src/pool, src/providers, src/controller (registry types), src/server, src/log.
+ * May import: src/api, src/pool, src/providers, src/server (errors, names, dispensing: the server
+ * never imports this folder; run-common.ts mounts the handler), src/log.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "undici";
 import { Agent } from "undici";
-import type { PoolRegistry, PoolRuntime } from "../controller/pools.ts";
-import type { PoolRef } from "../controller/status-writer.ts";
+import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { Outcome } from "../pool/outcome.ts";
@@ -83,11 +83,6 @@ interface Call {
   waitedMs: number;
   abort: AbortController;
   keyIds: string[];
-}
-
-/** Whether a path is the proxy's: requests under /proxy/ go to `createProxy`'s handler. */
-export function isProxyPath(url: string | undefined): boolean {
-  return url !== undefined && url.startsWith("/proxy/");
 }
 
 export function createProxy(options: ProxyOptions) {
@@ -252,7 +247,7 @@ export function createProxy(options: ProxyOptions) {
         metrics?.attempts.inc({ ...labels(call.ref), result: outcome.kind });
         lastNetworkError = outcome;
         held = undefined;
-        log.debug({ pool: refText(call.ref), keyId: picked.keyId, reason: outcome.reason }, "attempt failed");
+        log.debug({ pool: refKey(call.ref), keyId: picked.keyId, reason: outcome.reason }, "attempt failed");
         if (replayable) continue;
         throw networkFailure(outcome);
       }
@@ -278,7 +273,7 @@ export function createProxy(options: ProxyOptions) {
       }
       log.debug(
         {
-          pool: refText(call.ref),
+          pool: refKey(call.ref),
           keyId: picked.keyId,
           status: answer.statusCode,
           kind: classification.kind,
@@ -368,12 +363,12 @@ export function createProxy(options: ProxyOptions) {
   ): OutgoingHttpHeaders {
     const headers: OutgoingHttpHeaders = {
       "x-keypool-attempts": String(call.attempts),
-      "x-keypool-pool": `${runtime.ref.namespace}/${runtime.ref.name}`,
+      "x-keypool-pool": refKey(runtime.ref),
     };
     const keyId = picked?.keyId ?? call.keyIds.at(-1);
     if (keyId) headers["x-keypool-key-id"] = keyId;
     if (picked && picked.servedBy.name !== call.ref.name)
-      headers["x-keypool-fallback-from"] = refText(call.ref);
+      headers["x-keypool-fallback-from"] = refKey(call.ref);
     const capacity = runtime.engine.capacity();
     const now = options.clock.now();
     headers["x-keypool-usable-keys"] = String(capacity.usableKeys);
@@ -409,7 +404,7 @@ export function createProxy(options: ProxyOptions) {
       {
         audit: "proxy",
         caller: call.caller || undefined,
-        pool: refText(call.ref),
+        pool: refKey(call.ref),
         method: call.req.method,
         path: call.path.slice(0, 200),
         keyIds: call.keyIds,
@@ -450,7 +445,6 @@ function parseProxyPath(url: string | undefined): { ref: PoolRef; path: string; 
   return { ref, path: confinedPath(path), query: new URLSearchParams(match[4] ?? "") };
 }
 
-const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
 const labels = (ref: PoolRef) => ({ namespace: ref.namespace, pool: ref.name });
 
 function headerText(value: string | string[] | undefined): string | undefined {

@@ -43,33 +43,9 @@ import {
 import { formatDuration } from "../api/duration.ts";
 import { apiClient } from "../kube-client.ts";
 import { TtlCache } from "./ttl-cache.ts";
+import type { AuthDecision, AuthVerb, Caller, MaybeAsync } from "./authorizer.ts";
 import { type Logger, scrubSecrets } from "../log.ts";
 import { type BreakerState, CircuitBreaker } from "./circuit-breaker.ts";
-
-export interface Caller {
-  /** e.g. system:serviceaccount:ai:chatbot */
-  username: string;
-  uid: string | undefined;
-  groups: string[];
-  extra?: Record<string, string[]>;
-  /** Set when the caller is a ServiceAccount. */
-  serviceAccount?: { namespace: string; name: string };
-}
-
-export type AuthVerb = "use" | "update";
-
-/** A value now when it is known (a cache hit), a promise when it needs a round trip. */
-export type MaybeAsync<T> = T | Promise<T>;
-
-export type AuthDecision =
-  | { ok: true; caller: Caller }
-  | {
-      ok: false;
-      code: "unauthenticated" | "forbidden" | "auth_unavailable";
-      message: string;
-      /** auth_unavailable: when to try again (the Retry-After header). */
-      retryAfterSeconds?: number;
-    };
 
 export interface KubernetesAuthOptions {
   /** The operator's own credentials (needs create on tokenreviews and subjectaccessreviews). */
@@ -554,13 +530,6 @@ export class KubernetesAuth {
   #howToAuthenticate(): string {
     return `send your ServiceAccount token as Authorization: Bearer <token>; a projected token needs ${this.#audienceWords()}`;
   }
-}
-
-/** Extracts a bearer token from an Authorization header value ("Bearer x"), else undefined. */
-export function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const match = /^[ \t]*Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header);
-  return match?.[1];
 }
 
 /**

@@ -8,8 +8,38 @@ import { hash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { z } from "zod";
-import type { AuthDecision, AuthVerb, Caller, MaybeAsync } from "./auth.ts";
-import { bearerToken } from "./auth.ts";
+
+export interface Caller {
+  /** e.g. system:serviceaccount:ai:chatbot */
+  username: string;
+  uid: string | undefined;
+  groups: string[];
+  extra?: Record<string, string[]>;
+  /** Set when the caller is a ServiceAccount. */
+  serviceAccount?: { namespace: string; name: string };
+}
+
+export type AuthVerb = "use" | "update";
+
+/** A value now when it is known (a cache hit), a promise when it needs a round trip. */
+export type MaybeAsync<T> = T | Promise<T>;
+
+export type AuthDecision =
+  | { ok: true; caller: Caller }
+  | {
+      ok: false;
+      code: "unauthenticated" | "forbidden" | "auth_unavailable";
+      message: string;
+      /** auth_unavailable: when to try again (the Retry-After header). */
+      retryAfterSeconds?: number;
+    };
+
+/** Extracts a bearer token from an Authorization header value ("Bearer x"), else undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const match = /^[ \t]*Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header);
+  return match?.[1];
+}
 
 export interface Authorizer {
   /**
@@ -20,8 +50,6 @@ export interface Authorizer {
   /** Only who the caller is (for compat routes that resolve pools in the caller's namespace). */
   authenticate(token: string | undefined): MaybeAsync<AuthDecision>;
 }
-
-export { bearerToken };
 
 const ANONYMOUS: Caller = { username: "anonymous", uid: undefined, groups: [] };
 

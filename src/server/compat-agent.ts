@@ -10,7 +10,7 @@
  * with when it began where that is known (the last error's time; a latency average has none).
  */
 import { type Request, Router } from "express";
-import type { PoolRuntime } from "../controller/pools.ts";
+import type { PoolRuntime } from "../pool/registry.ts";
 import type { KeyView } from "../pool/engine.ts";
 import {
   authorizedModelPool,

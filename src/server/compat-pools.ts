@@ -5,13 +5,12 @@
  */
 import type { Request } from "express";
 import type { KeyState } from "../api/keypool.ts";
-import type { PoolRegistry, PoolRuntime } from "../controller/pools.ts";
-import type { PoolRef } from "../controller/status-writer.ts";
+import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { KeyView } from "../pool/engine.ts";
 import type { SessionAffinity } from "./affinity.ts";
-import type { AuthVerb } from "./auth.ts";
+import type { AuthVerb } from "./authorizer.ts";
 import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { type DispenseResult, dispense, requirePool } from "./dispense.ts";
 import { KeyPoolError } from "./errors.ts";
@@ -120,7 +119,7 @@ export async function dispenseModel(
     {
       audit: "dispense",
       caller: caller.username,
-      pool: `${ref.namespace}/${ref.name}`,
+      pool: refKey(ref),
       keyId: result.keyId,
       leaseId: result.leaseId,
     },

@@ -26,7 +26,7 @@ import {
 } from "./compat-pools.ts";
 import { report } from "./dispense.ts";
 import { KeyPoolError } from "./errors.ts";
-import type { PoolRef } from "../controller/status-writer.ts";
+import { type PoolRef, refKey } from "../pool/registry.ts";
 
 /** Standalone: keys added and removed at run time. */
 export interface RuntimeKeys {
@@ -170,7 +170,7 @@ export function createCompatRouter(o: CompatOptions): Router {
       {
         audit: "add-key",
         caller: caller.username,
-        pool: `${ref.namespace}/${ref.name}`,
+        pool: refKey(ref),
         keyId: result.keyId,
       },
       "key added",
@@ -195,7 +195,7 @@ export function createCompatRouter(o: CompatOptions): Router {
       );
     }
     o.logger.info(
-      { audit: "remove-key", caller: caller.username, pool: `${ref.namespace}/${ref.name}`, keyId: id },
+      { audit: "remove-key", caller: caller.username, pool: refKey(ref), keyId: id },
       "key removed",
     );
     res.json({ success: true, model: String(req.params.pool), keyId: id });

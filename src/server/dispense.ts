@@ -4,8 +4,7 @@
  * without key material. The express routes (dispenser.ts, compat.ts) are thin over this.
  */
 import type { KeyState } from "../api/keypool.ts";
-import type { PoolRegistry, PoolRuntime } from "../controller/pools.ts";
-import type { PoolRef } from "../controller/status-writer.ts";
+import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { Dispensed } from "../pool/engine.ts";
 import type { Outcome } from "../pool/outcome.ts";
@@ -22,11 +21,9 @@ export interface DispenseResult extends Dispensed {
   fallbackFrom: PoolRef[];
 }
 
-const refText = (ref: PoolRef) => `${ref.namespace}/${ref.name}`;
-
 export function requirePool(registry: PoolRegistry, ref: PoolRef): PoolRuntime {
   const runtime = registry.get(ref);
-  if (!runtime) throw new KeyPoolError("pool_not_found", `KeyPool ${refText(ref)} not found`);
+  if (!runtime) throw new KeyPoolError("pool_not_found", `KeyPool ${refKey(ref)} not found`);
   return runtime;
 }
 
@@ -58,7 +55,7 @@ export function dispense(
     let picked: Dispensed | undefined;
     const usable = runtime === first || !options.accept || options.accept(runtime);
     if (usable && options.session) {
-      const keyId = affinity.keyFor(engine, `${refText(runtime.ref)}/${options.session}`);
+      const keyId = affinity.keyFor(engine, `${refKey(runtime.ref)}/${options.session}`);
       if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId);
     }
     if (usable && !picked) {
@@ -77,7 +74,7 @@ export function dispense(
   }
   const retryAfterSeconds =
     earliest === undefined ? 60 : Math.max(1, Math.ceil((earliest - clock.now()) / 1000));
-  const chain = tried.map(refText).join(" -> ");
+  const chain = tried.map(refKey).join(" -> ");
   throw new KeyPoolError(
     "no_usable_key",
     `No usable key in ${chain}${earliest === undefined ? "" : `; the earliest becomes usable in ${retryAfterSeconds} s`}`,
@@ -143,9 +140,9 @@ export function report(
     throw result.code === "unknown_lease"
       ? new KeyPoolError(
           "lease_not_found",
-          `Lease ${input.leaseId} is not open in KeyPool ${refText(ref)} (closed, expired, or from another pool: report to the pool that served it)`,
+          `Lease ${input.leaseId} is not open in KeyPool ${refKey(ref)} (closed, expired, or from another pool: report to the pool that served it)`,
         )
-      : new KeyPoolError("key_not_found", `Key ${input.keyId} is not in KeyPool ${refText(ref)}`);
+      : new KeyPoolError("key_not_found", `Key ${input.keyId} is not in KeyPool ${refKey(ref)}`);
   }
   registry.touched(ref);
   return { keyId: result.keyId, state: result.state };

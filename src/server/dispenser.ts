@@ -2,23 +2,18 @@
  * src/server — the HTTP side: the key-dispensing API (this file), the key-pool-manager
  * compatibility API (compat.ts), auth, probes and metrics. Express 5 apps over the pool
  * registry; every error is JSON `{error: {code, message}}` with a code from errors.ts.
- * May import: src/api, src/pool, src/providers, src/controller (registry types), src/log, src/kube-client.
+ * The provider proxy (src/proxy) is handed in as a request handler: this folder never imports it.
+ * May import: src/api, src/pool, src/providers, src/log, src/kube-client.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
-import type { Registry } from "prom-client";
-import type { Dispatcher } from "undici";
 import { z } from "zod";
-import type { PoolRegistry } from "../controller/pools.ts";
-import type { PoolRef } from "../controller/status-writer.ts";
+import { type PoolRef, type PoolRegistry, refKey } from "../pool/registry.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { OutcomeKind } from "../pool/outcome.ts";
-import type { BodyLimits } from "../proxy/body.ts";
-import { ProxyMetrics } from "../proxy/metrics.ts";
-import { createProxy, isProxyPath } from "../proxy/proxy.ts";
-import { SessionAffinity } from "./affinity.ts";
-import type { AuthDecision, AuthVerb, Caller } from "./auth.ts";
+import type { SessionAffinity } from "./affinity.ts";
+import type { AuthDecision, AuthVerb, Caller } from "./authorizer.ts";
 import { type Authorizer, bearerToken } from "./authorizer.ts";
 import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { createAgentCompatRouter } from "./compat-agent.ts";
@@ -43,13 +38,10 @@ export interface DispenserOptions {
   probePool?: (ref: PoolRef) => Promise<number>;
   /** Largest request body accepted. */
   bodyLimit?: string;
-  /** The provider proxy (/proxy/...): body limits, the wait cap, where its metrics go. */
-  proxy?: {
-    limits: BodyLimits;
-    maxWaitLimitMs: number;
-    metrics?: Registry;
-    dispatcher?: Dispatcher;
-  };
+  /** Sessions pinned to keys, shared with the proxy (x-keypool-session). */
+  affinity: SessionAffinity;
+  /** The provider proxy's handler (src/proxy), mounted at /proxy/; without it, /proxy/ is 404. */
+  proxy?: RequestHandler;
 }
 const KEY_ID_RE = /^[0-9a-f]{12}$/;
 
@@ -114,19 +106,9 @@ export function excludedKeys(query: string | undefined): ReadonlySet<string> | u
  */
 export function createDispenserApp(options: DispenserOptions): RequestHandler {
   const log = options.logger.child({ component: "dispenser" });
-  const affinity = new SessionAffinity();
+  const affinity = options.affinity;
   const app = createExpressApp(options, log, affinity);
-  const proxy = createProxy({
-    registry: options.registry,
-    auth: options.auth,
-    logger: options.logger,
-    clock: options.clock,
-    affinity,
-    limits: options.proxy?.limits ?? { maxBytes: 32 * 1024 * 1024, retryLimit: 4 * 1024 * 1024 },
-    maxWaitLimitMs: options.proxy?.maxWaitLimitMs ?? 60_000,
-    ...(options.proxy?.metrics ? { metrics: new ProxyMetrics(options.proxy.metrics) } : {}),
-    ...(options.proxy?.dispatcher ? { dispatcher: options.proxy.dispatcher } : {}),
-  });
+  const proxy = options.proxy;
 
   const serveKey = (
     req: IncomingMessage,
@@ -147,8 +129,8 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
       {
         audit: "dispense",
         caller: caller.username,
-        pool: `${ref.namespace}/${ref.name}`,
-        servedBy: `${result.servedBy.namespace}/${result.servedBy.name}`,
+        pool: refKey(ref),
+        servedBy: refKey(result.servedBy),
         keyId: result.keyId,
         leaseId: result.leaseId,
       },
@@ -194,7 +176,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
   };
 
   return (req, res) => {
-    if (isProxyPath(req.url)) {
+    if (proxy && req.url?.startsWith("/proxy/")) {
       proxy(req, res);
       return;
     }
@@ -278,10 +260,7 @@ function createExpressApp(
           "key_not_found",
           `Key ${keyId} is not in KeyPool ${ref.namespace}/${ref.name}`,
         );
-      log.info(
-        { audit: action, caller: caller.username, pool: `${ref.namespace}/${ref.name}`, keyId },
-        `key ${action}`,
-      );
+      log.info({ audit: action, caller: caller.username, pool: refKey(ref), keyId }, `key ${action}`);
       options.registry.touched(ref);
       res.json({ keyId, state: engine.keys().find((k) => k.id === keyId)?.state });
     };
@@ -295,10 +274,7 @@ function createExpressApp(
     if (!options.probePool)
       throw new KeyPoolError("method_not_allowed", "Probes are not enabled on this server");
     const probed = await options.probePool(ref);
-    log.info(
-      { audit: "probe", caller: caller.username, pool: `${ref.namespace}/${ref.name}`, probed },
-      "pool probed",
-    );
+    log.info({ audit: "probe", caller: caller.username, pool: refKey(ref), probed }, "pool probed");
     res.json({ probed, pool: poolView(requirePool(options.registry, ref)) });
   });
 

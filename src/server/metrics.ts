@@ -3,7 +3,7 @@
  * unbounded cardinality and the status already lists them).
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import type { PoolRegistry } from "../controller/pools.ts";
+import type { PoolRegistry } from "../pool/registry.ts";
 import type { AuthStats } from "./auth.ts";
 
 export interface MetricsSources {

@@ -11,7 +11,8 @@ import {
 } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { type AuthVerb, KubernetesAuth, type KubernetesAuthOptions } from "../../src/server/auth.ts";
+import { KubernetesAuth, type KubernetesAuthOptions } from "../../src/server/auth.ts";
+import type { AuthVerb } from "../../src/server/authorizer.ts";
 import { adminKubeConfig, createTestNamespace, eventually, tokenKubeConfig } from "../support/kube.ts";
 
 const kc = adminKubeConfig();

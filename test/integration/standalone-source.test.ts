@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PoolRegistry } from "../../src/controller/pools.ts";
+import { PoolRegistry } from "../../src/pool/registry.ts";
 import { createLogger } from "../../src/log.ts";
 import { ManualClock } from "../../src/pool/clock.ts";
 import { keyId } from "../../src/pool/identity.ts";

@@ -4,6 +4,7 @@
  * content changes (a sha256 of the bytes), so rescanning every few seconds costs a read of
  * small files. A file or directory that cannot be read keeps what was last read from it.
  */
+import { refKey } from "../../pool/registry.ts";
 import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -23,8 +24,6 @@ import { errorCode } from "./fs-errors.ts";
 const MANIFEST_RE = /\.(ya?ml|json)$/i;
 /** Larger than any sensible manifest; Kubernetes caps a Secret at 1 MiB. */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
-
-export const refKey = (ref: ObjectRef) => `${ref.namespace}/${ref.name}`;
 
 export interface DirectoryScan {
   /** KeyPool manifests by "namespace/name" (the first file, in name order, wins a duplicate). */

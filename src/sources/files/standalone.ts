@@ -4,20 +4,19 @@
  * as it changes), pools from `NAME_KEYS` environment variables, and the engines' state is kept
  * in a state file so a restart resumes cooldowns and Invalid marks.
  * May import: src/api, src/pool, src/sources/kubernetes (the resolver), src/log types,
- * src/controller/pools types, node built-ins, yaml, zod.
+ * src/pool (the registry), node built-ins, yaml, zod.
  */
-import { createHash } from "node:crypto";
 import type { KeyPoolSpec } from "../../api/keypool.ts";
-import type { PoolRegistry, PoolRuntime } from "../../controller/pools.ts";
+import { type PoolRegistry, type PoolRuntime, refKey } from "../../pool/registry.ts";
 import type { Logger } from "../../log.ts";
 import type { Clock } from "../../pool/clock.ts";
-import { poolConfigFromSpec } from "../../pool/config.ts";
-import { KeyPoolEngine, type KeyTransitionEvent } from "../../pool/engine.ts";
+import { applyPool } from "../../pool/apply.ts";
+import type { KeyTransitionEvent } from "../../pool/engine.ts";
 import { keyId } from "../../pool/identity.ts";
 import type { KeyEntry } from "../../pool/key.ts";
 import type { EngineSnapshot, KeySnapshot } from "../../pool/snapshot.ts";
 import { resolvePoolKeys } from "../kubernetes/secrets.ts";
-import { type DirectoryScan, directorySecrets, ManifestDirectory, refKey } from "./directory.ts";
+import { type DirectoryScan, directorySecrets, ManifestDirectory } from "./directory.ts";
 import { type EnvPools, readEnvPools } from "./env.ts";
 import { DirectoryFollower } from "./follow.ts";
 import { errorCode } from "./fs-errors.ts";
@@ -78,12 +77,9 @@ interface DesiredPool {
 interface OwnedPool {
   runtime: PoolRuntime;
   origin: "manifest" | "env";
-  specJson: string;
   /** Keys from the manifest's Secrets or the variable (the API cannot remove these). */
   base: KeyEntry[];
   baseIds: Set<string>;
-  /** Fingerprint of the entries last given to the engine (to skip no-op updates). */
-  applied: string | undefined;
   /**
    * Restored key states whose key has not arrived (its Secret is missing for now). The engine
    * holds them for the key, but its snapshot() has only present keys: without this, the next
@@ -341,72 +337,71 @@ export class StandaloneSource {
   }
 
   #ensurePool(key: string, want: DesiredPool): OwnedPool {
-    const specJson = JSON.stringify(want.spec);
     const existing = this.#pools.get(key);
     if (existing) {
-      if (existing.specJson !== specJson) {
-        existing.runtime.engine.setConfig(poolConfigFromSpec(want.spec));
-        existing.runtime.spec = want.spec;
-        existing.specJson = specJson;
+      // A changed spec applies at once; the keys follow when #applyKeys sets the new ones.
+      if (this.#apply(existing.runtime.ref, want.spec, this.#entries(existing)).configChanged)
         this.#log.info({ pool: key }, "pool spec changed");
-      }
       existing.origin = want.origin;
       return existing;
     }
-    const ref = { namespace: want.ref.namespace, name: want.ref.name };
-    const engine = new KeyPoolEngine(poolConfigFromSpec(want.spec), {
-      clock: this.#o.clock,
-      newLeaseToken: this.#o.newLeaseToken,
-      onTransition: (event) => this.#onTransition(ref, event),
-    });
-    // Before the first setKeys: saved cooldowns and Invalid marks apply as the keys arrive.
     const saved = this.#saved.get(key);
-    if (saved) {
-      engine.restore(saved);
-      this.#saved.delete(key);
-    }
-    const runtime: PoolRuntime = {
-      ref,
-      uid: undefined,
-      engine,
-      spec: want.spec,
-      generation: undefined,
-      secretNames: new Set(),
-      usesSelector: want.spec.secretSelector !== undefined,
-    };
+    this.#saved.delete(key);
+    const { runtime } = this.#apply(want.ref, want.spec, [], saved);
     const pool: OwnedPool = {
       runtime,
       origin: want.origin,
-      specJson,
       base: [],
       baseIds: new Set(),
-      applied: undefined,
       unclaimed: new Map((saved?.keys ?? []).map((k) => [k.id, k])),
     };
     this.#pools.set(key, pool);
-    this.#o.registry.set(runtime);
     this.#log.info({ pool: key, from: want.origin, restored: saved !== undefined }, "pool added");
     return pool;
   }
 
-  /** Gives the engine the pool's keys (its sources' and the API's) when they changed. Returns how many. */
-  #applyKeys(pool: OwnedPool): number {
+  /** The registry's pool as `spec` and `entries` say (created, restored from `saved`, the first time). */
+  #apply(ref: Ref, spec: KeyPoolSpec, entries: KeyEntry[], saved?: EngineSnapshot) {
+    const at = { namespace: ref.namespace, name: ref.name };
+    return applyPool(this.#o.registry, {
+      ref: at,
+      uid: undefined,
+      generation: undefined,
+      spec,
+      entries,
+      restoreFrom: () => saved,
+      engine: {
+        clock: this.#o.clock,
+        newLeaseToken: this.#o.newLeaseToken,
+        onTransition: (event) => this.#onTransition(at, event),
+      },
+    });
+  }
+
+  /** The pool's keys now: its source's (less those removed through the API) and the API's. */
+  #entries(pool: OwnedPool): KeyEntry[] {
     const key = refKey(pool.runtime.ref);
     const added = (this.#added.get(key) ?? []).map((k): KeyEntry => ({ key: k, source: `api/${keyId(k)}` }));
     const removed = this.#removed.get(key);
     const base = removed?.size ? pool.base.filter((e) => !removed.has(keyId(e.key))) : pool.base;
-    const entries = [...base, ...added];
-    const fingerprint = createHash("sha256").update(JSON.stringify(entries)).digest("hex");
-    if (fingerprint !== pool.applied) {
-      const change = pool.runtime.engine.setKeys(entries);
-      pool.applied = fingerprint;
-      for (const id of change.added) pool.unclaimed.delete(id);
-      if (change.added.length || change.removed.length) {
-        this.#log.info(
-          { pool: key, added: change.added, removed: change.removed, total: pool.runtime.engine.size },
-          "key set changed",
-        );
-      }
+    return [...base, ...added];
+  }
+
+  /** Gives the engine the pool's keys (its sources' and the API's) when they changed. Returns how many. */
+  #applyKeys(pool: OwnedPool): number {
+    const entries = this.#entries(pool);
+    const change = this.#apply(pool.runtime.ref, pool.runtime.spec, entries);
+    for (const id of change.added) pool.unclaimed.delete(id);
+    if (change.added.length || change.removed.length) {
+      this.#log.info(
+        {
+          pool: refKey(pool.runtime.ref),
+          added: change.added,
+          removed: change.removed,
+          total: pool.runtime.engine.size,
+        },
+        "key set changed",
+      );
     }
     return entries.length;
   }
@@ -424,8 +419,7 @@ export class StandaloneSource {
     const lines = new Set(problems.map((p) => `${p.namespace}/${p.name}\n${p.message}`));
     for (const p of problems) {
       const line = `${p.namespace}/${p.name}\n${p.message}`;
-      if (!this.#reported.has(line))
-        this.#log.warn({ pool: p.name ? `${p.namespace}/${p.name}` : undefined }, p.message);
+      if (!this.#reported.has(line)) this.#log.warn({ pool: p.name ? refKey(p) : undefined }, p.message);
     }
     for (const line of this.#reported) {
       if (!lines.has(line)) this.#log.info({ problem: line.split("\n")[1] }, "problem resolved");

@@ -12,6 +12,7 @@
 import type { V1Secret } from "@kubernetes/client-node";
 import type { KeyPoolSpec } from "../../api/keypool.ts";
 import type { KeyEntry } from "../../pool/key.ts";
+import type { PoolProblem } from "../../pool/registry.ts";
 import { matchesSelector } from "./selector.ts";
 
 /** Label a Secret must carry to be seen by the operator (any value). */
@@ -34,11 +35,8 @@ export type SourceProblemReason =
   | "FallbackCycle"
   | "FallbackPoolNotFound";
 
-export interface SourceProblem {
+export interface SourceProblem extends PoolProblem {
   reason: SourceProblemReason;
-  secret: string;
-  entry?: string;
-  message: string;
 }
 
 export interface ResolvedKeys {

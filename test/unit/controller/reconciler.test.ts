@@ -5,9 +5,9 @@
 import type { KubernetesObject, V1Secret } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { KeyPoolStatus } from "../../../src/api/status.ts";
-import { PoolRegistry } from "../../../src/controller/pools.ts";
+import { PoolRegistry } from "../../../src/pool/registry.ts";
 import { type EventSink, Reconciler, type StatusSink } from "../../../src/controller/reconciler.ts";
-import type { PoolRef } from "../../../src/controller/status-writer.ts";
+import type { PoolRef } from "../../../src/pool/registry.ts";
 import { createLogger } from "../../../src/log.ts";
 import { ManualClock } from "../../../src/pool/clock.ts";
 import { keyId } from "../../../src/pool/identity.ts";

@@ -2,11 +2,8 @@ import { Writable } from "node:stream";
 import { ApiException } from "@kubernetes/client-node";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { KeyPoolStatus } from "../../../src/api/status.ts";
-import {
-  type PoolRef,
-  StatusWriter,
-  type StatusWriterOptions,
-} from "../../../src/controller/status-writer.ts";
+import { type PoolRef } from "../../../src/pool/registry.ts";
+import { StatusWriter, type StatusWriterOptions } from "../../../src/controller/status-writer.ts";
 import { createLogger } from "../../../src/log.ts";
 
 const REF: PoolRef = { namespace: "ai", name: "gpt" };

@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/log.ts";
-import { bearerToken, KubernetesAuth, tokenExpiry } from "../../../src/server/auth.ts";
+import { KubernetesAuth, tokenExpiry } from "../../../src/server/auth.ts";
+import { bearerToken } from "../../../src/server/authorizer.ts";
 import { TtlCache } from "../../../src/server/ttl-cache.ts";
 
 describe("bearerToken", () => {

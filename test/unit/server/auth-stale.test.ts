@@ -5,9 +5,10 @@
  * once. Time is an injected clock; the API server is a scriptable fake on loopback.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { PoolRegistry } from "../../../src/controller/pools.ts";
+import type { PoolRegistry } from "../../../src/pool/registry.ts";
 import { createLogger } from "../../../src/log.ts";
-import { type AuthDecision, KubernetesAuth, type KubernetesAuthOptions } from "../../../src/server/auth.ts";
+import { KubernetesAuth, type KubernetesAuthOptions } from "../../../src/server/auth.ts";
+import type { AuthDecision } from "../../../src/server/authorizer.ts";
 import { createMetrics } from "../../../src/server/metrics.ts";
 import { type FakeReviewApi, type ReviewMode, startFakeReviewApi } from "./fake-review-api.ts";
 

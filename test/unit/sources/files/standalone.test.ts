@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PoolRegistry } from "../../../../src/controller/pools.ts";
+import { PoolRegistry } from "../../../../src/pool/registry.ts";
 import { createLogger } from "../../../../src/log.ts";
 import { ManualClock } from "../../../../src/pool/clock.ts";
 import { keyId } from "../../../../src/pool/identity.ts";

@@ -1,8 +1,8 @@
 import { MockAgent } from "undici";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { KeyPoolSpec } from "../../../src/api/keypool.ts";
-import { PoolRegistry, type PoolRuntime } from "../../../src/controller/pools.ts";
-import { Prober } from "../../../src/controller/prober.ts";
+import { PoolRegistry, type PoolRuntime } from "../../../src/pool/registry.ts";
+import { Prober } from "../../../src/providers/prober.ts";
 import { createLogger } from "../../../src/log.ts";
 import { ManualClock } from "../../../src/pool/clock.ts";
 import { poolConfigFromSpec } from "../../../src/pool/config.ts";

@@ -13,9 +13,8 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { KeyPoolEngine } from "../pool/engine.ts";
 import type { Outcome } from "../pool/outcome.ts";
-import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
-import type { PoolRegistry, PoolRuntime } from "./pools.ts";
-import { type PoolRef, refKey } from "./status-writer.ts";
+import { classifyNetworkError, getProvider, providerUrl } from "./index.ts";
+import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 
 export interface ProberOptions {
   registry: PoolRegistry;

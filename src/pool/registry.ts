@@ -1,12 +1,31 @@
 /**
- * The pools this replica knows: for each KeyPool, its engine and what the dispenser needs to
- * serve from it (provider, spec, whether the spec is valid). Shared by the controller, which
- * keeps it in step with the cluster, and the servers, which read from it.
+ * The runtime model every part shares: a pool's reference, and the registry of the pools this
+ * process knows, each with its engine and what the servers need to serve from it (provider,
+ * spec, the problems its last evaluation found). The controller (from the cluster) and the
+ * standalone source (from files and variables) keep it; the dispenser, the proxy and the prober
+ * read it. Pure data: no I/O.
  */
 import type { KeyPoolSpec } from "../api/keypool.ts";
-import type { KeyPoolEngine } from "../pool/engine.ts";
-import type { SourceProblem } from "../sources/kubernetes/secrets.ts";
-import { type PoolRef, refKey } from "./status-writer.ts";
+import type { KeyPoolEngine } from "./engine.ts";
+
+/** A KeyPool by namespace and name. */
+export interface PoolRef {
+  namespace: string;
+  name: string;
+}
+
+/** "namespace/name": the one key a pool has in maps, logs, queues and messages. */
+export const refKey = (ref: PoolRef): string => `${ref.namespace}/${ref.name}`;
+
+/** Something wrong with where a pool's keys come from, or with its fallback, for a person to fix. */
+export interface PoolProblem {
+  /** A condition reason: SecretNotFound, DuplicateKeys, FallbackCycle, ... */
+  reason: string;
+  /** The Secret it concerns ("" when none). */
+  secret: string;
+  entry?: string;
+  message: string;
+}
 
 export interface PoolRuntime {
   ref: PoolRef;
@@ -24,7 +43,7 @@ export interface PoolRuntime {
    * empty values it skipped: every status built between reconciles (after dispenses, reports,
    * transitions) carries them, so conditions and their messages stay as the reconcile set them.
    */
-  problems?: SourceProblem[];
+  problems?: PoolProblem[];
   emptyValues?: number;
   /** Problems this replica recorded a Warning Event for while leading (reason + message). */
   recordedProblems?: Set<string>;

@@ -1,0 +1,85 @@
+/**
+ * What both commands wire the same way: the system clock (the one place the process reads the
+ * time for the parts that take a Clock), the HTTP handler (dispensing API with the provider
+ * proxy mounted), servers that close gracefully, and signal handling. Wiring only.
+ */
+import type { Server } from "node:http";
+import type { Registry } from "prom-client";
+import { parseDuration } from "./api/duration.ts";
+import type { OperatorConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { Clock } from "./pool/clock.ts";
+import { ProxyMetrics } from "./proxy/metrics.ts";
+import { createProxy } from "./proxy/proxy.ts";
+import { SessionAffinity } from "./server/affinity.ts";
+import { createDispenserApp, type DispenserOptions, type RequestHandler } from "./server/dispenser.ts";
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * The dispensing API with the provider proxy at /proxy/: one session-affinity table for both,
+ * so a conversation keeps its key whichever way it asks.
+ */
+export function servingHandler(
+  config: Pick<OperatorConfig, "proxyMaxBody" | "proxyRetryBody" | "proxyMaxWaitLimit">,
+  metrics: Registry,
+  options: Omit<DispenserOptions, "affinity" | "proxy">,
+): RequestHandler {
+  const affinity = new SessionAffinity();
+  const proxy = createProxy({
+    registry: options.registry,
+    auth: options.auth,
+    logger: options.logger,
+    clock: options.clock,
+    affinity,
+    limits: {
+      maxBytes: config.proxyMaxBody,
+      retryLimit: Math.min(config.proxyRetryBody, config.proxyMaxBody),
+    },
+    maxWaitLimitMs: parseDuration(config.proxyMaxWaitLimit) ?? 60_000,
+    metrics: new ProxyMetrics(metrics),
+  });
+  return createDispenserApp({ ...options, affinity, proxy });
+}
+
+export function addressPort(server: Server): number | undefined {
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : undefined;
+}
+
+/** Stops accepting, lets in-flight requests finish, then closes idle keep-alive connections. */
+export function closeServer(server: Server | undefined): Promise<void> {
+  if (!server?.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Resolves with the exit code once SIGTERM/SIGINT has run `stop` (0), or at once on a second
+ * signal (1).
+ */
+export function onSignals(logger: Logger, stop: () => Promise<void>): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const handle = (signal: string) => {
+      if (stopping) {
+        logger.warn({ signal }, "second signal: exiting now");
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal }, "stopping: finishing requests, flushing state");
+      stop().then(
+        () => resolve(0),
+        (err: Error) => {
+          logger.error({ err: err.message }, "error while stopping");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => handle("SIGTERM"));
+    process.on("SIGINT", () => handle("SIGINT"));
+  });
+}
