@@ -1,7 +1,8 @@
 /**
  * npm run generate:crd — writes crds/keypool.dev_keypools.yaml from the zod schemas in src/api,
- * and the spec reference table in README.md from the same schema. With --check, exits 1 when a
- * committed file differs (what the unit tests also assert).
+ * and README.md's generated tables: the spec reference from the same schema, the configuration
+ * table from the flag schemas in src/config.ts. With --check, exits 1 when a committed file
+ * differs (what the unit tests also assert).
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";

@@ -40,28 +40,43 @@ const size = () =>
     return parsed;
   });
 
+/**
+ * A duration such as "15s", "5m" or "250ms", as users write it (and as --help and README show
+ * its default), parsed once to milliseconds: the rest of the program sees numbers.
+ */
+const durationMs = (description: string, bounds?: { minMs?: number; maxMs?: number }) =>
+  duration(description, bounds)
+    // The pattern has matched by now, so the text parses.
+    .transform((text) => parseDuration(text) as number)
+    .describe(description);
+
 /** Fields both commands have. */
 const common = {
-  logLevel: z.enum(LOG_LEVELS).default("info").describe("fatal, error, warn, info, debug, trace or silent."),
-  port: port.default(8769).describe("Port of the key-dispensing API."),
+  logLevel: z
+    .enum(LOG_LEVELS)
+    .default("info")
+    .describe(
+      "fatal, error, warn, info, debug, trace or silent; pino JSON on stdout, key material redacted.",
+    ),
+  port: port.default(8769).describe("Port of the key-dispensing API and the provider proxy."),
   probesPort: port.default(8081).describe("Port of /healthz, /readyz and /metrics."),
   defaultNamespace: z
     .string()
     .regex(NAMESPACE_RE)
     .default("default")
-    .describe("Namespace of compat-API pools for callers without one (not ServiceAccounts, or no auth)."),
+    .describe(
+      "Namespace of the key-pool-manager routes' pools for callers without one (not ServiceAccounts, or no auth).",
+    ),
   proxyMaxBody: size().prefault("32mb").describe("Largest request body the proxy forwards (larger: 413)."),
   proxyRetryBody: size()
     .prefault("4mb")
     .describe(
       "Request bodies up to this size are held so a failed attempt can move to another key; larger ones are streamed once, without retry.",
     ),
-  proxyMaxWaitLimit: duration(
+  proxyMaxWaitLimit: durationMs(
     "Most a caller may ask the proxy to wait for a usable key (x-keypool-max-wait).",
-    {
-      maxMs: 600_000,
-    },
-  ).default("60s"),
+    { maxMs: 600_000 },
+  ).prefault("60s"),
   backgroundThreadsNice: z.coerce
     .number()
     .int()
@@ -69,9 +84,13 @@ const common = {
     .max(19)
     .default(BACKGROUND_NICE)
     .describe(
-      "Linux nice value (0-19) for V8's GC and compiler threads, so they yield a shared core to requests (bench/proxy, 500 calls/s on one core: p99 of GC rounds 30-80 ms unlowered, 4-6 ms at 19); 0: leave them alone.",
+      "Linux nice value (0-19) for V8's GC and compiler threads, so they yield a shared core to requests (bench/proxy, 500 calls/s on one core: p99 of GC rounds 30-80 ms unlowered, 4-6 ms at 19; docs/adr/0005-background-threads-nice.md); 0: leave them alone.",
     ),
 };
+
+/** `--probes`: the same for both commands; only the default differs. */
+const PROBES_DESCRIPTION =
+  "Probe every key with its provider's free request (list models); needs the providers reachable.";
 
 export const OperatorConfig = z.object({
   kubeconfig: z
@@ -81,10 +100,14 @@ export const OperatorConfig = z.object({
     .describe("Path of a kubeconfig; default: in-cluster config, else $KUBECONFIG."),
   namespaces: namespaceList
     .default([])
-    .describe("Comma-separated namespaces to watch; default: all namespaces."),
+    .describe(
+      "Comma-separated namespaces to watch; default: all namespaces (RBAC for a few: deploy/namespaced/).",
+    ),
   leaderElect: flag
     .default(false)
-    .describe("Elect a leader with a coordination.k8s.io Lease; only the leader writes status and probes."),
+    .describe(
+      "Elect a leader with a coordination.k8s.io Lease (on in deploy/): only the holder writes status, records Events and probes, and only while its last renewal is within the renew deadline.",
+    ),
   leaderElectionNamespace: z
     .string()
     .min(1)
@@ -95,13 +118,15 @@ export const OperatorConfig = z.object({
     .min(1)
     .default("keypool-operator")
     .describe("Name of the leader-election Lease."),
-  leaderElectionLeaseDuration: duration("How long a leader's Lease is valid without renewal.").default("15s"),
-  leaderElectionRenewDeadline: duration(
-    "How long the leader keeps trying to renew before it steps down.",
-  ).default("10s"),
-  leaderElectionRetryPeriod: duration("How often candidates try to acquire, and the leader renews.").default(
-    "2s",
+  leaderElectionLeaseDuration: durationMs("How long a leader's Lease is valid without renewal.").prefault(
+    "15s",
   ),
+  leaderElectionRenewDeadline: durationMs(
+    "How long the leader keeps trying to renew before it steps down.",
+  ).prefault("10s"),
+  leaderElectionRetryPeriod: durationMs(
+    "How often candidates try to acquire, and the leader renews.",
+  ).prefault("2s"),
   ...common,
   address: z.string().min(1).default("0.0.0.0").describe("Address the dispensing API binds to."),
   probesAddress: z.string().min(1).default("0.0.0.0").describe("Address the probes port binds to."),
@@ -109,17 +134,17 @@ export const OperatorConfig = z.object({
     .enum(["kubernetes", "none"])
     .default("kubernetes")
     .describe(
-      "kubernetes: TokenReview + SubjectAccessReview (verb use on the KeyPool); none: anyone (local use only).",
+      "kubernetes: TokenReview + SubjectAccessReview (verb use on the KeyPool); none: anyone (your own machine only: a warning says so).",
     ),
   authAudiences: csv
     .pipe(z.array(z.string().min(1)).min(1, "give at least one audience"))
     .default(["keypool"])
     .describe("Audiences a caller's token must carry (TokenReview spec.audiences), comma-separated."),
-  authStaleGrace: duration(
-    "While auth reviews get no answer (API server down or hung), serve each caller's last decision up to this long past its lifetime; 0: off.",
+  authStaleGrace: durationMs(
+    "While auth reviews get no answer (API server down or hung), serve each caller's last decision up to this long past its lifetime (see Security model); 0: off; at most 1h.",
     { maxMs: 3_600_000 },
-  ).default("5m"),
-  probes: flag.default(true).describe("Probe every key with its provider's free request (list models)."),
+  ).prefault("5m"),
+  probes: flag.default(true).describe(PROBES_DESCRIPTION),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
@@ -133,26 +158,26 @@ export const ServeConfig = z.object({
     .string()
     .min(1)
     .optional()
-    .describe("Where key state is saved, so a restart resumes cooldowns and Invalid marks."),
+    .describe("Where key state is saved (mode 0600), so a restart resumes cooldowns and Invalid marks."),
   ...common,
   address: z.string().min(1).default("127.0.0.1").describe("Address the dispensing API binds to."),
   probesAddress: z.string().min(1).default("127.0.0.1").describe("Address the probes port binds to."),
   auth: z
     .enum(["none", "tokens"])
     .default("none")
-    .describe("none: anyone who reaches the port; tokens: bearer tokens from --auth-tokens-file."),
+    .describe(
+      "none: anyone who reaches the port (admin actions, verb update, only on a loopback address); tokens: bearer tokens from --auth-tokens-file.",
+    ),
   authTokensFile: z
     .string()
     .min(1)
     .optional()
     .describe("YAML/JSON: tokens: [{name, token, pools: [namespace/pool | *], verbs: [use, update]}]."),
-  probes: flag
-    .default(false)
-    .describe("Probe every key with its provider's free request (needs the provider reachable)."),
-  healthCheckInterval: duration(
+  probes: flag.default(false).describe(PROBES_DESCRIPTION),
+  healthCheckInterval: durationMs(
     "How often due probes and ended cooldowns are looked for: recoveries are logged and saved on this tick (dispensing never waits for it).",
     { minMs: 100, maxMs: 3_600_000 },
-  ).default("1s"),
+  ).prefault("1s"),
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
@@ -184,7 +209,7 @@ type Env = Readonly<Record<string, string | undefined>>;
  * Variables other tools read for a setting, honoured when neither the flag nor its KEYPOOL_*
  * variable is set; `value` turns the variable's text into the field's.
  */
-type Aliases = Record<string, { variable: string; value?: (text: string) => string }>;
+type Aliases = Record<string, { variable: string; value?: (text: string) => string; note?: string }>;
 
 /** `keypool serve`'s aliases: the key-pool-manager's variables, so its users' set-ups run as they are. */
 const SERVE_ALIASES: Aliases = {
@@ -194,6 +219,7 @@ const SERVE_ALIASES: Aliases = {
   healthCheckInterval: {
     variable: "HEALTH_CHECK_INTERVAL",
     value: (t) => (/^\d+$/.test(t.trim()) ? `${t.trim()}ms` : t),
+    note: "a bare number is milliseconds",
   },
 };
 
@@ -246,9 +272,9 @@ function parseConfig<S extends z.ZodType>(
 
 /** Leader-election timings must nest as client-go requires: retry < renew deadline < lease. */
 const OperatorConfigChecked = OperatorConfig.superRefine((c, ctx) => {
-  const lease = parseDuration(c.leaderElectionLeaseDuration) ?? 0;
-  const renew = parseDuration(c.leaderElectionRenewDeadline) ?? 0;
-  const retry = parseDuration(c.leaderElectionRetryPeriod) ?? 0;
+  const lease = c.leaderElectionLeaseDuration;
+  const renew = c.leaderElectionRenewDeadline;
+  const retry = c.leaderElectionRetryPeriod;
   if (!(retry < renew && renew < lease)) {
     ctx.addIssue({
       code: "custom",
@@ -286,28 +312,64 @@ export function parseServeConfig(argv: string[], env: Env): ServeConfig {
   return parseConfig(ServeConfigChecked, SERVE_FLAGS, argv, env, undefined, SERVE_ALIASES);
 }
 
-function flagsHelp(
+/** One flag as `keypool --help` and README's configuration table show it. */
+export interface FlagDoc {
+  /** The config field, e.g. "probesPort". */
+  field: string;
+  /** The flag without dashes, e.g. "probes-port". */
+  flag: string;
+  boolean: boolean;
+  /** Its KEYPOOL_* variable. */
+  env: string;
+  /** Another tool's variable read when neither the flag nor `env` is set. */
+  alias?: { variable: string; note?: string };
+  /** The default as users write it ("15s", "32mb", "keypool"); undefined when there is none. */
+  default: string | undefined;
+  description: string;
+}
+
+/** The flags of a command, read from its schema: the one source of --help and README's table. */
+function flagDocs(
   schema: z.ZodObject,
   flags: Record<string, { flag: string; boolean?: true }>,
   aliases: Aliases = {},
-): string {
-  return Object.entries(flags)
-    .map(([field, { flag: name, boolean }]) => {
-      const fieldSchema = schema.shape[field] as z.ZodType;
-      const def = (fieldSchema as unknown as { _zod: { def: { defaultValue?: unknown } } })._zod.def
-        .defaultValue;
-      const shown =
-        def === undefined || (Array.isArray(def) && def.length === 0) ? "" : ` (default ${String(def)})`;
-      const label = `--${name}${boolean ? "" : " <value>"}`;
+): FlagDoc[] {
+  return Object.entries(flags).map(([field, { flag, boolean }]) => {
+    const fieldSchema = schema.shape[field] as z.ZodType;
+    // .default() and .prefault() keep the value as written ("15s" before it becomes 15000).
+    const { defaultValue, innerType } = (
+      fieldSchema as unknown as { _zod: { def: { defaultValue?: unknown; innerType?: z.ZodType } } }
+    )._zod.def;
+    const alias = aliases[field];
+    return {
+      field,
+      flag,
+      boolean: boolean === true,
+      env: envName(flag),
+      ...(alias ? { alias: { variable: alias.variable, ...(alias.note ? { note: alias.note } : {}) } } : {}),
+      default:
+        defaultValue === undefined || (Array.isArray(defaultValue) && defaultValue.length === 0)
+          ? undefined
+          : String(defaultValue),
       // .default() wraps the described schema: its description is on the inner type.
-      const inner = (fieldSchema as unknown as { _zod: { def: { innerType?: z.ZodType } } })._zod.def
-        .innerType;
-      const description = fieldSchema.description ?? inner?.description ?? "";
-      const alias = aliases[field] ? ` (or ${aliases[field].variable})` : "";
-      return `  ${label.length >= 36 ? `${label} ` : label.padEnd(36)}${description}${shown}\n  ${"".padEnd(36)}env ${envName(name)}${alias}`;
+      description: fieldSchema.description ?? innerType?.description ?? "",
+    };
+  });
+}
+
+export const operatorFlagDocs = () => flagDocs(OperatorConfig, OPERATOR_FLAGS);
+export const serveFlagDocs = () => flagDocs(ServeConfig, SERVE_FLAGS, SERVE_ALIASES);
+
+function flagsHelp(docs: FlagDoc[]): string {
+  return docs
+    .map((doc) => {
+      const shown = doc.default === undefined ? "" : ` (default ${doc.default})`;
+      const label = `--${doc.flag}${doc.boolean ? "" : " <value>"}`;
+      const alias = doc.alias ? ` (or ${doc.alias.variable})` : "";
+      return `  ${label.length >= 36 ? `${label} ` : label.padEnd(36)}${doc.description}${shown}\n  ${"".padEnd(36)}env ${doc.env}${alias}`;
     })
     .join("\n");
 }
 
-export const operatorFlagsHelp = () => flagsHelp(OperatorConfig, OPERATOR_FLAGS);
-export const serveFlagsHelp = () => flagsHelp(ServeConfig, SERVE_FLAGS, SERVE_ALIASES);
+export const operatorFlagsHelp = () => flagsHelp(operatorFlagDocs());
+export const serveFlagsHelp = () => flagsHelp(serveFlagDocs());

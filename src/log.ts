@@ -75,6 +75,11 @@ export interface LoggerOptions {
   base?: Record<string, unknown>;
 }
 
+/** A batch's size before it is handed over (see BatchedDestination for how it was measured). */
+const BATCH_CHARS = 64 * 1024;
+/** Longest a line waits in a batch: late enough to batch a burst, soon enough to read live. */
+const BATCH_FLUSH_MS = 250;
+
 /**
  * Batches log lines in front of a SonicBoom: pino hands over one line per call, and SonicBoom
  * measures its whole pending buffer on each write (Buffer.byteLength of the accumulated string),
@@ -97,8 +102,8 @@ export class BatchedDestination implements DestinationStream {
 
   constructor(sink: SonicBoom, options: { batchChars?: number; flushMs?: number } = {}) {
     this.#sink = sink;
-    this.#batchChars = options.batchChars ?? 64 * 1024;
-    this.#flushMs = options.flushMs ?? 250;
+    this.#batchChars = options.batchChars ?? BATCH_CHARS;
+    this.#flushMs = options.flushMs ?? BATCH_FLUSH_MS;
   }
 
   write(line: string): void {

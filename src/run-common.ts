@@ -5,7 +5,6 @@
  */
 import type { Server } from "node:http";
 import type { Registry } from "prom-client";
-import { parseDuration } from "./api/duration.ts";
 import type { OperatorConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Clock } from "./pool/clock.ts";
@@ -36,7 +35,7 @@ export function servingHandler(
       maxBytes: config.proxyMaxBody,
       retryLimit: Math.min(config.proxyRetryBody, config.proxyMaxBody),
     },
-    maxWaitLimitMs: parseDuration(config.proxyMaxWaitLimit) ?? 60_000,
+    maxWaitLimitMs: config.proxyMaxWaitLimit,
     metrics: new ProxyMetrics(metrics),
   });
   return createDispenserApp({ ...options, affinity, proxy });

@@ -1,7 +1,6 @@
 /** `keypool operator`: wiring only. */
 import type { Server } from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
-import { parseDuration } from "./api/duration.ts";
 import { yieldBackgroundThreads } from "./background-threads.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Operator } from "./controller/operator.ts";
@@ -43,9 +42,9 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
           enabled: true,
           namespace: config.leaderElectionNamespace,
           name: config.leaderElectionId,
-          leaseDurationMs: parseDuration(config.leaderElectionLeaseDuration),
-          renewDeadlineMs: parseDuration(config.leaderElectionRenewDeadline),
-          retryPeriodMs: parseDuration(config.leaderElectionRetryPeriod),
+          leaseDurationMs: config.leaderElectionLeaseDuration,
+          renewDeadlineMs: config.leaderElectionRenewDeadline,
+          retryPeriodMs: config.leaderElectionRetryPeriod,
         }
       : { enabled: false },
   });
@@ -60,7 +59,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
       kc,
       audiences: config.authAudiences,
       logger,
-      staleGraceMs: parseDuration(config.authStaleGrace) ?? 0,
+      staleGraceMs: config.authStaleGrace,
     });
   }
   const metrics = createMetrics({

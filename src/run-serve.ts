@@ -6,7 +6,6 @@ import { Prober } from "./providers/prober.ts";
 import { leaseTokenSource } from "./lease-tokens.ts";
 import { createLogger } from "./log.ts";
 import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
-import { parseDuration } from "./api/duration.ts";
 import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
@@ -19,10 +18,9 @@ export async function runServe(
   const logger = createLogger({ level: config.logLevel });
   yieldBackgroundThreads(logger, { nice: config.backgroundThreadsNice });
   const registry = new PoolRegistry();
-  const healthCheckMs = parseDuration(config.healthCheckInterval) ?? 1000;
   // The source logs each key transition and each problem itself, once: no onTransition logging here.
   const source = new StandaloneSource({
-    recoveryIntervalMs: healthCheckMs,
+    recoveryIntervalMs: config.healthCheckInterval,
     manifestsDir: config.manifests,
     env,
     defaultNamespace: config.defaultNamespace,
@@ -50,7 +48,7 @@ export async function runServe(
     logger,
     clock: systemClock,
     isActive: () => true,
-    tickMs: healthCheckMs,
+    tickMs: config.healthCheckInterval,
   });
   const metrics = createMetrics({
     pools: registry,

@@ -52,12 +52,16 @@ export interface LeaderElectionOptions {
   name: string;
   /** This replica's id (hostname + random suffix). */
   identity: string;
-  /** How long others wait, after they last saw the Lease change, before taking it over. */
-  leaseDurationMs?: number;
+  /**
+   * How long others wait, after they last saw the Lease change, before taking it over. The
+   * timings have no defaults here: the operator passes its --leader-election-* flags (config.ts
+   * holds their defaults, client-go's 15 s / 10 s / 2 s).
+   */
+  leaseDurationMs: number;
   /** How long the leader keeps trying to renew before it stops leading; below leaseDurationMs. */
-  renewDeadlineMs?: number;
+  renewDeadlineMs: number;
   /** Time between tries (jittered by up to JITTER_FACTOR while not leading). */
-  retryPeriodMs?: number;
+  retryPeriodMs: number;
   logger: Logger;
   onStartedLeading?: () => void;
   /** Lost the lease (renew failed past renewDeadline, or someone else took it), or stop(). */
@@ -76,13 +80,6 @@ export interface StopOptions {
   release?: boolean;
 }
 
-/** client-go's defaults (core components use the same). */
-export const LEADER_ELECTION_DEFAULTS = {
-  leaseDurationMs: 15_000,
-  renewDeadlineMs: 10_000,
-  retryPeriodMs: 2_000,
-} as const;
-
 /** Candidates wait retryPeriod plus up to this factor of it more (client-go's JitterFactor). */
 export const JITTER_FACTOR = 1.2;
 
@@ -92,12 +89,12 @@ export interface ElectionTimings {
   retryPeriodMs: number;
 }
 
-/** Fills in defaults and checks the relations client-go's NewLeaderElector checks. */
-export function resolveTimings(options: Partial<ElectionTimings>): ElectionTimings {
+/** The timings, checked for the relations client-go's NewLeaderElector checks. */
+export function checkTimings(options: ElectionTimings): ElectionTimings {
   const timings: ElectionTimings = {
-    leaseDurationMs: options.leaseDurationMs ?? LEADER_ELECTION_DEFAULTS.leaseDurationMs,
-    renewDeadlineMs: options.renewDeadlineMs ?? LEADER_ELECTION_DEFAULTS.renewDeadlineMs,
-    retryPeriodMs: options.retryPeriodMs ?? LEADER_ELECTION_DEFAULTS.retryPeriodMs,
+    leaseDurationMs: options.leaseDurationMs,
+    renewDeadlineMs: options.renewDeadlineMs,
+    retryPeriodMs: options.retryPeriodMs,
   };
   for (const [name, value] of Object.entries(timings)) {
     if (!Number.isFinite(value) || value <= 0) {
@@ -258,7 +255,7 @@ export class LeaderElector {
   #lastError: string | undefined;
 
   constructor(options: LeaderElectionOptions) {
-    this.#timings = resolveTimings(options);
+    this.#timings = checkTimings(options);
     this.#namespace = options.namespace;
     this.#name = options.name;
     this.#identity = options.identity;

@@ -18,6 +18,19 @@ export interface PoolConfig {
   defaultQuotaGroup: string | undefined;
   /** Shared limits per quota group name. */
   quotaGroupLimits: ReadonlyMap<string, Limits>;
+  /** health.probeInterval: how often every key is probed. */
+  probeIntervalMs: number;
+  /** health.probeTimeout: how long one probe may take. */
+  probeTimeoutMs: number;
+  /** spec.proxy, for the provider proxy. */
+  proxy: {
+    /** Keys one proxied call may try. */
+    maxAttempts: number;
+    /** How long a call waits for a usable key (callers may ask otherwise, up to the server's limit). */
+    maxWaitMs: number;
+    /** How long the provider may take to start answering one attempt. */
+    timeoutMs: number;
+  };
 }
 
 function ms(text: string): number {
@@ -42,6 +55,13 @@ export function poolConfigFromSpec(spec: KeyPoolSpec): PoolConfig {
     quotaGroupLimits: new Map(
       (spec.quotaGroups ?? []).flatMap((g) => (g.limits ? [[g.name, g.limits]] : [])),
     ),
+    probeIntervalMs: ms(spec.health.probeInterval),
+    probeTimeoutMs: ms(spec.health.probeTimeout),
+    proxy: {
+      maxAttempts: spec.proxy.maxAttempts,
+      maxWaitMs: ms(spec.proxy.maxWait),
+      timeoutMs: ms(spec.proxy.timeout),
+    },
   };
 }
 

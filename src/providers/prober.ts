@@ -8,7 +8,6 @@
  * that are gone or were replaced, so memory stays bounded by the keys pools hold now.
  */
 import { Agent, type Dispatcher, fetch } from "undici";
-import { parseDuration } from "../api/duration.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { KeyPoolEngine } from "../pool/engine.ts";
@@ -21,13 +20,26 @@ export interface ProberOptions {
   logger: Logger;
   clock: Clock;
   isActive: () => boolean;
+  /** Probes running at once; default PROBE_CONCURRENCY. */
   concurrency?: number;
-  /** How often due probes are looked for. */
+  /** How often due probes are looked for; default TICK_MS. */
   tickMs?: number;
-  /** Largest body read from a probe answer (error bodies are small; model lists may not be). */
+  /** Largest body read from a probe answer; default MAX_PROBE_BODY_BYTES. */
   maxBodyBytes?: number;
   dispatcher?: Dispatcher;
 }
+
+/**
+ * The prober's own settings, not a pool's (those come from each pool's spec.health, through its
+ * engine's config). The operator looks for due probes every second; `keypool serve` passes
+ * --health-check-interval.
+ */
+const TICK_MS = 1_000;
+/** Probes at once across all pools: enough to check a new pool's keys quickly, few enough not to
+ * look like a burst to a provider. */
+const PROBE_CONCURRENCY = 4;
+/** Error bodies are small; a model list may not be, and only its start is needed to classify. */
+const MAX_PROBE_BODY_BYTES = 256 * 1024;
 
 /** Probed more often, to notice recovery. QuotaExhausted is not: it waits for its time (a
  * list-models probe succeeds without credit), and is probed again when that ends. */
@@ -61,7 +73,7 @@ export class Prober {
   start(): void {
     if (this.#timer) return;
     const tick = () => {
-      this.#timer = setTimeout(tick, this.#o.tickMs ?? 1_000);
+      this.#timer = setTimeout(tick, this.#o.tickMs ?? TICK_MS);
       this.#forgetGone();
       if (this.#o.isActive()) this.#runDue();
     };
@@ -88,9 +100,9 @@ export class Prober {
 
   #runDue() {
     const now = this.#o.clock.now();
-    const limit = this.#o.concurrency ?? 4;
+    const limit = this.#o.concurrency ?? PROBE_CONCURRENCY;
     for (const runtime of this.#o.registry.values()) {
-      const interval = parseDuration(runtime.spec.health.probeInterval) ?? 600_000;
+      const interval = runtime.engine.config.probeIntervalMs;
       const recheck = Math.min(interval, Math.max(10_000, Math.round(interval / 5)));
       for (const key of runtime.engine.keys()) {
         if (this.#active >= limit) return;
@@ -134,17 +146,16 @@ export class Prober {
     this.#active++;
     this.#probedAt(runtime).set(keyId, this.#o.clock.now());
     const profile = getProvider(runtime.spec.provider);
-    const timeoutMs = parseDuration(runtime.spec.health.probeTimeout) ?? 10_000;
     let outcome: Outcome;
     try {
       const base = runtime.spec.baseURL ?? profile.defaultBaseURL;
       const res = await fetch(providerUrl(base, profile.probe.path), {
         method: profile.probe.method,
         headers: { ...profile.probe.headers, ...profile.authHeaders(key) },
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.timeout(runtime.engine.config.probeTimeoutMs),
         dispatcher: this.#dispatcher,
       });
-      const body = await readLimited(res, this.#o.maxBodyBytes ?? 256 * 1024);
+      const body = await readLimited(res, this.#o.maxBodyBytes ?? MAX_PROBE_BODY_BYTES);
       outcome = profile.classify({ status: res.status, headers: res.headers, body }, this.#o.clock.now());
     } catch (err) {
       outcome = classifyNetworkError(err);

@@ -25,7 +25,6 @@ import { type DispenseResult, dispense } from "../server/dispense.ts";
 import { KeyPoolError, writeError } from "../server/errors.ts";
 import { nameSegment } from "../server/names.ts";
 import { parseDuration } from "../api/duration.ts";
-import type { KeyPoolSpec } from "../api/keypool.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
 import { providerErrorBody } from "./errors.ts";
 import { copyBody } from "./copy-body.ts";
@@ -51,6 +50,11 @@ export interface ProxyOptions {
   dispatcher?: Dispatcher;
 }
 
+/**
+ * How long a streaming answer may pause between chunks when ProxyOptions.bodyTimeoutMs is not
+ * given: long enough for a model thinking before its next token; not a flag or a spec field.
+ */
+const BODY_TIMEOUT_MS = 300_000;
 /** The largest provider error body read to classify it; larger ones pass through unread. */
 const MAX_ERROR_BODY = 1024 * 1024;
 const PROXY_PATH_RE = /^\/proxy\/([^/?]+)\/([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
@@ -90,7 +94,7 @@ export function createProxy(options: ProxyOptions) {
   const dispatcher =
     options.dispatcher ??
     new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
-  const bodyTimeoutMs = options.bodyTimeoutMs ?? 300_000;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   const metrics = options.metrics;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -155,7 +159,7 @@ export function createProxy(options: ProxyOptions) {
 
   /** The attempt loop: pick a key, call, fail over while nothing reached the caller. */
   async function forward(call: Call, first: PoolRuntime, body: ProxyBody): Promise<void> {
-    const { maxAttempts } = proxySettings(first.spec);
+    const { maxAttempts } = first.engine.config.proxy;
     const waitUntil = call.startedAt + maxWaitMs(call.req, first, options.maxWaitLimitMs);
     const session = headerText(call.req.headers["x-keypool-session"])?.slice(0, 256);
     let held: HeldAnswer | undefined;
@@ -227,7 +231,7 @@ export function createProxy(options: ProxyOptions) {
                 ? Readable.from(body.take(), { objectMode: false })
                 : null,
           signal: call.abort.signal,
-          headersTimeout: proxySettings(runtime.spec).timeoutMs,
+          headersTimeout: runtime.engine.config.proxy.timeoutMs,
           bodyTimeout: bodyTimeoutMs,
         });
       } catch (err) {
@@ -456,28 +460,10 @@ function queryPath(call: Call): string {
   return q ? `${call.path}?${q}` : call.path;
 }
 
-/** spec.proxy in milliseconds, parsed once per spec object (a new spec is a new object). */
-const parsedSettings = new WeakMap<
-  KeyPoolSpec,
-  { maxAttempts: number; maxWaitMs: number; timeoutMs: number }
->();
-function proxySettings(spec: KeyPoolSpec) {
-  let settings = parsedSettings.get(spec);
-  if (!settings) {
-    settings = {
-      maxAttempts: spec.proxy.maxAttempts,
-      maxWaitMs: parseDuration(spec.proxy.maxWait) ?? 5000,
-      timeoutMs: parseDuration(spec.proxy.timeout) ?? 600_000,
-    };
-    parsedSettings.set(spec, settings);
-  }
-  return settings;
-}
-
 /** spec.proxy.maxWait, or the caller's x-keypool-max-wait ("2.5" seconds or "500ms"), capped. */
 function maxWaitMs(req: IncomingMessage, runtime: PoolRuntime, limitMs: number): number {
   const header = headerText(req.headers["x-keypool-max-wait"]);
-  let ms = proxySettings(runtime.spec).maxWaitMs;
+  let ms = runtime.engine.config.proxy.maxWaitMs;
   if (header !== undefined) {
     const asSeconds = Number(header);
     const parsed = Number.isFinite(asSeconds) ? asSeconds * 1000 : parseDuration(header.trim());

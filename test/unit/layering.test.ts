@@ -29,6 +29,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | "anything">> = {
   "lease-tokens": ["pool"],
   "background-threads": ["log"],
   config: ["api", "log", "background-threads"],
+  // README's configuration table, rendered from config.ts's flag schemas.
+  "config-reference": ["config"],
   // Wiring.
   "run-common": "anything",
   "run-operator": "anything",

@@ -1,6 +1,5 @@
 import { ApiException, type V1Lease } from "@kubernetes/client-node";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { parseDuration } from "../../../src/api/duration.ts";
 import { parseOperatorConfig } from "../../../src/config.ts";
 import {
   type ElectionRecord,
@@ -12,7 +11,7 @@ import {
   jitteredDelay,
   leaseDurationSeconds,
   recordOf,
-  resolveTimings,
+  checkTimings,
   sameRecord,
 } from "../../../src/controller/leader-election.ts";
 import { createLogger } from "../../../src/log.ts";
@@ -27,25 +26,20 @@ const record = (over: Partial<ElectionRecord> = {}): ElectionRecord => ({
   ...over,
 });
 
-/** A duration flag's value in ms, whether the config keeps "15s" or has parsed it already. */
-const ms = (value: string | number) => (typeof value === "number" ? value : parseDuration(value));
-
 describe("timings", () => {
   // client-go's documented defaults (tools/leaderelection, and kube-controller-manager's
   // --leader-elect-lease-duration / -renew-deadline / -retry-period): 15 s, 10 s, 2 s.
   const CLIENT_GO = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 
-  it("defaults to client-go's documented 15 s / 10 s / 2 s", () => {
-    expect(resolveTimings({})).toEqual(CLIENT_GO);
-  });
-
-  it("defaults to the same timings as the operator's --leader-election-* flags", () => {
+  it("come from the operator's --leader-election-* flags, which default to client-go's 15 s / 10 s / 2 s", () => {
     const config = parseOperatorConfig([], {});
-    expect({
-      leaseDurationMs: ms(config.leaderElectionLeaseDuration),
-      renewDeadlineMs: ms(config.leaderElectionRenewDeadline),
-      retryPeriodMs: ms(config.leaderElectionRetryPeriod),
-    }).toEqual(resolveTimings({}));
+    const timings = {
+      leaseDurationMs: config.leaderElectionLeaseDuration,
+      renewDeadlineMs: config.leaderElectionRenewDeadline,
+      retryPeriodMs: config.leaderElectionRetryPeriod,
+    };
+    expect(timings).toEqual(CLIENT_GO);
+    expect(checkTimings(timings)).toEqual(CLIENT_GO);
   });
 
   it.each([
@@ -66,7 +60,7 @@ describe("timings", () => {
       /leaseDurationMs must be a positive/,
     ],
   ])("rejects %s", (_name, timings, message) => {
-    expect(() => resolveTimings(timings)).toThrow(message);
+    expect(() => checkTimings({ ...CLIENT_GO, ...timings })).toThrow(message);
   });
 
   it.each([
