@@ -97,3 +97,24 @@ export function findCondition(
 ): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/** Reasons of the Events recorded on KeyPools (beside the conditions' reasons, which problems reuse). */
+export const EventReason = {
+  /** Warning: a key got a rate-limit answer (or reset headers said nothing is left). */
+  KeyRateLimited: "KeyRateLimited",
+  /** Warning: a key's account is out of credit or quota. */
+  KeyQuotaExhausted: "KeyQuotaExhausted",
+  /** Warning: the provider refused a key (revoked, wrong). */
+  KeyInvalid: "KeyInvalid",
+  /** Warning: a key failed failureThreshold times in a row (or a caller said degraded). */
+  KeyDegraded: "KeyDegraded",
+  /** Normal: a key is usable again. */
+  KeyRecovered: "KeyRecovered",
+  /** Warning: the spec passed the CRD but not the runtime checks (once per generation). */
+  InvalidSpec: "InvalidSpec",
+  /** Normal: every key was probed for keypool.dev/probe-requested-at. */
+  ProbeRequested: "ProbeRequested",
+  /** Warning: the API server refused a status write with 403 or 422 (once per failure episode). */
+  StatusWriteFailed: "StatusWriteFailed",
+} as const;
+export type EventReason = (typeof EventReason)[keyof typeof EventReason];

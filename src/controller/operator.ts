@@ -22,7 +22,8 @@ import { onlyStatusChanged } from "./predicates.ts";
 import { Prober } from "../providers/prober.ts";
 import { Reconciler } from "./reconciler.ts";
 import { snapshotFromStatus } from "./status.ts";
-import { STATUS_WRITE_FAILED, StatusWriter } from "./status-writer.ts";
+import { StatusWriter } from "./status-writer.ts";
+import { EventReason } from "./conditions.ts";
 import { ResourceWatcher } from "./watcher.ts";
 import { WorkQueue } from "./work-queue.ts";
 import { apiClient } from "../kube-client.ts";
@@ -39,9 +40,10 @@ export interface OperatorOptions {
         enabled: true;
         namespace: string;
         name: string;
-        leaseDurationMs?: number;
-        renewDeadlineMs?: number;
-        retryPeriodMs?: number;
+        /** The --leader-election-* timings (their defaults are config.ts's). */
+        leaseDurationMs: number;
+        renewDeadlineMs: number;
+        retryPeriodMs: number;
       };
   /** This replica's identity (Lease holder, Event reportingInstance). */
   identity?: string;
@@ -53,6 +55,9 @@ export interface OperatorOptions {
   /** Active key probes (leader only); on by default. */
   probes?: boolean;
 }
+
+/** How long counter changes (dispenses, reports) wait to be reconciled into the status. */
+const COUNTER_REFRESH_MS = 1_000;
 
 export class Operator {
   readonly registry = new PoolRegistry();
@@ -67,7 +72,8 @@ export class Operator {
   readonly #elector: LeaderElector | undefined;
   readonly #core: CoreV1Api;
   readonly prober: Prober;
-  readonly #refreshTimers = new Map<string, NodeJS.Timeout>();
+  /** Pools touched by dispenses or reports whose delayed reconcile is not done yet. */
+  readonly #touched = new Set<string>();
   /** Set by the elector's callbacks: what this replica last heard. Writes ask #leadsNow(). */
   #leading: boolean;
   #started = false;
@@ -96,7 +102,7 @@ export class Operator {
       onTerminalFailure: (ref, message) => {
         const uid = this.registry.get(ref)?.uid;
         const target = { ...ref, ...(uid ? { uid } : {}), apiVersion: API_VERSION, kind: KIND };
-        events.record(target, "Warning", STATUS_WRITE_FAILED, message);
+        events.record(target, "Warning", EventReason.StatusWriteFailed, message);
       },
     });
 
@@ -145,19 +151,15 @@ export class Operator {
       newLeaseToken: leaseTokenSource(),
       isLeader: () => this.#leadsNow(),
       probePool: (ref) => this.prober.probePool(ref),
+      markDirty: (ref) => this.#queue.add(refKey(ref)),
     });
-    // Dispenses and reports change counters: refresh a pool's status at most once a second
-    // (the status writer then debounces the write itself), never once per request.
+    // Dispenses and reports change counters: the pool is reconciled (and its status rebuilt) at
+    // most once a second for them, never once per request; the status writer then debounces.
     this.registry.onTouched((ref) => {
       const key = refKey(ref);
-      if (this.#refreshTimers.has(key)) return;
-      this.#refreshTimers.set(
-        key,
-        setTimeout(() => {
-          this.#refreshTimers.delete(key);
-          this.#reconciler.refreshStatus(ref);
-        }, 1_000),
-      );
+      if (this.#touched.has(key)) return;
+      this.#touched.add(key);
+      this.#queue.addAfter(key, COUNTER_REFRESH_MS);
     });
     this.prober = new Prober({
       registry: this.registry,
@@ -224,8 +226,6 @@ export class Operator {
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
-    for (const timer of this.#refreshTimers.values()) clearTimeout(timer);
-    this.#refreshTimers.clear();
     await this.prober.stop();
     await this.#queue.shutdown();
     await this.#status.stop();
@@ -251,6 +251,8 @@ export class Operator {
   }
 
   async #work(key: string): Promise<void> {
+    // Touches from now on need a reconcile of their own.
+    this.#touched.delete(key);
     const [namespace, name] = key.split("/") as [string, string];
     try {
       const result = await this.#reconciler.reconcile({ namespace, name });

@@ -10,6 +10,7 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { API_VERSION, KIND, PROBE_REQUEST_ANNOTATION } from "../api/keypool.ts";
 import { type KeyPool, parseKeyPool } from "../api/parse.ts";
+import type { KeyState } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
@@ -21,7 +22,7 @@ import {
   type SourceProblem,
   type UncachedSecret,
 } from "../sources/kubernetes/secrets.ts";
-import { findCondition } from "./conditions.ts";
+import { EventReason, findCondition } from "./conditions.ts";
 import type { EventTarget } from "./events.ts";
 import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import { desiredStatus, snapshotFromStatus } from "./status.ts";
@@ -71,10 +72,20 @@ export interface ReconcilerOptions {
   isLeader: () => boolean;
   /** Probes every key of a pool now; resolves with how many were probed. */
   probePool: (ref: PoolRef) => Promise<number>;
+  /**
+   * A key changed state (a report, a probe, time): the pool's status must be built again. The
+   * operator enqueues the pool, so only the reconcile loop writes status, never a request.
+   */
+  markDirty: (ref: PoolRef) => void;
 }
 
-/** Warning for states that take a key out; Normal for coming back. */
-const WARNING_STATES = new Set(["RateLimited", "QuotaExhausted", "Invalid", "Degraded"]);
+/** The Warning a key's move into a state that takes it out records; coming back is Normal KeyRecovered. */
+const KEY_STATE_EVENT: Partial<Record<KeyState, EventReason>> = {
+  RateLimited: EventReason.KeyRateLimited,
+  QuotaExhausted: EventReason.KeyQuotaExhausted,
+  Invalid: EventReason.KeyInvalid,
+  Degraded: EventReason.KeyDegraded,
+};
 
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -116,7 +127,7 @@ export class Reconciler {
         this.#o.events.record(
           this.#target(object),
           "Warning",
-          "InvalidSpec",
+          EventReason.InvalidSpec,
           parsed.message.slice(0, 1000),
           String(generation),
         );
@@ -252,7 +263,7 @@ export class Reconciler {
     this.#o.events.record(
       this.#target(pool),
       "Normal",
-      "ProbeRequested",
+      EventReason.ProbeRequested,
       `Probed ${probed} key${probed === 1 ? "" : "s"} as requested by ${PROBE_REQUEST_ANNOTATION}: ${shown}`,
       requested,
     );
@@ -263,33 +274,6 @@ export class Reconciler {
     const runtime = this.#o.registry.get(ref);
     const handled = runtime && runtime.uid === uid ? runtime.probeRequest : undefined;
     return handled === undefined ? status : { ...status, lastProbeRequest: handled };
-  }
-
-  /**
-   * Refreshes a pool's status from its engine (after dispenses, reports and transitions), with
-   * the source problems the last reconcile found: key states are written whatever the pool's
-   * conditions, so a restart or a new leader never loses them.
-   */
-  refreshStatus(ref: PoolRef): void {
-    const runtime = this.#o.registry.get(ref);
-    const object = this.#o.pools.get(ref.namespace, ref.name);
-    if (!runtime || !object || runtime.uid !== object.metadata?.uid) return;
-    // Not evaluated for this generation yet (an invalid spec keeps the last valid one serving):
-    // the next reconcile writes the status.
-    if (runtime.problems === undefined || runtime.generation !== object.metadata?.generation) return;
-    const previous = (object as { status?: KeyPoolStatus }).status;
-    const pending = desiredStatus(
-      previous,
-      {
-        kind: "evaluated",
-        views: runtime.engine.keys(),
-        problems: runtime.problems,
-        emptyValues: runtime.emptyValues ?? 0,
-      },
-      object.metadata?.generation,
-      new Date(this.#o.clock.now()),
-    );
-    this.#o.status.submit(ref, this.#withProbeRequest(ref, object.metadata?.uid, pending));
   }
 
   #onTransition(target: EventTarget, event: KeyTransitionEvent) {
@@ -309,10 +293,15 @@ export class Reconciler {
       "key state changed",
     );
     if (event.to === "Draining") return; // key-set changes are reported by the reconcile that made them
-    const type = WARNING_STATES.has(event.to) ? "Warning" : "Normal";
-    const reason = type === "Warning" ? `Key${event.to}` : "KeyRecovered";
-    this.#o.events.record(target, type, reason, message, event.keyId);
-    this.refreshStatus(ref);
+    const warning = KEY_STATE_EVENT[event.to];
+    this.#o.events.record(
+      target,
+      warning ? "Warning" : "Normal",
+      warning ?? EventReason.KeyRecovered,
+      message,
+      event.keyId,
+    );
+    this.#o.markDirty(ref);
   }
 
   #target(object: KubernetesObject | KeyPool): EventTarget {

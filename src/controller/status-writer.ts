@@ -18,9 +18,6 @@ import { apiClient } from "../kube-client.ts";
 import { type BackoffPolicy, backoffDelay } from "./backoff.ts";
 import { describeError } from "./leader-election.ts";
 
-/** Reason of the Warning Event recorded when the API server refuses a status write (403, 422). */
-export const STATUS_WRITE_FAILED = "StatusWriteFailed";
-
 /**
  * Refusals that retrying alone will not fix, so they are surfaced as an Event too. 404 is not
  * here: the object is gone, and its status with it.
