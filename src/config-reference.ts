@@ -5,6 +5,7 @@
  * it, and its description. `npm run generate:crd` rewrites it between the README's markers; a
  * test fails when the README and the schemas drift apart.
  */
+import { betweenMarkers } from "./api/reference.ts";
 import { type FlagDoc, operatorFlagDocs, serveFlagDocs } from "./config.ts";
 
 export const CONFIG_REFERENCE_START =
@@ -89,8 +90,5 @@ export function renderConfigReference(): string {
 
 /** `readme` with the configuration table between its markers replaced by `table`. */
 export function withConfigReference(readme: string, table: string): string {
-  const start = readme.indexOf(CONFIG_REFERENCE_START);
-  const end = readme.indexOf(CONFIG_REFERENCE_END);
-  if (start < 0 || end < start) throw new Error("README.md has no configuration table markers");
-  return `${readme.slice(0, start + CONFIG_REFERENCE_START.length)}\n\n${table}\n\n${readme.slice(end)}`;
+  return betweenMarkers(readme, CONFIG_REFERENCE_START, CONFIG_REFERENCE_END, table, "configuration table");
 }

@@ -59,6 +59,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
       kc,
       audiences: config.authAudiences,
       logger,
+      clock: systemClock,
       staleGraceMs: config.authStaleGrace,
     });
   }

@@ -66,8 +66,13 @@ export function renderSpecReference(): string {
 
 /** `readme` with the reference between its markers replaced by `reference`. */
 export function withReference(readme: string, reference: string): string {
-  const start = readme.indexOf(REFERENCE_START);
-  const end = readme.indexOf(REFERENCE_END);
-  if (start < 0 || end < start) throw new Error("README.md has no spec reference markers");
-  return `${readme.slice(0, start + REFERENCE_START.length)}\n\n${reference}\n\n${readme.slice(end)}`;
+  return betweenMarkers(readme, REFERENCE_START, REFERENCE_END, reference, "spec reference");
+}
+
+/** `text` with what stands between the `start` and `end` marker lines replaced by `body`. */
+export function betweenMarkers(text: string, start: string, end: string, body: string, what: string): string {
+  const at = text.indexOf(start);
+  const until = text.indexOf(end);
+  if (at < 0 || until < at) throw new Error(`README.md has no ${what} markers`);
+  return `${text.slice(0, at + start.length)}\n\n${body}\n\n${text.slice(until)}`;
 }

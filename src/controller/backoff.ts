@@ -5,8 +5,8 @@
  * replicas and pools that failed together do not retry together, and a delay never drops below
  * half the ceiling (a retry storm cannot creep back).
  *
- * Used by the work queue (`addRateLimited`) and the status writer; the watcher's
- * `#nextBackoffMs` computes the same and can call this with `failures - 1`.
+ * The one backoff of the process: the work queue (`addRateLimited`), the status writer's retries
+ * and the watcher's (watch/retry.ts, which adds only a reset after a stretch of health) use it.
  */
 
 export interface BackoffPolicy {

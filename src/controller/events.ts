@@ -5,7 +5,9 @@
  */
 import { refKey } from "../pool/registry.ts";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { describeError } from "../describe-error.ts";
 import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
 import { apiClient } from "../kube-client.ts";
 
 export interface EventTarget {
@@ -21,7 +23,7 @@ export interface EventRecorderOptions {
   logger: Logger;
   /** reportingInstance: this replica. */
   instance: string;
-  now?: () => number;
+  clock: Clock;
   /** Minimum time between two events with the same dedup key. */
   repeatIntervalMs?: number;
   /** Token bucket over all events. */
@@ -35,7 +37,7 @@ export class EventRecorder {
   readonly #api: CoreV1Api;
   readonly #logger: Logger;
   readonly #instance: string;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #repeatMs: number;
   readonly #burst: number;
   readonly #perSecond: number;
@@ -48,12 +50,12 @@ export class EventRecorder {
     this.#api = apiClient(options.kc, CoreV1Api);
     this.#logger = options.logger.child({ component: "events" });
     this.#instance = options.instance;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
     this.#repeatMs = options.repeatIntervalMs ?? 60_000;
     this.#burst = options.burst ?? 25;
     this.#perSecond = options.perSecond ?? 1;
     this.#tokens = this.#burst;
-    this.#refilledAt = this.#now();
+    this.#refilledAt = this.#clock.now();
   }
 
   get dropped(): number {
@@ -68,7 +70,7 @@ export class EventRecorder {
     message: string,
     subject = "",
   ): void {
-    const now = this.#now();
+    const now = this.#clock.now();
     const dedup = `${target.namespace}/${target.name}/${reason}/${subject}`;
     const last = this.#lastSent.get(dedup);
     if ((last !== undefined && now - last < this.#repeatMs) || !this.#takeToken(now)) {
@@ -103,7 +105,7 @@ export class EventRecorder {
         },
       })
       .catch((err: unknown) => {
-        this.#logger.warn({ err: (err as Error).message, reason }, "could not record event");
+        this.#logger.warn({ err: describeError(err), reason }, "could not record event");
       });
   }
 

@@ -32,6 +32,7 @@ import {
   type V1LeaseSpec,
   V1MicroTime,
 } from "@kubernetes/client-node";
+import { describeError } from "../describe-error.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { apiClient } from "../kube-client.ts";
@@ -68,8 +69,8 @@ export interface LeaderElectionOptions {
   onStoppedLeading?: () => void;
   /** A holder other than the last one reported was observed (this replica included). */
   onNewLeader?: (identity: string) => void;
-  /** Time for lease bookkeeping; the timers are real. Defaults to the system clock. */
-  clock?: Clock;
+  /** Time for lease bookkeeping; the timers are real. */
+  clock: Clock;
 }
 
 export interface StopOptions {
@@ -177,34 +178,6 @@ export function jitteredDelay(periodMs: number, random: () => number = Math.rand
   return periodMs + random() * JITTER_FACTOR * periodMs;
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "NotFound",
-  409: "Conflict",
-};
-
-/** One line saying why a request failed, from the API server's Status when there is one. */
-export function describeError(err: unknown): string {
-  if (err instanceof ApiException) {
-    let status: { reason?: unknown; message?: unknown } | undefined;
-    try {
-      const body: unknown = typeof err.body === "string" ? JSON.parse(err.body) : err.body;
-      if (body && typeof body === "object") status = body;
-    } catch {
-      // not a Status: the code says enough
-    }
-    const reason = typeof status?.reason === "string" ? status.reason : STATUS_TEXT[err.code];
-    const message = typeof status?.message === "string" ? `: ${status.message}` : "";
-    return `HTTP ${err.code}${reason ? ` ${reason}` : ""}${message}`;
-  }
-  if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    return `${err.message}${cause}`;
-  }
-  return String(err);
-}
-
 function hasCode(err: unknown, code: number): boolean {
   return err instanceof ApiException && err.code === code;
 }
@@ -220,8 +193,6 @@ function abortable(signal: AbortSignal): ConfigurationOptions {
   };
   return { middleware: [middleware], middlewareMergeStrategy: "append" };
 }
-
-const systemClock: Clock = { now: () => Date.now() };
 
 export class LeaderElector {
   readonly #api: LeaseApi;
@@ -259,7 +230,7 @@ export class LeaderElector {
     this.#namespace = options.namespace;
     this.#name = options.name;
     this.#identity = options.identity;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock;
     this.#callbacks = {
       onStartedLeading: options.onStartedLeading,
       onStoppedLeading: options.onStoppedLeading,

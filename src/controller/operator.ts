@@ -1,8 +1,8 @@
 /**
  * src/controller — the operator: watches KeyPools and labelled Secrets, reconciles each pool
  * into its engine and status, records Events, elects a leader (only the leader writes status).
- * May import: src/api, src/pool, src/providers, src/sources, src/log, src/lease-tokens,
- * src/kube-client, @kubernetes/client-node.
+ * May import: src/api, src/pool, src/providers, src/sources, src/log, src/describe-error,
+ * src/lease-tokens, src/kube-client, @kubernetes/client-node. Time comes from `options.clock`.
  *
  * This file wires the parts: watchers -> work queue -> reconciler -> status writer.
  */
@@ -85,19 +85,19 @@ export class Operator {
     this.#logger = options.logger.child({ component: "operator" });
     this.#core = apiClient(options.kc, CoreV1Api);
     this.#leading = !options.leaderElection.enabled;
-    this.#queue = new WorkQueue({ logger: this.#logger });
+    this.#queue = new WorkQueue({ logger: this.#logger, clock: options.clock });
     const events = new EventRecorder({
       kc: options.kc,
       logger: options.logger,
       instance: this.identity,
-      now: () => options.clock.now(),
+      clock: options.clock,
     });
     this.#status = new StatusWriter({
       kc: options.kc,
       logger: options.logger,
       isLeader: () => this.#leadsNow(),
       counterIntervalMs: options.statusCounterIntervalMs,
-      now: () => options.clock.now(),
+      clock: options.clock,
       // Retrying alone will not fix it (403: RBAC, 422: a bug): say so on the KeyPool.
       onTerminalFailure: (ref, message) => {
         const uid = this.registry.get(ref)?.uid;
@@ -114,6 +114,7 @@ export class Operator {
           kc: options.kc,
           path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
           logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
+          clock: options.clock,
           onEvent: (type, object, old) => {
             if (type === "MODIFIED" && old && onlyStatusChanged(old, object)) {
               this.#statusChanged(object);
@@ -132,6 +133,7 @@ export class Operator {
           path: `/api/v1${scope}/secrets`,
           labelSelector: SECRET_LABEL,
           logger: options.logger.child({ watch: `secrets${ns ? ` in ${ns}` : ""}` }),
+          clock: options.clock,
           onEvent: (_type, secret) => this.#secretChanged(secret),
           watchdogMs: options.watchdogMs,
           relistIntervalMs: options.relistIntervalMs,
@@ -234,7 +236,7 @@ export class Operator {
   }
 
   /** Liveness: every watch showed a sign of life recently. Readiness: caches synced. */
-  health(now = Date.now()): { live: boolean; ready: boolean; details: Record<string, unknown> } {
+  health(now = this.#o.clock.now()): { live: boolean; ready: boolean; details: Record<string, unknown> } {
     const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
     const limit = 3 * (this.#o.watchdogMs ?? 120_000);
     const stale = watchers.map((w) => w.staleForMs(now));

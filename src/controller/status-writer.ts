@@ -12,11 +12,12 @@
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
+import { describeError } from "../describe-error.ts";
 import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
 import { type PoolRef, refKey } from "../pool/registry.ts";
 import { apiClient } from "../kube-client.ts";
 import { type BackoffPolicy, backoffDelay } from "./backoff.ts";
-import { describeError } from "./leader-election.ts";
 
 /**
  * Refusals that retrying alone will not fix, so they are surfaced as an Event too. 404 is not
@@ -46,7 +47,7 @@ export interface StatusWriterOptions {
   transitionDelayMs?: number;
   /** Minimum time between two writes that only change counters. */
   counterIntervalMs?: number;
-  now?: () => number;
+  clock: Clock;
   /** Backoff of retries after a failed write. */
   retryBackoff?: BackoffPolicy;
   /** Jitter source in [0, 1) for the backoff; tests pin it. */
@@ -89,7 +90,7 @@ export class StatusWriter {
   readonly #isLeader: () => boolean;
   readonly #transitionDelayMs: number;
   readonly #counterIntervalMs: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #pending = new Map<string, Pending>();
   readonly #written = new Map<string, { full: string; significant: string; at: number }>();
   readonly #inFlight = new Set<Promise<void>>();
@@ -106,7 +107,7 @@ export class StatusWriter {
     this.#isLeader = options.isLeader;
     this.#transitionDelayMs = options.transitionDelayMs ?? 100;
     this.#counterIntervalMs = options.counterIntervalMs ?? 5_000;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
     this.#backoff = options.retryBackoff ?? RETRY_BACKOFF;
     this.#random = options.random ?? Math.random;
     this.#onTerminalFailure = options.onTerminalFailure;
@@ -128,7 +129,7 @@ export class StatusWriter {
       this.stats.skipped++;
       return;
     }
-    const now = this.#now();
+    const now = this.#clock.now();
     const urgent = !last || last.significant !== significant(status);
     // While writes of this pool fail, nothing is due before the next retry.
     const dueAt = Math.max(
@@ -199,7 +200,7 @@ export class StatusWriter {
         this.#inFlight.add(write);
         void write.finally(() => this.#inFlight.delete(write));
       },
-      Math.max(0, dueAt - this.#now()),
+      Math.max(0, dueAt - this.#clock.now()),
     );
   }
 
@@ -218,13 +219,13 @@ export class StatusWriter {
       this.#written.set(key, {
         full: JSON.stringify(status),
         significant: significant(status),
-        at: this.#now(),
+        at: this.#clock.now(),
       });
       const episode = this.#failing.get(key);
       if (episode) {
         this.#failing.delete(key);
         this.#logger.info(
-          { pool: key, failures: episode.failures, failingForMs: this.#now() - episode.since },
+          { pool: key, failures: episode.failures, failingForMs: this.#clock.now() - episode.since },
           "status write succeeded again",
         );
       }
@@ -242,7 +243,7 @@ export class StatusWriter {
   /** Backs off, and logs (and surfaces a terminal refusal) when a failure episode starts. */
   #failed(ref: PoolRef, status: KeyPoolStatus, code: number | undefined, reason: string) {
     const key = refKey(ref);
-    const now = this.#now();
+    const now = this.#clock.now();
     const episode = this.#failing.get(key);
     const failures = (episode?.failures ?? 0) + 1;
     const retryAt = now + backoffDelay(failures - 1, this.#backoff, this.#random);

@@ -16,8 +16,9 @@
  *   emits the differences, repairing any event that was missed.
  * - cache.ts: the objects by namespace/name, and the changes a list or an event makes to them.
  * - types.ts: event types, stats, errors.
- * watch/ may import @kubernetes/client-node, undici, src/kube-client.ts, src/log.ts and
- * src/controller/backoff.ts; nothing else of the controller imports it but this file.
+ * watch/ may import @kubernetes/client-node, undici, src/kube-client.ts, src/log.ts,
+ * src/pool/clock.ts (the Clock type) and src/controller/backoff.ts; nothing else of the
+ * controller imports it but this file. Time comes from the injected clock; the timers are real.
  *
  * This class wires them: it owns the cache, emits its changes to `onEvent`, and answers
  * start/stop/relist and the liveness questions. Objects are the parsed JSON from the API server;
@@ -26,6 +27,7 @@
  */
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
 import { ObjectCache } from "./watch/cache.ts";
 import { Reflector } from "./watch/reflector.ts";
 import { stoppedError, type WatchEventType, type WatcherStats } from "./watch/types.ts";
@@ -39,6 +41,8 @@ export interface WatcherOptions<T extends KubernetesObject> {
   /** e.g. "keypool.dev/secret" */
   labelSelector?: string;
   logger: Logger;
+  /** Time for liveness (staleForMs) and the backoff's reset; the timers are real. */
+  clock: Clock;
   /** Called for every change to the cache, after the cache is updated. */
   onEvent: (type: WatchEventType, object: T, old: T | undefined) => void;
   /** Abort and relist when a watch shows no sign of life for this long. Default 120_000. */
@@ -51,13 +55,11 @@ export interface WatcherOptions<T extends KubernetesObject> {
   pageSize?: number;
 }
 
-/** The one place the watcher reads the time. */
-const now = (): number => Date.now();
-
 export class ResourceWatcher<T extends KubernetesObject> {
   readonly stats: WatcherStats = { lists: 0, watchesStarted: 0, errors: 0, relists410: 0, watchdogAborts: 0 };
 
   readonly #log: Logger;
+  readonly #clock: Clock;
   readonly #onEvent: WatcherOptions<T>["onEvent"];
   readonly #cache = new ObjectCache<T>();
   readonly #reflector: Reflector<T>;
@@ -69,6 +71,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
 
   constructor(options: WatcherOptions<T>) {
     this.#onEvent = options.onEvent;
+    this.#clock = options.clock;
     this.#log = options.logger.child({ component: "watcher", path: options.path });
     this.#reflector = new Reflector<T>({
       kc: options.kc,
@@ -79,7 +82,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
       relistIntervalMs: options.relistIntervalMs ?? 600_000,
       backoff: { initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 },
       logger: this.#log,
-      now,
+      clock: options.clock,
       stats: this.stats,
       onList: (items, resourceVersion) => this.#listed(items, resourceVersion),
       onWatchEvent: (type, object) => {
@@ -96,7 +99,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
     if (this.#start) return this.#start.promise;
     if (this.#stopped) return Promise.reject(stoppedError());
     this.#start = Promise.withResolvers();
-    this.#startedAt = now();
+    this.#startedAt = this.#clock.now();
     this.#running = this.#reflector.run();
     return this.#start.promise;
   }
@@ -130,7 +133,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
   }
 
   /** ms since the last sign of life (list, watch opened, event, bookmark), or since start(); for liveness. */
-  staleForMs(at: number = now()): number {
+  staleForMs(at: number = this.#clock.now()): number {
     const since = this.#reflector.lastAlive ?? this.#startedAt;
     return since === undefined ? 0 : Math.max(0, at - since);
   }

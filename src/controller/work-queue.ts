@@ -14,9 +14,12 @@
  *   everything again.
  */
 import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
 import { backoffDelay } from "./backoff.ts";
 
 export interface WorkQueueOptions {
+  /** When delayed keys are due; the timers that wake the queue are real. */
+  clock: Clock;
   /** First rate-limited delay. Default 100 ms. */
   baseDelayMs?: number;
   /** Ceiling of the rate-limited delay. Default 5 min. */
@@ -32,6 +35,7 @@ export class WorkQueue {
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
   readonly #log: Logger | undefined;
+  readonly #clock: Clock;
   readonly #random: () => number;
 
   /** Keys ready to be handed out, in order. */
@@ -50,7 +54,8 @@ export class WorkQueue {
   #loops: Promise<void>[] = [];
   #shuttingDown = false;
 
-  constructor(options: WorkQueueOptions = {}) {
+  constructor(options: WorkQueueOptions) {
+    this.#clock = options.clock;
     this.#baseDelayMs = options.baseDelayMs ?? 100;
     this.#maxDelayMs = options.maxDelayMs ?? 300_000;
     this.#log = options.logger?.child({ component: "work-queue" });
@@ -74,7 +79,7 @@ export class WorkQueue {
       this.add(key);
       return;
     }
-    const at = Date.now() + delayMs;
+    const at = this.#clock.now() + delayMs;
     const current = this.#waiting.get(key);
     if (current !== undefined && current <= at) return;
     this.#waiting.set(key, at);
@@ -166,7 +171,7 @@ export class WorkQueue {
 
   /** Moves due keys to #ready and sets one timer for the next due key. */
   #scheduleWaiting(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     let next = Infinity;
     for (const [key, at] of this.#waiting) {
       if (at <= now) {

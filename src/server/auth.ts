@@ -41,10 +41,12 @@ import {
   type V1UserInfo,
 } from "@kubernetes/client-node";
 import { formatDuration } from "../api/duration.ts";
+import { describeError } from "../describe-error.ts";
 import { apiClient } from "../kube-client.ts";
 import { TtlCache } from "./ttl-cache.ts";
 import type { AuthDecision, AuthVerb, Caller, MaybeAsync } from "./authorizer.ts";
 import { type Logger, scrubSecrets } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
 import { type BreakerState, CircuitBreaker } from "./circuit-breaker.ts";
 
 export interface KubernetesAuthOptions {
@@ -73,7 +75,8 @@ export interface KubernetesAuthOptions {
   breakerThreshold?: number;
   /** How long the open breaker sends no review before one probe may go out. */
   breakerOpenMs?: number;
-  now?: () => number;
+  /** Cache lifetimes, the stale grace and the breaker's open period are judged by it. */
+  clock: Clock;
 }
 
 /** Each default in one place. */
@@ -152,7 +155,7 @@ export class KubernetesAuth {
   readonly #authzTtlMs: number;
   readonly #staleGraceMs: number;
   readonly #requestTimeoutMs: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #breaker: CircuitBreaker;
   readonly #tokens: Lookup;
   readonly #access: Lookup;
@@ -183,11 +186,11 @@ export class KubernetesAuth {
     this.#authzTtlMs = options.authzTtlMs ?? DEFAULTS.authzTtlMs;
     this.#staleGraceMs = Math.max(0, options.staleGraceMs ?? DEFAULTS.staleGraceMs);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
     this.#breaker = new CircuitBreaker({
       failureThreshold: options.breakerThreshold ?? DEFAULTS.breakerThreshold,
       openMs: options.breakerOpenMs ?? DEFAULTS.breakerOpenMs,
-      now: this.#now,
+      clock: options.clock,
     });
     const maxEntries = options.maxEntries ?? DEFAULTS.maxEntries;
     this.#tokens = {
@@ -268,7 +271,7 @@ export class KubernetesAuth {
     token?: string,
   ): MaybeAsync<AuthDecision> {
     const { cache, inFlight } = lookup;
-    const now = this.#now();
+    const now = this.#clock.now();
     const cached = cache.entry(key, now);
     const start = () => {
       const started = request().finally(() => inFlight.delete(key));
@@ -341,7 +344,7 @@ export class KubernetesAuth {
 
   async #reviewToken(token: string, key: string): Promise<AuthDecision> {
     this.#stats.tokenReviews++;
-    const startedAt = this.#now();
+    const startedAt = this.#clock.now();
     let status;
     try {
       const review = await this.#authn.createTokenReview(
@@ -353,7 +356,7 @@ export class KubernetesAuth {
       return this.#failed(this.#tokens, key, err, startedAt, token);
     }
     this.#answered(startedAt);
-    const now = this.#now();
+    const now = this.#clock.now();
     const user = status?.user;
     if (status?.authenticated && user?.username) {
       if (status.audiences?.some((a) => this.#audiences.includes(a))) {
@@ -399,7 +402,7 @@ export class KubernetesAuth {
     pool: string,
   ): Promise<AuthDecision> {
     this.#stats.accessReviews++;
-    const startedAt = this.#now();
+    const startedAt = this.#clock.now();
     let status;
     try {
       const review = await this.#authz.createSubjectAccessReview(
@@ -436,7 +439,7 @@ export class KubernetesAuth {
         "access denied",
       );
     }
-    const now = this.#now();
+    const now = this.#clock.now();
     this.#access.cache.set(
       key,
       decision,
@@ -455,7 +458,7 @@ export class KubernetesAuth {
     this.#outage = undefined;
     this.#logger.info(
       {
-        outageMs: this.#now() - outage.since,
+        outageMs: this.#clock.now() - outage.since,
         servedStale: outage.stale,
         answeredUnavailable: outage.unavailable,
       },
@@ -502,7 +505,7 @@ export class KubernetesAuth {
       this.#outage.lastError = lastError;
       this.#logger.debug({ review: lookup.review, err: detail, breakerOpened: opened }, "auth review failed");
     } else {
-      this.#outage = { since: this.#now(), stale: 0, unavailable: 0, lastError };
+      this.#outage = { since: this.#clock.now(), stale: 0, unavailable: 0, lastError };
       const serving =
         this.#staleGraceMs > 0
           ? `serving from last decisions for up to ${formatDuration(this.#staleGraceMs)}`
@@ -515,7 +518,7 @@ export class KubernetesAuth {
     return this.#fallback(
       lookup,
       key,
-      this.#now(),
+      this.#clock.now(),
       token,
       `the Kubernetes ${lookup.review} failed (${lastError})`,
     );
@@ -612,25 +615,6 @@ function forbidden(message: string): AuthDecision {
 function sanitize(reason: string, token: string): string {
   const text = scrubSecrets(reason.split(token).join("[token]"));
   return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH)}…` : text;
-}
-
-/** One line saying why a review failed, from the API server's Status when there is one. */
-function describeError(err: unknown): string {
-  if (err instanceof ApiException) {
-    let message: unknown;
-    try {
-      const body: unknown = typeof err.body === "string" ? JSON.parse(err.body) : err.body;
-      message = (body as { message?: unknown } | null)?.message;
-    } catch {
-      // not a Status: the code says enough
-    }
-    return `HTTP ${err.code}${typeof message === "string" ? `: ${scrubSecrets(message)}` : ""}`;
-  }
-  if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    return scrubSecrets(`${err.name}: ${err.message}${cause}`);
-  }
-  return "unknown error";
 }
 
 /** Whether a review failed because it took longer than the request timeout. */

@@ -11,6 +11,7 @@
  * A failure of a request that started before the last success says nothing new (it was sent to
  * the server the success came from) and is not counted. Time comes from the injected clock.
  */
+import type { Clock } from "../pool/clock.ts";
 
 export type BreakerState = "closed" | "open" | "half-open";
 
@@ -22,13 +23,13 @@ export interface CircuitBreakerOptions {
   failureThreshold: number;
   /** How long it stays open before a probe may go out. */
   openMs: number;
-  now: () => number;
+  clock: Clock;
 }
 
 export class CircuitBreaker {
   readonly #threshold: number;
   readonly #openMs: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #failures = 0;
   #openedAt: number | undefined;
   #probing = false;
@@ -38,12 +39,12 @@ export class CircuitBreaker {
     if (!(options.failureThreshold >= 1)) throw new Error("failureThreshold must be at least 1");
     this.#threshold = options.failureThreshold;
     this.#openMs = options.openMs;
-    this.#now = options.now;
+    this.#clock = options.clock;
   }
 
   get state(): BreakerState {
     if (this.#openedAt === undefined) return "closed";
-    return this.#now() - this.#openedAt < this.#openMs ? "open" : "half-open";
+    return this.#clock.now() - this.#openedAt < this.#openMs ? "open" : "half-open";
   }
 
   /**
@@ -61,7 +62,7 @@ export class CircuitBreaker {
   /** Milliseconds until a request may go out again (0 when closed or half-open). */
   retryAfterMs(): number {
     if (this.#openedAt === undefined) return 0;
-    return Math.max(0, this.#openedAt + this.#openMs - this.#now());
+    return Math.max(0, this.#openedAt + this.#openMs - this.#clock.now());
   }
 
   /** The request started at `startedAt` was answered. True when this closed the breaker. */
@@ -86,7 +87,7 @@ export class CircuitBreaker {
     const state = this.state;
     if (state === "open") return "counted";
     if (state === "half-open" || timedOut || this.#failures >= this.#threshold) {
-      this.#openedAt = this.#now();
+      this.#openedAt = this.#clock.now();
       return "opened";
     }
     return "counted";

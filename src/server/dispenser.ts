@@ -3,7 +3,7 @@
  * compatibility API (compat.ts), auth, probes and metrics. Express 5 apps over the pool
  * registry; every error is JSON `{error: {code, message}}` with a code from errors.ts.
  * The provider proxy (src/proxy) is handed in as a request handler: this folder never imports it.
- * May import: src/api, src/pool, src/providers, src/log, src/kube-client.
+ * May import: src/api, src/pool, src/providers, src/log, src/describe-error, src/kube-client.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";

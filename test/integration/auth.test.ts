@@ -11,6 +11,7 @@ import {
 } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { createLogger, type Logger } from "../../src/log.ts";
+import type { Clock } from "../../src/pool/clock.ts";
 import { KubernetesAuth, type KubernetesAuthOptions } from "../../src/server/auth.ts";
 import type { AuthVerb } from "../../src/server/authorizer.ts";
 import { adminKubeConfig, createTestNamespace, eventually, tokenKubeConfig } from "../support/kube.ts";
@@ -20,9 +21,10 @@ const core = kc.makeApiClient(CoreV1Api);
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
 const sar = kc.makeApiClient(AuthorizationV1Api);
 const silent = createLogger({ level: "silent" });
+const wallClock: Clock = { now: () => Date.now() };
 
 function newAuth(options: Partial<KubernetesAuthOptions> = {}): KubernetesAuth {
-  return new KubernetesAuth({ kc, audiences: ["keypool"], logger: silent, ...options });
+  return new KubernetesAuth({ kc, audiences: ["keypool"], logger: silent, clock: wallClock, ...options });
 }
 
 /** A logger whose lines the test reads. */
@@ -185,7 +187,7 @@ describe("KubernetesAuth against the API server", () => {
     // Real time, frozen while the denial is cached and re-read, so "before expiry" is certain.
     let frozenAt: number | undefined = Date.now();
     const cachedAt = frozenAt;
-    const auth = newAuth({ authzTtlMs: 1000, now: () => frozenAt ?? Date.now() });
+    const auth = newAuth({ authzTtlMs: 1000, clock: { now: () => frozenAt ?? Date.now() } });
 
     expect(await auth.check(token, "use", namespace, "late-pool")).toMatchObject({ code: "forbidden" });
     await grant(namespace, "late", ["use"], "late-pool", false);
@@ -250,7 +252,7 @@ describe("KubernetesAuth against the API server", () => {
     ];
     for (const { name, options, stillCachedAt, expiredAt } of cases) {
       const start = (now = Date.now());
-      const auth = newAuth({ ...options, now: () => now });
+      const auth = newAuth({ ...options, clock: { now: () => now } });
       expect(await auth.authenticate(token), name).toMatchObject({ ok: true });
       now = start + stillCachedAt;
       expect(await auth.authenticate(token), name).toMatchObject({ ok: true });
@@ -289,7 +291,7 @@ describe("KubernetesAuth against the API server", () => {
     await serviceAccount(namespace, "operator");
     const operatorKc: KubeConfig = tokenKubeConfig(await tokenFor(namespace, "operator"));
     const { logger, lines } = capturingLogger();
-    const auth = new KubernetesAuth({ kc: operatorKc, audiences: ["keypool"], logger });
+    const auth = new KubernetesAuth({ kc: operatorKc, audiences: ["keypool"], logger, clock: wallClock });
 
     // No grant at all: the TokenReview is forbidden to the operator.
     for (let i = 0; i < 2; i++) {

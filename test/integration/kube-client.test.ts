@@ -133,6 +133,7 @@ describe("connections to the API server", () => {
       renewDeadlineMs: 1500,
       retryPeriodMs: 100,
       logger,
+      clock: { now: () => Date.now() },
       onStartedLeading: () => renewals++,
     });
     elector.start();

@@ -83,6 +83,7 @@ class Election {
       identity,
       ...(options.timings ?? FAST),
       logger: this.#logger,
+      clock: { now: () => Date.now() },
       onStartedLeading: () => note("started"),
       onStoppedLeading: () => note("stopped"),
       onNewLeader: (leader) => note("new-leader", leader),

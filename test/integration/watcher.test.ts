@@ -49,6 +49,7 @@ function watch(
     path: `/api/v1/namespaces/${namespace}/secrets`,
     labelSelector: LABEL,
     logger,
+    clock: { now: () => Date.now() },
     watchdogMs: 20_000,
     backoff: { initialMs: 200, maxMs: 2_000 },
     ...options,

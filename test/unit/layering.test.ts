@@ -17,20 +17,22 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | "anything">> = {
   pool: ["api"],
   providers: ["api", "pool", "log"],
   sources: ["api", "pool", "providers", "log"],
-  controller: ["api", "pool", "providers", "sources", "log", "kube-client", "lease-tokens"],
-  server: ["api", "pool", "providers", "log", "kube-client"],
+  controller: ["api", "pool", "providers", "sources", "log", "describe-error", "kube-client", "lease-tokens"],
+  server: ["api", "pool", "providers", "log", "describe-error", "kube-client"],
   // The proxy is a handler the server mounts: it uses the server's errors, names and dispensing,
   // and the server never imports it (run-common.ts hands it in).
   proxy: ["api", "pool", "providers", "server", "log"],
   // Ships standalone (keypool-operator/client): Node built-ins only.
   client: [],
   log: [],
+  // describeError: one line saying why a call failed, secrets scrubbed.
+  "describe-error": ["log"],
   "kube-client": [],
   "lease-tokens": ["pool"],
   "background-threads": ["log"],
   config: ["api", "log", "background-threads"],
   // README's configuration table, rendered from config.ts's flag schemas.
-  "config-reference": ["config"],
+  "config-reference": ["api", "config"],
   // Wiring.
   "run-common": "anything",
   "run-operator": "anything",

@@ -8,6 +8,7 @@
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { sharedTransport } from "../../kube-client.ts";
 import type { Logger } from "../../log.ts";
+import type { Clock } from "../../pool/clock.ts";
 import { Backoff, Pause } from "./retry.ts";
 import { ListPager } from "./list-pager.ts";
 import { Relists } from "./relists.ts";
@@ -29,7 +30,7 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   relistIntervalMs: number;
   backoff: { initialMs: number; maxMs: number };
   logger: Logger;
-  now: () => number;
+  clock: Clock;
   /** Counted into as things happen. */
   stats: WatcherStats;
   /** A full list arrived (stats.lists already counts it): make the store hold exactly `items`. */
@@ -59,7 +60,7 @@ export class Reflector<T extends KubernetesObject> {
   constructor(options: ReflectorOptions<T>) {
     this.#o = options;
     this.#log = options.logger;
-    this.#backoff = new Backoff({ ...options.backoff, now: options.now });
+    this.#backoff = new Backoff({ ...options.backoff, clock: options.clock });
     this.#pager = new ListPager<T>({
       kc: options.kc,
       path: options.path,
@@ -154,7 +155,7 @@ export class Reflector<T extends KubernetesObject> {
       if (this.#stopped) throw stoppedError();
       this.#resourceVersion = resourceVersion;
       this.#o.stats.lists++;
-      this.lastAlive = this.#o.now();
+      this.lastAlive = this.#o.clock.now();
       this.#o.onList(items, resourceVersion);
       this.#relists.applied(batch);
     } catch (err) {
@@ -165,7 +166,7 @@ export class Reflector<T extends KubernetesObject> {
   }
 
   #watchOnce(): Promise<WatchEnd> {
-    const { now } = this.#o;
+    const { clock } = this.#o;
     const session = new WatchSession<T>({
       watch: this.#watch,
       path: this.#o.path,
@@ -173,8 +174,8 @@ export class Reflector<T extends KubernetesObject> {
       resourceVersion: this.#o.watchResourceVersion(this.#resourceVersion),
       watchdogMs: this.#o.watchdogMs,
       logger: this.#log,
-      now,
-      onAlive: () => (this.lastAlive = now()),
+      clock,
+      onAlive: () => (this.lastAlive = clock.now()),
       onProgress: (resourceVersion) => {
         this.#goneInARow = 0;
         if (resourceVersion) this.#resourceVersion = resourceVersion;

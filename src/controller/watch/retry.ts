@@ -7,6 +7,7 @@
  * BACKOFF_RESET_MS (or twice maxMs, if longer), as client-go's reflector resets its backoff
  * after a stretch of health.
  */
+import type { Clock } from "../../pool/clock.ts";
 import { backoffDelay } from "../backoff.ts";
 
 /** A new backoff sequence starts when the last failure is older than this. */
@@ -15,7 +16,7 @@ const BACKOFF_RESET_MS = 120_000;
 export interface BackoffOptions {
   initialMs: number;
   maxMs: number;
-  now: () => number;
+  clock: Clock;
   /** In [0, 1); Math.random unless a test fixes it. */
   random?: () => number;
 }
@@ -31,8 +32,8 @@ export class Backoff {
 
   /** Counts a failure and answers how long to wait before the next try. */
   nextMs(): number {
-    const { initialMs, maxMs, now, random = Math.random } = this.#o;
-    const at = now();
+    const { initialMs, maxMs, clock, random = Math.random } = this.#o;
+    const at = clock.now();
     if (at - this.#lastFailureAt > Math.max(BACKOFF_RESET_MS, 2 * maxMs)) this.#failures = 0;
     this.#lastFailureAt = at;
     this.#failures++;

@@ -11,6 +11,7 @@
  */
 import type { KubernetesObject, Watch } from "@kubernetes/client-node";
 import type { Logger } from "../../log.ts";
+import type { Clock } from "../../pool/clock.ts";
 import { type Status, type WatchEventType, WatcherError, WatcherErrorCode } from "./types.ts";
 import { isInactivityTimeout, Watchdog } from "./watchdog.ts";
 
@@ -29,7 +30,7 @@ export interface WatchSessionOptions<T extends KubernetesObject> {
   resourceVersion: string;
   watchdogMs: number;
   logger: Logger;
-  now: () => number;
+  clock: Clock;
   /** A sign of life: the stream opened, or an event or bookmark arrived. */
   onAlive: () => void;
   /** An object event or a bookmark arrived, carrying this resourceVersion (if any). */
@@ -59,7 +60,7 @@ export class WatchSession<T extends KubernetesObject> {
 
   /** Opens the watch; resolves when it has ended, for whatever reason. */
   async run(): Promise<WatchEnd> {
-    const startedAt = this.#o.now();
+    const startedAt = this.#o.clock.now();
     this.#watchdog.arm();
     const params: Record<string, string | number | boolean> = {
       resourceVersion: this.#o.resourceVersion,
@@ -84,7 +85,7 @@ export class WatchSession<T extends KubernetesObject> {
     };
     const onDone = (err: unknown) => {
       if (err == null)
-        this.end({ reason: "closed", events: this.#events, durationMs: this.#o.now() - startedAt });
+        this.end({ reason: "closed", events: this.#events, durationMs: this.#o.clock.now() - startedAt });
       else if (isInactivityTimeout(err)) this.end({ reason: "watchdog" });
       else if ((err as { statusCode?: number }).statusCode === 410) this.end({ reason: "gone" });
       else this.end({ reason: "error", error: err });

@@ -6,7 +6,6 @@ import {
   JITTER_FACTOR,
   type LeaseApi,
   LeaderElector,
-  describeError,
   heldByOther,
   jitteredDelay,
   leaseDurationSeconds,
@@ -119,24 +118,6 @@ describe("records", () => {
     expect(sameRecord(record(), record())).toBe(true);
     expect(sameRecord(record(), record({ renewTime: "2026-01-01T00:00:12.000000Z" }))).toBe(false);
     expect(sameRecord(record(), record({ leaseTransitions: 4 }))).toBe(false);
-  });
-});
-
-describe("error descriptions", () => {
-  it.each([
-    [
-      "an API Status",
-      new ApiException(403, "x", JSON.stringify({ reason: "Forbidden", message: "leases is forbidden" }), {}),
-      "HTTP 403 Forbidden: leases is forbidden",
-    ],
-    ["a bodyless 401", new ApiException(401, "Unauthorized", undefined, {}), "HTTP 401 Unauthorized"],
-    [
-      "a network error with its cause",
-      new TypeError("fetch failed", { cause: new Error("connect ECONNREFUSED") }),
-      "fetch failed: connect ECONNREFUSED",
-    ],
-  ])("names %s", (_name, err, text) => {
-    expect(describeError(err)).toBe(text);
   });
 });
 

@@ -54,7 +54,8 @@ function writerWith(answer: () => Error | undefined, options: Partial<StatusWrit
   const writer = new StatusWriter({
     logger,
     isLeader: () => true,
-    now: () => Date.now(),
+    // vitest fakes Date with the timers: this clock and the writer's timers move together.
+    clock: { now: () => Date.now() },
     random: () => 0.5,
     patchStatus: async () => {
       calls.push(Date.now());

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { WorkQueue } from "../../../src/controller/work-queue.ts";
+import { WorkQueue, type WorkQueueOptions } from "../../../src/controller/work-queue.ts";
 import { createLogger } from "../../../src/log.ts";
 
 /** A promise with its resolve exposed, to hold a worker inside its run. */
@@ -10,6 +10,10 @@ function gate() {
   });
   return { promise, open };
 }
+
+/** vitest fakes Date with the timers: the queue's clock and its timers move together. */
+const clock = { now: () => Date.now() };
+const newQueue = (options: Partial<WorkQueueOptions> = {}) => new WorkQueue({ clock, ...options });
 
 /** Lets pending promise callbacks run without moving the clock. */
 const settle = () => vi.advanceTimersByTimeAsync(0);
@@ -23,7 +27,7 @@ afterEach(() => {
 
 describe("WorkQueue", () => {
   it("processes a key added many times while it waits once", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const seen: string[] = [];
     for (let i = 0; i < 10; i++) queue.add("ai/openai");
     queue.add("ai/anthropic");
@@ -37,7 +41,7 @@ describe("WorkQueue", () => {
   });
 
   it("never hands one key to two workers at once, and runs it again when it was added meanwhile", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const running = new Map<string, number>();
     let maxParallelOfOneKey = 0;
     let runs = 0;
@@ -68,7 +72,7 @@ describe("WorkQueue", () => {
   });
 
   it("processes different keys in parallel up to the concurrency", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const held = gate();
     queue.start(() => held.promise, 2);
     for (const key of ["a", "b", "c"]) queue.add(key);
@@ -83,7 +87,7 @@ describe("WorkQueue", () => {
   });
 
   it("hands delayed keys out in the order of their times, not of the calls", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const seen: [string, number][] = [];
     const t0 = Date.now();
     queue.start(async (key) => {
@@ -115,7 +119,7 @@ describe("WorkQueue", () => {
     { case: "a later addAfter with an earlier time moves the key forward", first: 500, second: 100 },
     { case: "a later addAfter with a later time leaves the earlier time", first: 100, second: 500 },
   ])("$case", async ({ first, second }) => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const at: number[] = [];
     const t0 = Date.now();
     queue.start(async () => {
@@ -130,7 +134,7 @@ describe("WorkQueue", () => {
 
   it("backs a failing key off exponentially up to the ceiling, and forget starts it over", async () => {
     // random() = 0.5 puts each delay at 3/4 of its ceiling: 75, 150, 300, 600, 750 (max 1000).
-    const queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1_000, random: () => 0.5 });
+    const queue = newQueue({ baseDelayMs: 100, maxDelayMs: 1_000, random: () => 0.5 });
     const delays: number[] = [];
     let last = Date.now();
     queue.start(async () => {
@@ -153,7 +157,7 @@ describe("WorkQueue", () => {
   });
 
   it("keeps jittered delays between half and all of the doubling ceiling, per key", async () => {
-    const queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 300_000 });
+    const queue = newQueue({ baseDelayMs: 100, maxDelayMs: 300_000 });
     const done = new Map<string, number>();
     queue.start(async (key) => {
       done.set(key, Date.now());
@@ -183,7 +187,7 @@ describe("WorkQueue", () => {
       level: "error",
       destination: { write: (line: string) => lines.push(line) },
     });
-    const queue = new WorkQueue({ logger });
+    const queue = newQueue({ logger });
     let runs = 0;
     queue.start(async () => {
       runs++;
@@ -205,7 +209,7 @@ describe("WorkQueue", () => {
   });
 
   it("waits in shutdown for the keys in flight, then hands out nothing more", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     const held = gate();
     const seen: string[] = [];
     let finished = false;
@@ -235,7 +239,7 @@ describe("WorkQueue", () => {
   });
 
   it("shuts down at once when idle, with no timer left behind", async () => {
-    const queue = new WorkQueue();
+    const queue = newQueue();
     queue.start(async () => undefined, 3);
     queue.addAfter("ai/pool", 10_000);
     queue.addRateLimited("ai/other");

@@ -130,7 +130,7 @@ describe("KubernetesAuth when the API server does not answer", () => {
       logger: createLogger({ level: "silent" }),
       requestTimeoutMs: 200,
       breakerOpenMs: 1_000,
-      now: () => now,
+      clock: { now: () => now },
     });
     for (let i = 0; i < 2; i++) {
       expect(await auth.check("some-token", "use", "ai", "openai-prod")).toMatchObject({

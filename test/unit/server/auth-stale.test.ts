@@ -52,7 +52,7 @@ function newAuth(options: Partial<KubernetesAuthOptions> = {}): KubernetesAuth {
     staleGraceMs: GRACE,
     requestTimeoutMs: TIMEOUT_MS,
     breakerOpenMs: OPEN_MS,
-    now: () => now,
+    clock: { now: () => now },
     ...options,
   });
 }

@@ -3,7 +3,10 @@ import { CircuitBreaker } from "../../../src/server/circuit-breaker.ts";
 
 function breaker(failureThreshold = 3) {
   const clock = { now: 0 };
-  return { clock, breaker: new CircuitBreaker({ failureThreshold, openMs: 1_000, now: () => clock.now }) };
+  return {
+    clock,
+    breaker: new CircuitBreaker({ failureThreshold, openMs: 1_000, clock: { now: () => clock.now } }),
+  };
 }
 
 describe("CircuitBreaker", () => {
