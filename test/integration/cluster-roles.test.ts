@@ -12,13 +12,9 @@
  * built-in roles' aggregationRule selectors from the API server and works out, from our labels,
  * which rules each would take in; it does not claim the controller did it.
  */
+import { type LabelSelector, matchesSelector } from "../../src/sources/kubernetes/selector.ts";
 import { join, resolve } from "node:path";
-import {
-  CoreV1Api,
-  RbacAuthorizationV1Api,
-  type V1ClusterRole,
-  type V1LabelSelector,
-} from "@kubernetes/client-node";
+import { CoreV1Api, RbacAuthorizationV1Api, type V1ClusterRole } from "@kubernetes/client-node";
 import { parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
@@ -236,26 +232,6 @@ describe("why the ClusterRoles: kubectl create role cannot grant use on keypools
   });
 });
 
-/** metav1.LabelSelector semantics. */
-function selects(selector: V1LabelSelector, labels: Record<string, string> = {}): boolean {
-  const byLabels = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-  const byExpressions = (selector.matchExpressions ?? []).every(({ key, operator, values = [] }) => {
-    switch (operator) {
-      case "In":
-        return key in labels && values.includes(labels[key] as string);
-      case "NotIn":
-        return !(key in labels) || !values.includes(labels[key] as string);
-      case "Exists":
-        return key in labels;
-      case "DoesNotExist":
-        return !(key in labels);
-      default:
-        throw new Error(`unknown selector operator ${operator}`);
-    }
-  });
-  return byLabels && byExpressions;
-}
-
 describe("aggregation into the built-in view, edit and admin ClusterRoles (structural: no controller-manager here)", () => {
   it("gives view read access, edit and admin management and use, and aggregates keypool-user nowhere", async () => {
     // The built-in aggregated roles as this API server bootstrapped them (their aggregationRule
@@ -274,7 +250,9 @@ describe("aggregation into the built-in view, edit and admin ClusterRoles (struc
         for (const role of aggregated) {
           const name = role.metadata?.name as string;
           if (into.has(name)) continue;
-          if (role.aggregationRule?.clusterRoleSelectors?.some((s) => selects(s, l))) {
+          if (
+            role.aggregationRule?.clusterRoleSelectors?.some((s) => matchesSelector(l, s as LabelSelector))
+          ) {
             into.add(name);
             visit(role.metadata?.labels); // view is itself labelled aggregate-to-edit, edit aggregate-to-admin
           }

@@ -10,7 +10,7 @@ import { installKeyPoolCrd } from "../support/crd.ts";
 import { condition, type KeyPoolObject, poolApi } from "../support/keypools.ts";
 import { ensureKstatus, kstatusOf } from "../support/kstatus.ts";
 import { adminKubeConfig, createTestNamespace, eventually } from "../support/kube.ts";
-import { type OperatorProcess, startOperator } from "../support/operator-process.ts";
+import { localOperatorArgs, type OperatorProcess, startOperator } from "../support/operator-process.ts";
 
 const kc = adminKubeConfig();
 const api = poolApi(kc);
@@ -65,15 +65,7 @@ beforeAll(async () => {
   await api.createPool(ns, "whitespace", spec(["spaced"]));
   await api.createPool(ns, "all-limited", spec(["limited"]));
   await api.createPool(ns, "no-secret", spec(["absent"]));
-  operator = startOperator([
-    "--kubeconfig",
-    inject("kubeconfig"),
-    "--namespaces",
-    ns,
-    "--auth",
-    "none",
-    "--no-probes",
-  ]);
+  operator = startOperator(localOperatorArgs(inject("kubeconfig"), ns));
   await api.waitForPool(ns, "all-limited", (p) => p.status?.keys?.usable === 2);
   for (const key of [K.lim1, K.lim2]) {
     await report("all-limited", { keyId: keyId(key), statusCode: 429, headers: { "retry-after": "300" } });

@@ -13,7 +13,12 @@ import { keyId } from "../../src/pool/identity.ts";
 import { installKeyPoolCrd } from "../support/crd.ts";
 import { condition, type KeyPoolObject, poolApi } from "../support/keypools.ts";
 import { adminKubeConfig, createTestNamespace, eventually } from "../support/kube.ts";
-import { type OperatorProcess, startOperator } from "../support/operator-process.ts";
+import {
+  FAST_LEADER_ELECTION,
+  localOperatorArgs,
+  type OperatorProcess,
+  startOperator,
+} from "../support/operator-process.ts";
 
 const kc = adminKubeConfig();
 const api = poolApi(kc);
@@ -22,28 +27,8 @@ afterAll(async () => {
   await Promise.all(running.map((o) => o.kill()));
 });
 
-/** Leader election with short timings, so a take-over happens within seconds. */
-const FAST_LEADER_ELECTION = [
-  "--leader-elect",
-  "--leader-election-lease-duration",
-  "3s",
-  "--leader-election-renew-deadline",
-  "2s",
-  "--leader-election-retry-period",
-  "500ms",
-];
-
 function operator(ns: string, extra: string[] = []): OperatorProcess {
-  const op = startOperator([
-    "--kubeconfig",
-    inject("kubeconfig"),
-    "--namespaces",
-    ns,
-    "--auth",
-    "none",
-    "--no-probes",
-    ...extra,
-  ]);
+  const op = startOperator([...localOperatorArgs(inject("kubeconfig"), ns), ...extra]);
   running.push(op);
   return op;
 }

@@ -22,7 +22,7 @@ import { ControlPlane } from "../support/control-plane/control-plane.ts";
 import { installKeyPoolCrd } from "../support/crd.ts";
 import { condition, poolApi } from "../support/keypools.ts";
 import { adminKubeConfig, createTestNamespace, eventually, kubectl } from "../support/kube.ts";
-import { type OperatorProcess, startOperator } from "../support/operator-process.ts";
+import { FAST_LEADER_ELECTION, type OperatorProcess, startOperator } from "../support/operator-process.ts";
 
 const kc = adminKubeConfig();
 const api = poolApi(kc);
@@ -36,17 +36,6 @@ function operatorOn(kubeconfig: string, args: string[]): OperatorProcess {
   stopAfter.push(op);
   return op;
 }
-
-/** Leader election with short timings, so a take-over happens within seconds. */
-const FAST_LEADER_ELECTION = [
-  "--leader-elect",
-  "--leader-election-lease-duration",
-  "3s",
-  "--leader-election-renew-deadline",
-  "2s",
-  "--leader-election-retry-period",
-  "500ms",
-];
 
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 

@@ -30,6 +30,25 @@ export interface OperatorProcess {
   exited: Promise<number | null>;
 }
 
+/** Leader election with short timings, so a take-over happens within seconds. */
+export const FAST_LEADER_ELECTION = [
+  "--leader-elect",
+  "--leader-election-lease-duration",
+  "3s",
+  "--leader-election-renew-deadline",
+  "2s",
+  "--leader-election-retry-period",
+  "500ms",
+];
+
+/**
+ * The arguments of an operator watching one namespace of the shared test control plane, with no
+ * auth (tests call it as anyone) and no probes (the pools' providers are not reachable).
+ */
+export function localOperatorArgs(kubeconfig: string, namespace: string): string[] {
+  return ["--kubeconfig", kubeconfig, "--namespaces", namespace, "--auth", "none", "--no-probes"];
+}
+
 /** Free ports on loopback for both servers: parallel test files never collide. */
 const LOOPBACK_PORTS = [
   "--port",

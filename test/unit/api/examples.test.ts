@@ -3,6 +3,7 @@
  * (its KeyPool takes keys only from the Secrets in the same file) and safe to publish.
  * test/integration/crd.test.ts applies them to a real API server as well.
  */
+import { matchesSelector } from "../../../src/sources/kubernetes/selector.ts";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
@@ -47,27 +48,6 @@ function entries(secret: Secret): Record<string, string> {
     Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
   );
   return { ...data, ...secret.stringData };
-}
-
-/** metav1.LabelSelector semantics, enough for the examples. */
-function matches(
-  selector: NonNullable<KeyPool["spec"]["secretSelector"]>,
-  labels: Record<string, string> = {},
-) {
-  const byLabels = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-  const byExpressions = (selector.matchExpressions ?? []).every(({ key, operator, values = [] }) => {
-    switch (operator) {
-      case "In":
-        return key in labels && values.includes(labels[key] as string);
-      case "NotIn":
-        return !(key in labels) || !values.includes(labels[key] as string);
-      case "Exists":
-        return key in labels;
-      case "DoesNotExist":
-        return !(key in labels);
-    }
-  });
-  return byLabels && byExpressions;
 }
 
 /** Shapes of real provider keys: a placeholder must match none of them. */
@@ -117,7 +97,7 @@ describe.each(POOL_FILES)("examples/%s", (file) => {
     }
     if (spec.secretSelector) {
       const selector = spec.secretSelector;
-      expect(secrets.filter((s) => matches(selector, s.metadata.labels)).length).toBeGreaterThan(0);
+      expect(secrets.filter((s) => matchesSelector(s.metadata.labels, selector)).length).toBeGreaterThan(0);
     }
   });
 
