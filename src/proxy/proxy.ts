@@ -20,7 +20,7 @@ import type { Outcome } from "../pool/outcome.ts";
 import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
 import type { Classification, ProviderName } from "../providers/types.ts";
 import type { SessionAffinity } from "../server/affinity.ts";
-import type { Authorizer } from "../server/authorizer.ts";
+import { type Authorizer, refusal } from "../server/authorizer.ts";
 import { type DispenseResult, dispense } from "../server/dispense.ts";
 import { KeyPoolError, writeError } from "../server/errors.ts";
 import { nameSegment } from "../server/names.ts";
@@ -135,9 +135,7 @@ export function createProxy(options: ProxyOptions) {
           decision.code === "unauthenticated"
             ? " (send your ServiceAccount token where your SDK sends its API key: Authorization: Bearer, x-api-key or x-goog-api-key)"
             : "";
-        throw new KeyPoolError(decision.code, `${decision.message}${how}`, {
-          retryAfterSeconds: decision.retryAfterSeconds,
-        });
+        throw refusal(decision, how);
       }
       call.caller = decision.caller.username;
       if (!pool) throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);

@@ -8,6 +8,7 @@ import { hash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { z } from "zod";
+import { KeyPoolError } from "./errors.ts";
 
 export interface Caller {
   /** e.g. system:serviceaccount:ai:chatbot */
@@ -39,6 +40,13 @@ export function bearerToken(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const match = /^[ \t]*Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header);
   return match?.[1];
+}
+
+/** A refusal as the API error it answers with (Retry-After included for auth_unavailable). */
+export function refusal(decision: Extract<AuthDecision, { ok: false }>, hint = ""): KeyPoolError {
+  return new KeyPoolError(decision.code, `${decision.message}${hint}`, {
+    retryAfterSeconds: decision.retryAfterSeconds,
+  });
 }
 
 export interface Authorizer {

@@ -11,9 +11,9 @@ import type { Clock } from "../pool/clock.ts";
 import type { KeyView } from "../pool/engine.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import type { AuthVerb } from "./authorizer.ts";
-import { type Authorizer, bearerToken } from "./authorizer.ts";
+import { type Authorizer, bearerToken, refusal } from "./authorizer.ts";
 import { type DispenseResult, dispense, requirePool } from "./dispense.ts";
-import { KeyPoolError } from "./errors.ts";
+import type { KeyPoolError } from "./errors.ts";
 import { kubeName } from "./names.ts";
 
 /** What the compatibility routes work with. */
@@ -77,7 +77,7 @@ export async function compatCaller(
 ): Promise<CompatCaller> {
   const token = bearerToken(req.get("authorization"));
   const who = await auth.authenticate(token);
-  if (!who.ok) throw new KeyPoolError(who.code, who.message, { retryAfterSeconds: who.retryAfterSeconds });
+  if (!who.ok) throw refusal(who);
   return {
     namespace: who.caller.serviceAccount?.namespace ?? defaultNamespace,
     username: who.caller.username,
@@ -96,10 +96,7 @@ export async function authorizedModelPool(
   const caller = await compatCaller(o.auth, req, o.defaultNamespace);
   const ref = modelPool(o.registry, caller.namespace, model);
   const decision = await o.auth.check(caller.token, verb, ref.namespace, ref.name);
-  if (!decision.ok)
-    throw new KeyPoolError(decision.code, decision.message, {
-      retryAfterSeconds: decision.retryAfterSeconds,
-    });
+  if (!decision.ok) throw refusal(decision);
   return { ref, caller };
 }
 

@@ -14,7 +14,7 @@ import type { Clock } from "../pool/clock.ts";
 import { OutcomeKind } from "../pool/outcome.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import type { AuthDecision, AuthVerb, Caller } from "./authorizer.ts";
-import { type Authorizer, bearerToken } from "./authorizer.ts";
+import { type Authorizer, bearerToken, refusal } from "./authorizer.ts";
 import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { createAgentCompatRouter } from "./compat-agent.ts";
 import { COMPAT_PATH_RE, compatErrorBody } from "./compat-pools.ts";
@@ -117,10 +117,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     exclude: ReadonlySet<string> | undefined,
     decision: AuthDecision,
   ) => {
-    if (!decision.ok)
-      throw new KeyPoolError(decision.code, decision.message, {
-        retryAfterSeconds: decision.retryAfterSeconds,
-      });
+    if (!decision.ok) throw refusal(decision);
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
     const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
@@ -221,10 +218,7 @@ function createExpressApp(
       ref.namespace,
       ref.name,
     );
-    if (!decision.ok)
-      throw new KeyPoolError(decision.code, decision.message, {
-        retryAfterSeconds: decision.retryAfterSeconds,
-      });
+    if (!decision.ok) throw refusal(decision);
     return decision.caller;
   };
   const poolRef = (req: Request): PoolRef => ({

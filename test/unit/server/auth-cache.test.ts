@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
+import { fakeApiKubeConfig } from "./fake-review-api.ts";
 import type { AddressInfo } from "node:net";
-import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/log.ts";
 import { KubernetesAuth, tokenExpiry } from "../../../src/server/auth.ts";
@@ -93,17 +93,6 @@ describe("KubernetesAuth when the API server does not answer", () => {
     await new Promise((resolve) => s.close(resolve));
   });
 
-  function kubeConfigFor(url: string): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "c", server: url, skipTLSVerify: true }],
-      users: [{ name: "u", token: "operator" }],
-      contexts: [{ name: "ctx", cluster: "c", user: "u" }],
-      currentContext: "ctx",
-    });
-    return kc;
-  }
-
   async function listen(handler: Parameters<typeof createServer>[1]): Promise<string> {
     server = createServer(handler);
     await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
@@ -125,7 +114,7 @@ describe("KubernetesAuth when the API server does not answer", () => {
     const url = await start();
     let now = 0;
     const auth = new KubernetesAuth({
-      kc: kubeConfigFor(url),
+      kc: fakeApiKubeConfig(url),
       audiences: ["keypool"],
       logger: createLogger({ level: "silent" }),
       requestTimeoutMs: 200,

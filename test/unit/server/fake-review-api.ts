@@ -29,6 +29,18 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
   return JSON.parse(text) as Record<string, unknown>;
 }
 
+/** A kubeconfig for a fake API server on `url`: the operator's own token, TLS not checked. */
+export function fakeApiKubeConfig(url: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server: url, skipTLSVerify: true }],
+    users: [{ name: "u", token: "operator" }],
+    contexts: [{ name: "ctx", cluster: "c", user: "u" }],
+    currentContext: "ctx",
+  });
+  return kc;
+}
+
 export async function startFakeReviewApi(): Promise<FakeReviewApi> {
   const api: Omit<FakeReviewApi, "url" | "kc" | "close"> = {
     mode: "answer",
@@ -82,13 +94,7 @@ export async function startFakeReviewApi(): Promise<FakeReviewApi> {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server: url, skipTLSVerify: true }],
-    users: [{ name: "u", token: "operator" }],
-    contexts: [{ name: "ctx", cluster: "c", user: "u" }],
-    currentContext: "ctx",
-  });
+  const kc = fakeApiKubeConfig(url);
   return Object.assign(api, {
     url,
     kc,
