@@ -11,9 +11,22 @@
  * injected generator; no I/O.
  *
  * Every key is in exactly one place: the active set (usable now: the strategy picks from it),
- * the wake-up heap (unusable until a known time: a cooldown, a full limit window, a drain), or
- * neither (Invalid, Disabled: only an event brings it back). So a pick costs what the strategy
- * costs, whatever the number of unusable keys.
+ * the wake-up heap (unusable until a known time: a cooldown, a full limit window, a hold, a
+ * drain), or neither (Invalid, Disabled: only an event brings it back). So a pick costs what the
+ * strategy costs, whatever the number of unusable keys.
+ *
+ * Shared mode (several replicas, one shared store; the coordinator lives outside src/pool). Per
+ * dispense the coordinator calls pick() here, then asks the store to reserve room in the key's
+ * and its quota group's limit windows. Accepted: countUse() (the local windows learn this
+ * replica's own use). Refused: cancel() the dispense and holdUntil() the key or its group until
+ * the store's window has room, then pick again. While the store is up, setSharedLimits(true)
+ * makes it the one authority on limit windows: dispenses do not add to the local request windows,
+ * and local windows (requests or tokens, key or group) keep no key out of the active set; holds
+ * do. When the store goes down, setSharedLimits(false) and the engine counts alone again, with
+ * the local windows countUse() kept warm. setSharedInFlight() tells LeastLoaded the calls in
+ * flight over all replicas; closeLease() ends a lease reported on another replica; limitsOf()
+ * gives the limits to send to the store. None of it is used, nothing changes: the engine counts
+ * alone, as it always did.
  */
 import { KEY_STATES, type KeyState, type Limits, type Strategy } from "../api/keypool.ts";
 import { type PoolCapacity, poolCapacity } from "./capacity.ts";
@@ -82,6 +95,23 @@ export interface NoUsableKey {
 
 export type PickResult = Dispensed | NoUsableKey;
 
+/** A key's configured limits and its quota group's, as the shared store enforces them. */
+/** A key's state, when it began and ends, and its error streak (KeyPoolEngine.stateOf). */
+export interface KeyStateFacts {
+  state: KeyState;
+  sinceMs: number;
+  /** A cooldown's end; 0 otherwise. */
+  untilMs: number;
+  consecutiveErrors: number;
+  lastErrorAtMs: number;
+}
+
+export interface ConfiguredLimits {
+  keyLimits: Limits | undefined;
+  /** The key's quota group; undefined when it is in none. */
+  group: { name: string; limits: Limits | undefined } | undefined;
+}
+
 export type ReportRef = { leaseId: string } | { keyId: string };
 
 export type ReportResult =
@@ -139,6 +169,8 @@ export class KeyPoolEngine {
   #order = 0;
   #useSeq = 0;
   #keySetVersion = 0;
+  /** Limit windows are the shared store's to enforce (setSharedLimits). */
+  #sharedLimits = false;
 
   constructor(config: PoolConfig, options: EngineOptions) {
     this.#config = config;
@@ -272,17 +304,15 @@ export class KeyPoolEngine {
     rec.lastUsedMs = now;
     rec.lastUseSeq = ++this.#useSeq;
     rec.inFlight++;
-    for (const w of rec.windows.requests) w.add(now);
-    const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
-    if (group) for (const w of group.windows.requests) w.add(now);
+    // Shared limits: the store counts this request (the coordinator reserves it, then countUse).
+    const shared = this.#sharedLimits;
+    const group = shared ? undefined : this.#countRequest(rec, now);
     this.#updateLoad(rec, now);
     this.#active.used(rec);
 
     const expiresAtMs = now + this.#config.leaseDurationMs;
     const leaseId = this.#leases.add(rec.id, expiresAtMs, this.#newLeaseToken());
-    if (windowsRoomAt(rec.windows, now) > now) this.#place(rec, now);
-    if (group && windowsRoomAt(group.windows, now) > now)
-      for (const member of group.keys) this.#place(member, now);
+    if (!shared) this.#placeIfFull(rec, group, now);
     return {
       ok: true,
       key: rec.key,
@@ -290,6 +320,160 @@ export class KeyPoolEngine {
       leaseId,
       expiresAtMs,
       strategy: this.#active.strategy,
+    };
+  }
+
+  /** Adds one request at `now` to the key's and its quota group's request windows; returns the group. */
+  #countRequest(rec: KeyRecord, now: number): QuotaGroupState | undefined {
+    for (const w of rec.windows.requests) w.add(now);
+    const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+    if (group) for (const w of group.windows.requests) w.add(now);
+    return group;
+  }
+
+  /** After a request was counted locally: a key (or group) whose window is now full leaves the active set. */
+  #placeIfFull(rec: KeyRecord, group: QuotaGroupState | undefined, now: number) {
+    if (windowsRoomAt(rec.windows, now) > now) this.#place(rec, now);
+    if (group && windowsRoomAt(group.windows, now) > now)
+      for (const member of group.keys) this.#place(member, now);
+  }
+
+  // --- shared mode (see the header) -------------------------------------------------------
+
+  /**
+   * On: the shared store enforces the configured limit windows (each key's and each quota
+   * group's), so dispenses stop adding to the local request windows and local windows (request
+   * or token) keep no key out of the active set; holds still do. Off (the default): the local
+   * windows enforce the limits, as without a store. Switching re-places every key: one held out
+   * by a full local window may become usable, and the other way round.
+   */
+  setSharedLimits(on: boolean): void {
+    if (on === this.#sharedLimits) return;
+    this.#sharedLimits = on;
+    const now = this.#clock.now();
+    for (const rec of this.#keys.values()) this.#place(rec, now);
+  }
+
+  get sharedLimits(): boolean {
+    return this.#sharedLimits;
+  }
+
+  /**
+   * The store accepted a reservation for a dispense of `keyId`: adds one request at now to the
+   * key's and its quota group's local request windows, so they know this replica's own use if the
+   * engine has to count alone (setSharedLimits(false)). In shared mode the key stays usable;
+   * without it, a window this fills takes the key (or group) out as a dispense would.
+   */
+  countUse(keyId: string): void {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return;
+    const now = this.#clock.now();
+    const group = this.#countRequest(rec, now);
+    this.#updateLoad(rec, now);
+    if (this.#active.has(rec)) this.#active.changed(rec);
+    if (!this.#sharedLimits) this.#placeIfFull(rec, group, now);
+  }
+
+  /**
+   * The store said a limit window is full until `untilMs`: the key (scope "key") or every key of
+   * its quota group (scope "group"; a key in no group: the key alone) is not handed out before
+   * then. A hold is not a state: no transition, no event, views show the state unchanged. Of two
+   * holds the later deadline stays. Applies whether or not shared limits are on; tick() brings the
+   * key back when it is due, and nextUsableAt() counts it.
+   */
+  holdUntil(keyId: string, untilMs: number, scope: "key" | "group"): void {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return;
+    const now = this.#clock.now();
+    const group = scope === "group" && rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+    if (!group) {
+      this.#hold(rec, untilMs, now);
+      return;
+    }
+    for (const member of group.keys) this.#hold(member, untilMs, now);
+  }
+
+  #hold(rec: KeyRecord, untilMs: number, now: number) {
+    if (untilMs <= rec.heldUntilMs) return;
+    rec.heldUntilMs = untilMs;
+    if (untilMs > now) this.#place(rec, now);
+  }
+
+  /**
+   * Undoes a dispense that did not happen (the store refused it): closes the lease, and takes back
+   * its request and its call in flight (the strategy re-ranks the key, as when a lease ends). No
+   * transition. Meant for shared mode: a dispense without it also added to the local windows,
+   * which cannot take a request back. What the strategy did at the dispense stays done: RoundRobin
+   * moved the key to the end of the round, LeastRecentlyUsed counts it as just used, Weighted
+   * advanced its turn (the key is usually held next anyway). False for a lease not open here.
+   */
+  cancel(leaseId: string): boolean {
+    const keyId = this.#leases.close(leaseId);
+    if (keyId === undefined) return false;
+    const rec = this.#keys.get(keyId);
+    if (rec) {
+      rec.requests = Math.max(0, rec.requests - 1);
+      this.#leaseEnded(rec, this.#clock.now());
+    }
+    return true;
+  }
+
+  /**
+   * A lease opened here was reported on another replica (which applied the outcome): ends it
+   * here, with no outcome (one fewer in flight, the strategy re-ranks the key). Returns the key's
+   * id; undefined for a lease not open here.
+   */
+  closeLease(leaseId: string): string | undefined {
+    const keyId = this.#leases.close(leaseId);
+    if (keyId === undefined) return undefined;
+    const rec = this.#keys.get(keyId);
+    if (rec) this.#leaseEnded(rec, this.#clock.now());
+    return keyId;
+  }
+
+  /**
+   * Calls in flight per key over all replicas (keys not in `counts`: 0). LeastLoaded ranks a key
+   * by the larger of this and its own leases here (plus its window use), and views show that
+   * larger count.
+   */
+  setSharedInFlight(counts: ReadonlyMap<string, number>): void {
+    const now = this.#clock.now();
+    for (const rec of this.#keys.values()) {
+      const n = counts.get(rec.id) ?? 0;
+      if (n === rec.sharedInFlight) continue;
+      rec.sharedInFlight = n;
+      this.#updateLoad(rec, now);
+      if (this.#active.has(rec)) this.#active.changed(rec);
+    }
+  }
+
+  /**
+   * A key's configured limits and its quota group's (the group's from the pool's quotaGroups;
+   * undefined when it has none), for the shared store; undefined for an unknown key.
+   */
+  limitsOf(keyId: string): ConfiguredLimits | undefined {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return undefined;
+    const name = rec.quotaGroup;
+    return {
+      keyLimits: rec.limits,
+      group: name === undefined ? undefined : { name, limits: this.#config.quotaGroupLimits.get(name) },
+    };
+  }
+
+  /**
+   * One key's state as other replicas need it (no counters, no key material): what a shared
+   * store keeps, also when a second cooldown only moved the deadline (no transition).
+   */
+  stateOf(keyId: string): KeyStateFacts | undefined {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return undefined;
+    return {
+      state: rec.state,
+      sinceMs: rec.stateSinceMs,
+      untilMs: rec.untilMs,
+      consecutiveErrors: rec.consecutiveErrors,
+      lastErrorAtMs: rec.lastErrorAtMs,
     };
   }
 
@@ -318,7 +502,8 @@ export class KeyPoolEngine {
       rec.windows.tokens?.add(now, outcome.tokens);
       const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
       group?.windows.tokens?.add(now, outcome.tokens);
-      if (group?.windows.tokens) for (const member of group.keys) this.#place(member, now);
+      if (group?.windows.tokens && !this.#sharedLimits)
+        for (const member of group.keys) this.#place(member, now);
     }
 
     const transition = applyOutcome(rec, outcome, this.#config, now, origin);
@@ -398,12 +583,16 @@ export class KeyPoolEngine {
     this.#leases.expire(now, this.#leaseExpired);
   }
 
-  /** When the earliest unusable key becomes usable by time alone (undefined: none will). */
+  /**
+   * When the earliest unusable key becomes usable by time alone (undefined: none will). A key
+   * whose cooldown ends before its hold wakes at the cooldown's end, but is usable at the hold's.
+   */
   nextUsableAt(): number | undefined {
     const next = this.#wake
       .values()
       .reduce<number>(
-        (min, rec) => (rec.state === "Draining" ? min : Math.min(min, rec.wakeAtMs)),
+        (min, rec) =>
+          rec.state === "Draining" ? min : Math.min(min, Math.max(rec.wakeAtMs, rec.heldUntilMs)),
         Number.POSITIVE_INFINITY,
       );
     return Number.isFinite(next) ? next : undefined;
@@ -488,7 +677,7 @@ export class KeyPoolEngine {
         requests: rec.requests,
         errors: rec.errors,
         consecutiveErrors: rec.consecutiveErrors,
-        inFlight: rec.inFlight,
+        inFlight: Math.max(rec.inFlight, rec.sharedInFlight),
         lastUsedMs: rec.lastUsedMs || undefined,
         lastError: rec.lastError,
         weight: rec.weight,
@@ -536,8 +725,10 @@ export class KeyPoolEngine {
    * rate-limited or invalid, and a new leader starts from what the old one knew without losing
    * what it learned itself. Counters keep the larger count. Keys not here yet are kept for when
    * they arrive, as restore() does. Transitions it makes are emitted with `merged: true`.
+   * `authoritative`: the snapshot is a shared store's, which already kept the newer fact per
+   * key; its states are taken whatever their `since` (see adoptRemoteState).
    */
-  merge(snapshot: EngineSnapshot): void {
+  merge(snapshot: EngineSnapshot, options: { authoritative?: boolean } = {}): void {
     const now = this.#clock.now();
     for (const saved of snapshot.keys) {
       const rec = this.#keys.get(saved.id);
@@ -561,6 +752,7 @@ export class KeyPoolEngine {
           lastErrorAtMs: saved.lastErrorAtMs ?? 0,
         },
         now,
+        options.authoritative,
       );
       this.#emit(rec, transition, now, true);
       this.#place(rec, now);
@@ -579,9 +771,14 @@ export class KeyPoolEngine {
     let at = stateUsableAt(rec);
     if (rec.state === "Draining") at = rec.untilMs;
     else if (Number.isFinite(at)) {
-      at = Math.max(at, windowsRoomAt(rec.windows, now));
-      const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
-      if (group) at = Math.max(at, windowsRoomAt(group.windows, now));
+      // Shared limits: the store enforces the windows; holds carry what it said.
+      if (!this.#sharedLimits) {
+        at = Math.max(at, windowsRoomAt(rec.windows, now));
+        const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
+        if (group) at = Math.max(at, windowsRoomAt(group.windows, now));
+      }
+      // A cooldown's end stays a transition of its own: the hold counts once the state is usable.
+      if (rec.heldUntilMs > at && rec.isUsableState()) at = rec.heldUntilMs;
     }
     if (at <= now && rec.isUsableState()) {
       this.#wake.remove(rec);
@@ -624,7 +821,7 @@ export class KeyPoolEngine {
   }
 
   #updateLoad(rec: KeyRecord, now: number) {
-    rec.load = rec.inFlight + windowsUtilization(rec.windows, now);
+    rec.load = Math.max(rec.inFlight, rec.sharedInFlight) + windowsUtilization(rec.windows, now);
   }
 
   #updateEntry(rec: KeyRecord, entry: KeyEntry) {

@@ -99,6 +99,17 @@ export class KeyRecord {
   lastUseSeq = 0;
   lastError: LastError | undefined;
   inFlight = 0;
+  /**
+   * Calls in flight on this key over all replicas, from the shared store (engine
+   * setSharedInFlight); 0 without one. Load and views use the larger of it and `inFlight`.
+   */
+  sharedInFlight = 0;
+  /**
+   * Not handed out before this time (epoch ms; 0: no hold): the shared store said a limit window
+   * of the key or its quota group is full until then (engine holdUntil). Not a state: no
+   * transition, views show the state unchanged, as a full local window does.
+   */
+  heldUntilMs = 0;
   /** The provider's rate-limit headers on the last answer that carried any. */
   rateLimit: RateLimitInfo | undefined;
 
@@ -197,11 +208,15 @@ export interface RemoteKeyState {
  * (a tie goes to the more restrictive state); the same cooldown on both sides keeps the later
  * deadline. A cooldown that is already over is not taken (time alone ends it here too). Draining
  * is this replica's own knowledge of its key sources, so it is neither taken nor overridden.
+ * An authoritative view (a shared store) is taken whatever its `since`: a key that just joined
+ * this replica (Healthy since it joined) takes the cooldown the store kept through a restart.
  */
 export function adoptRemoteState(
   rec: KeyRecord,
   remote: RemoteKeyState,
   now: number,
+  /** The remote view is the authority (a shared store, which already kept the newer fact). */
+  authoritative = false,
 ): Transition | undefined {
   if (rec.state === "Draining" || remote.state === "Draining") return undefined;
   const cooling = remote.state === "RateLimited" || remote.state === "QuotaExhausted";
@@ -213,7 +228,7 @@ export function adoptRemoteState(
   const newer =
     remote.sinceMs > rec.stateSinceMs ||
     (remote.sinceMs === rec.stateSinceMs && RESTRICTIVENESS[remote.state] > RESTRICTIVENESS[rec.state]);
-  if (!newer || (cooling && remote.untilMs <= now)) return undefined;
+  if (!(newer || authoritative) || (cooling && remote.untilMs <= now)) return undefined;
   const transition = moveTo(rec, remote.state, "leader_status", cooling ? remote.untilMs : 0);
   rec.stateSinceMs = remote.sinceMs;
   if (remote.state === "Degraded") {
