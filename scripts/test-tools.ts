@@ -4,7 +4,9 @@
  * without a password), and otherwise stopping with one message that says what to install.
  *
  * - shellcheck: every shell script in the repository is checked with it;
- * - lua5.1: the Argo CD health check runs in it, as it does in Argo CD's gopher-lua.
+ * - lua5.1: the Argo CD health check runs in it, as it does in Argo CD's gopher-lua;
+ * - redis-server: the shared-state tests run a real Redis (test/support/redis-server.ts starts
+ *   it on a free loopback port, persistence off).
  *
  * The control-plane binaries (kube-apiserver, etcd, kubectl) are not handled here: the test run
  * builds them into a cache itself (test/support/control-plane).
@@ -21,6 +23,7 @@ export interface TestTool {
 export const TEST_TOOLS: readonly TestTool[] = [
   { command: "shellcheck", debianPackage: "shellcheck", why: "checks every shell script" },
   { command: "lua5.1", debianPackage: "lua5.1", why: "runs the Argo CD health check" },
+  { command: "redis-server", debianPackage: "redis-server", why: "the shared-state tests run a real Redis" },
 ];
 
 type Run = (command: string, args: string[]) => { status: number | null; output: string };
@@ -55,8 +58,8 @@ function instructions(missing: readonly TestTool[]): string {
     ...lines,
     `Install them, then run npm test again:`,
     `  Debian/Ubuntu: sudo apt-get install -y ${packages}`,
-    `  Fedora:        sudo dnf install -y ShellCheck lua5.1`,
-    `  macOS:         brew install shellcheck lua@5.1 (and put lua5.1 on PATH)`,
+    `  Fedora:        sudo dnf install -y ShellCheck lua5.1 redis`,
+    `  macOS:         brew install shellcheck lua@5.1 redis (and put lua5.1 on PATH)`,
   ].join("\n");
 }
 

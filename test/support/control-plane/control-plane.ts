@@ -12,7 +12,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import type { ControlPlaneBinaries } from "./binaries.ts";
 import { type ControlPlaneCerts, generateControlPlaneCerts } from "./certs.ts";
-import { isAlive } from "./processes.ts";
+import { removeStaleTempDirs } from "./processes.ts";
 
 const SUPERVISOR = fileURLToPath(new URL("./supervise.ts", import.meta.url));
 
@@ -63,23 +63,6 @@ export async function freePort(): Promise<number> {
 }
 
 const DIR_PREFIX = "keypool-control-plane-";
-
-/**
- * Removes the temp dirs of control planes whose owning process is gone (it was killed before it
- * could clean up; its supervisors already stopped etcd and kube-apiserver).
- */
-async function removeStaleDirs() {
-  const entries = await readdir(tmpdir()).catch(() => [] as string[]);
-  await Promise.all(
-    entries
-      .filter((name) => name.startsWith(DIR_PREFIX))
-      .map(async (name) => {
-        const dir = join(tmpdir(), name);
-        const owner = Number(await readFile(join(dir, "owner.pid"), "utf8").catch(() => "0"));
-        if (owner && !isAlive(owner)) await rm(dir, { recursive: true, force: true });
-      }),
-  );
-}
 
 interface Supervised {
   name: string;
@@ -163,7 +146,7 @@ export class ControlPlane {
 
   /** Starts etcd and kube-apiserver and waits until the API server is ready. */
   static async start(options: ControlPlaneOptions): Promise<ControlPlane> {
-    await removeStaleDirs();
+    await removeStaleTempDirs(DIR_PREFIX);
     let dir: string;
     let state: KeptState;
     if (options.dir !== undefined) {

@@ -1,0 +1,368 @@
+/**
+ * The Redis/Valkey state store: one connection for commands (each operation is one Lua script,
+ * see scripts.ts), one for the pub/sub channel replicas tell each other on. node-redis
+ * (@redis/client) reconnects by itself with the backoff below; commands are never queued while
+ * disconnected (they fail at once, so a dispense falls back or answers 503 without waiting), and
+ * a command that gets no answer in `commandTimeoutMs` fails too (a paused or overloaded server).
+ *
+ * Times: windows and cooldown ends are decided on the server's clock (TIME). This process
+ * converts its own epoch ms to the server's and back with an offset measured on every reply, so
+ * replicas whose clocks disagree still agree on when a cooldown ends.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createClient, type RedisClientType } from "@redis/client";
+import type { KeyState, Limits } from "../api/keypool.ts";
+import type { Logger } from "../log.ts";
+import type { Clock } from "../pool/clock.ts";
+import { END_LEASE, IN_FLIGHT, RESERVE, SET_STATE, STATES } from "./scripts.ts";
+import type {
+  LeaseEnd,
+  Reservation,
+  ReservationRequest,
+  SharedKeyState,
+  SharedUsage,
+  StateStore,
+  StoreMessage,
+} from "./store.ts";
+
+export interface RedisStoreOptions {
+  /** redis://host:port/db or rediss:// (TLS). A password in the URL is used too, but prefer `password`. */
+  url: string;
+  password?: string | undefined;
+  /** Prepended to every key and the channel, so installations can share a server. */
+  prefix: string;
+  logger: Logger;
+  clock: Clock;
+  /** This replica's tag: in lease ids it issues, and in what it publishes. */
+  replicaTag?: string;
+  commandTimeoutMs?: number;
+  /** Longest wait between reconnection attempts. */
+  maxReconnectDelayMs?: number;
+}
+
+/** Reconnection: 50 ms, doubling, up to maxReconnectDelayMs, with jitter so replicas spread out. */
+export function reconnectDelay(retries: number, maxMs: number): number {
+  const base = Math.min(maxMs, 50 * 2 ** Math.min(retries, 16));
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+interface Script {
+  source: string;
+  sha: string;
+}
+
+const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
+
+const SCRIPTS = {
+  reserve: script(RESERVE),
+  endLease: script(END_LEASE),
+  setState: script(SET_STATE),
+  states: script(STATES),
+  inFlight: script(IN_FLIGHT),
+};
+
+type Reply = string | number | null | Reply[];
+
+/** A reply as text ("" for null). */
+const text = (r: Reply | undefined): string => (r === null || r === undefined ? "" : String(r));
+const num = (r: Reply | undefined): number => Number(text(r));
+
+/** Triples (scope, kind, limit) for the windows a set of limits configures. */
+function windowArgs(
+  scope: "k" | "g",
+  limits: Limits | undefined,
+  kinds: "requests" | "tokens" | "all",
+): string[] {
+  if (!limits) return [];
+  const out: string[] = [];
+  if (kinds !== "tokens") {
+    if (limits.requestsPerMinute) out.push(scope, "rpm", String(limits.requestsPerMinute));
+    if (limits.requestsPerDay) out.push(scope, "rpd", String(limits.requestsPerDay));
+  }
+  if (kinds !== "requests" && limits.tokensPerMinute) out.push(scope, "tpm", String(limits.tokensPerMinute));
+  return out;
+}
+
+export class RedisStateStore implements StateStore {
+  readonly kind = "redis" as const;
+  readonly replicaTag: string;
+  readonly #o: RedisStoreOptions;
+  readonly #log: Logger;
+  readonly #client: RedisClientType;
+  readonly #subscriber: RedisClientType;
+  readonly #channel: string;
+  readonly #availability = new Set<(up: boolean) => void>();
+  readonly #messages = new Set<(message: StoreMessage) => void>();
+  readonly #timeoutMs: number;
+  #up = false;
+  #closing = false;
+  /** Server epoch ms minus this process's, from the reply with the shortest round trip lately. */
+  #offsetMs = 0;
+  #offsetRttMs = Number.POSITIVE_INFINITY;
+  #offsetAtMs = 0;
+
+  constructor(options: RedisStoreOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: "state-store" });
+    this.replicaTag = options.replicaTag ?? randomBytes(5).toString("hex").slice(0, 8);
+    this.#timeoutMs = options.commandTimeoutMs ?? 1_000;
+    this.#channel = `${options.prefix}events`;
+    const maxDelay = options.maxReconnectDelayMs ?? 2_000;
+    this.#client = createClient({
+      url: options.url,
+      ...(options.password ? { password: options.password } : {}),
+      RESP: 2,
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: 2_000,
+        reconnectStrategy: (retries: number) => reconnectDelay(retries, maxDelay),
+      },
+    }) as unknown as RedisClientType;
+    this.#subscriber = this.#client.duplicate() as unknown as RedisClientType;
+    for (const [name, client] of [
+      ["commands", this.#client],
+      ["subscriber", this.#subscriber],
+    ] as const) {
+      client.on("error", (err: Error) => {
+        if (this.#closing) return;
+        this.#log.debug({ connection: name, err: err.message }, "state store connection error");
+        this.#setUp(false, err.message);
+      });
+      client.on("ready", () => this.#checkUp());
+      client.on("end", () => this.#setUp(false, "connection closed"));
+    }
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  onAvailability(listener: (up: boolean) => void): void {
+    this.#availability.add(listener);
+  }
+
+  onMessage(listener: (message: StoreMessage) => void): void {
+    this.#messages.add(listener);
+  }
+
+  /**
+   * Connects both connections; resolves when they are ready or after `waitMs` (the store may be
+   * down at start: the client keeps trying in the background, and `up` says when it is there).
+   */
+  async connect(waitMs = 5_000): Promise<void> {
+    const ready = Promise.all([
+      this.#client.connect(),
+      this.#subscriber
+        .connect()
+        .then(() => this.#subscriber.subscribe(this.#channel, (message: string) => this.#onMessage(message))),
+    ]).then(() => this.#checkUp());
+    ready.catch((err: unknown) =>
+      this.#log.warn({ err: (err as Error).message }, "state store connect failed"),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      ready.catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    await Promise.allSettled([this.#client.close(), this.#subscriber.close()]);
+    this.#up = false;
+  }
+
+  /** This process's epoch ms as the server's, and back. */
+  toServer(ms: number): number {
+    return ms ? Math.round(ms + this.#offsetMs) : 0;
+  }
+
+  toLocal(ms: number): number {
+    return ms ? Math.round(ms - this.#offsetMs) : 0;
+  }
+
+  base(pool: string): string {
+    return `${this.#o.prefix}{${pool}}`;
+  }
+
+  async reserve(r: ReservationRequest): Promise<Reservation> {
+    const args = [
+      this.base(r.pool),
+      r.keyId,
+      r.leaseId,
+      String(Math.max(1, Math.round(r.leaseMs))),
+      this.replicaTag,
+      r.group?.name ?? "",
+      ...windowArgs("k", r.keyLimits, "all"),
+      ...(r.group ? windowArgs("g", r.group.limits, "all") : []),
+    ];
+    const reply = await this.#run(SCRIPTS.reserve, args);
+    if (num(reply[0]) === 1) return { ok: true };
+    if (text(reply[1]) === "state")
+      return { ok: false, reason: "state", state: this.#decodeState(text(reply[2])) };
+    const keyRoom = num(reply[2]);
+    const groupRoom = num(reply[3]);
+    const now = num(reply[4]);
+    return keyRoom >= groupRoom
+      ? {
+          ok: false,
+          reason: "window",
+          scope: "key",
+          retryAtMs: this.toLocal(keyRoom > now ? keyRoom : groupRoom),
+        }
+      : { ok: false, reason: "window", scope: "group", retryAtMs: this.toLocal(groupRoom) };
+  }
+
+  async endLease(end: LeaseEnd): Promise<{ keyId: string; origin: string | undefined } | undefined> {
+    const tokens = Math.max(0, Math.round(end.tokens ?? 0));
+    const args = [
+      this.base(end.pool),
+      end.leaseId ?? "",
+      end.keyId ?? "",
+      String(tokens),
+      end.error ? "1" : "0",
+      this.replicaTag,
+      this.#channel,
+      end.pool,
+      end.group?.name ?? "",
+      ...(tokens > 0 ? windowArgs("k", end.keyLimits, "tokens") : []),
+      ...(tokens > 0 && end.group ? windowArgs("g", end.group.limits, "tokens") : []),
+    ];
+    const reply = await this.#run(SCRIPTS.endLease, args);
+    if (num(reply[0]) !== 1) return undefined;
+    const origin = text(reply[2]);
+    return { keyId: text(reply[1]), origin: origin || undefined };
+  }
+
+  async setState(pool: string, keyId: string, state: SharedKeyState): Promise<SharedKeyState | undefined> {
+    const json = JSON.stringify({
+      state: state.state,
+      sinceMs: this.toServer(state.sinceMs),
+      untilMs: this.toServer(state.untilMs),
+      consecutiveErrors: state.consecutiveErrors,
+      lastErrorAtMs: this.toServer(state.lastErrorAtMs),
+      ...(state.reason ? { reason: state.reason } : {}),
+    });
+    const reply = await this.#run(SCRIPTS.setState, [this.base(pool), keyId, json, this.#channel, pool]);
+    const stored = text(reply[1]);
+    return stored ? this.#decodeState(stored) : undefined;
+  }
+
+  async states(pool: string, keyIds: readonly string[]): Promise<Map<string, SharedKeyState>> {
+    const found = new Map<string, SharedKeyState>();
+    if (!keyIds.length) return found;
+    const reply = await this.#run(SCRIPTS.states, [this.base(pool), ...keyIds]);
+    keyIds.forEach((id, i) => {
+      const raw = text(reply[i]);
+      if (raw) found.set(id, this.#decodeState(raw));
+    });
+    return found;
+  }
+
+  async usage(pool: string, keyIds: readonly string[]): Promise<Map<string, SharedUsage>> {
+    const found = new Map<string, SharedUsage>();
+    if (!keyIds.length) return found;
+    const fields = keyIds.flatMap((id) => [`${id}:r`, `${id}:e`, `${id}:t`]);
+    const reply = (await this.#command(["HMGET", `${this.base(pool)}:u`, ...fields])) as Reply[];
+    keyIds.forEach((id, i) => {
+      const [r, e, t] = [reply[3 * i], reply[3 * i + 1], reply[3 * i + 2]];
+      if (r === null && e === null && t === null) return;
+      found.set(id, { requests: num(r) || 0, errors: num(e) || 0, lastUsedMs: this.toLocal(num(t) || 0) });
+    });
+    return found;
+  }
+
+  async inFlight(pool: string): Promise<Map<string, number>> {
+    const reply = await this.#run(SCRIPTS.inFlight, [this.base(pool)]);
+    const counts = new Map<string, number>();
+    for (let i = 0; i + 2 < reply.length; i += 2) counts.set(text(reply[i]), num(reply[i + 1]));
+    return counts;
+  }
+
+  async publish(message: StoreMessage): Promise<void> {
+    await this.#command(["PUBLISH", this.#channel, JSON.stringify(message)]);
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  #decodeState(raw: string): SharedKeyState {
+    const s = JSON.parse(raw) as Record<string, unknown>;
+    return {
+      state: s.state as KeyState,
+      sinceMs: this.toLocal(Number(s.sinceMs) || 0),
+      untilMs: this.toLocal(Number(s.untilMs) || 0),
+      consecutiveErrors: Number(s.consecutiveErrors) || 0,
+      lastErrorAtMs: this.toLocal(Number(s.lastErrorAtMs) || 0),
+      ...(typeof s.reason === "string" ? { reason: s.reason } : {}),
+    };
+  }
+
+  #onMessage(raw: string) {
+    let parsed: { kind?: unknown; state?: unknown };
+    try {
+      parsed = JSON.parse(raw) as typeof parsed;
+    } catch {
+      return;
+    }
+    const message = (
+      parsed.kind === "state" ? { ...parsed, state: this.#decodeState(JSON.stringify(parsed.state)) } : parsed
+    ) as StoreMessage;
+    for (const listener of this.#messages) listener(message);
+  }
+
+  /** Runs a script by its hash, loading it on NOSCRIPT (a restarted or new server). */
+  async #run(s: Script, args: string[]): Promise<Reply[]> {
+    const before = this.#o.clock.now();
+    let reply: Reply[];
+    try {
+      reply = (await this.#command(["EVALSHA", s.sha, "0", ...args])) as Reply[];
+    } catch (err) {
+      if (!String((err as Error).message).startsWith("NOSCRIPT")) throw err;
+      reply = (await this.#command(["EVAL", s.source, "0", ...args])) as Reply[];
+    }
+    this.#sampleOffset(before, this.#o.clock.now(), num(reply.at(-1)));
+    return reply;
+  }
+
+  async #command(args: string[]): Promise<Reply> {
+    try {
+      const reply = (await this.#client.sendCommand(args, {
+        timeout: this.#timeoutMs,
+        rejectInFlight: true,
+      })) as Reply;
+      if (!this.#up) this.#checkUp();
+      return reply;
+    } catch (err) {
+      const message = (err as Error).message ?? String(err);
+      // A script error (a bug) is not an outage; anything else is.
+      if (!message.startsWith("NOSCRIPT") && !message.startsWith("ERR")) this.#setUp(false, message);
+      throw err;
+    }
+  }
+
+  /** Keeps the offset of the reply with the shortest round trip (within the last 30 s). */
+  #sampleOffset(before: number, after: number, serverNow: number) {
+    if (!Number.isFinite(serverNow) || serverNow <= 0) return;
+    const rtt = after - before;
+    if (rtt <= this.#offsetRttMs || after - this.#offsetAtMs > 30_000) {
+      this.#offsetMs = serverNow - (before + after) / 2;
+      this.#offsetRttMs = rtt;
+      this.#offsetAtMs = after;
+    }
+  }
+
+  #checkUp() {
+    this.#setUp(this.#client.isReady && this.#subscriber.isReady);
+  }
+
+  #setUp(up: boolean, why?: string) {
+    if (up === this.#up || this.#closing) return;
+    this.#up = up;
+    if (up) this.#log.info({ prefix: this.#o.prefix }, "state store connected");
+    else this.#log.warn({ err: why }, "state store unavailable; replicas count alone until it is back");
+    for (const listener of this.#availability) listener(up);
+  }
+}
