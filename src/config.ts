@@ -88,6 +88,41 @@ const common = {
     ),
 };
 
+/** Where key state lives: this process's memory, or a Redis/Valkey server replicas share. */
+const stateStore = {
+  stateStore: z
+    .string()
+    .default("memory")
+    .refine((v) => v === "memory" || /^rediss?:\/\/[^/?#]+/.test(v), {
+      message: "must be memory, redis://host:port/db or rediss://host:port/db",
+    })
+    .refine((v) => v === "memory" || !/^rediss?:\/\/[^/@]*:[^/@]*@/.test(v), {
+      message:
+        "must not hold a password (it would show in the process list): use --state-store-password-file or KEYPOOL_STATE_STORE_PASSWORD",
+    })
+    .describe(
+      "memory: each process keeps its own key state; redis://host:6379/0 or rediss:// (TLS): replicas share states, limit windows and leases on one Redis >= 6.2 or Valkey >= 7 (see Scaling out).",
+    ),
+  stateStorePasswordFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("File holding the state store's password (or set KEYPOOL_STATE_STORE_PASSWORD); never a flag."),
+  stateStorePrefix: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9:_.-]+$/, "must be letters, digits and : _ . -")
+    .default("keypool:")
+    .describe("Prefix of every Redis key and channel, so several installations can share one server."),
+  stateStoreFailure: z
+    .enum(["open", "closed"])
+    .default("open")
+    .describe(
+      "When the state store is unreachable: open: each replica serves from its own engine, counting limits alone (a metric, an Event and a condition say so); closed: dispense and proxy answer 503 state_store_unavailable.",
+    ),
+};
+
 /** `--probes`: the same for both commands; only the default differs. */
 const PROBES_DESCRIPTION =
   "Probe every key with its provider's free request (list models); needs the providers reachable.";
@@ -145,6 +180,7 @@ export const OperatorConfig = z.object({
     { maxMs: 3_600_000 },
   ).prefault("5m"),
   probes: flag.default(true).describe(PROBES_DESCRIPTION),
+  ...stateStore,
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
@@ -178,6 +214,7 @@ export const ServeConfig = z.object({
     "How often due probes and ended cooldowns are looked for: recoveries are logged and saved on this tick (dispensing never waits for it).",
     { minMs: 100, maxMs: 3_600_000 },
   ).prefault("1s"),
+  ...stateStore,
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 

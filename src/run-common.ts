@@ -37,6 +37,7 @@ export function servingHandler(
     },
     maxWaitLimitMs: config.proxyMaxWaitLimit,
     metrics: new ProxyMetrics(metrics),
+    coordinator: options.coordinator,
   });
   return createDispenserApp({ ...options, affinity, proxy });
 }

@@ -10,6 +10,8 @@ import { type Authorizer, NoAuth } from "./server/authorizer.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
 import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
+import { PoolRegistry } from "./pool/registry.ts";
+import { openStateStore } from "./state/open.ts";
 
 export function loadKubeConfig(
   path: string | undefined,
@@ -31,10 +33,22 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   const kc = loadKubeConfig(config.kubeconfig, process.env);
   yieldBackgroundThreads(logger, { nice: config.backgroundThreadsNice });
+  const registry = new PoolRegistry();
+  // The store's availability changes every pool's conditions: each is reconciled again.
+  const requeue: { all?: () => void } = {};
+  const state = await openStateStore(config, {
+    env: process.env,
+    registry,
+    logger,
+    clock: systemClock,
+    onAvailability: () => requeue.all?.(),
+  });
   const operator = new Operator({
     kc,
     logger,
     clock: systemClock,
+    registry,
+    sharedState: state.shared,
     probes: config.probes,
     namespaces: config.namespaces,
     leaderElection: config.leaderElect
@@ -68,6 +82,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     isLeader: () => operator.isLeader,
     watchStaleSeconds: () => Number(operator.health().details.watchStaleMs ?? 0) / 1000,
     statusWrites: () => operator.statusWriter.stats.writes,
+    ...(state.shared ? { stateStoreUp: () => (state.shared as { up: boolean }).up } : {}),
     ...(auth instanceof KubernetesAuth ? { authStats: () => (auth as KubernetesAuth).stats } : {}),
   });
   const dispenserApp = servingHandler(config, metrics, {
@@ -78,7 +93,9 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     mode: "kubernetes",
     defaultNamespace: config.defaultNamespace,
     probePool: (ref) => operator.prober.probePool(ref),
+    coordinator: state.coordinator,
   });
+  requeue.all = () => operator.requeueAll();
 
   const probes = await listen(createProbesApp(operator, metrics), config.probesPort, config.probesAddress);
   logger.info(
@@ -89,6 +106,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
   const stopped = onSignals(logger, async () => {
     await closeServer(servers.dispenser);
     await operator.stop();
+    await state.close();
     await closeServer(probes);
   });
 

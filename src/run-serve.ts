@@ -10,6 +10,7 @@ import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./s
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
 import { StandaloneSource } from "./sources/files/standalone.ts";
+import { openStateStore } from "./state/open.ts";
 
 export async function runServe(
   config: ServeConfig,
@@ -30,6 +31,7 @@ export async function runServe(
     clock: systemClock,
     newLeaseToken: leaseTokenSource(),
   });
+  const state = await openStateStore(config, { env, registry, logger, clock: systemClock });
   let auth: Authorizer;
   if (config.auth === "tokens") {
     auth = await StaticTokenAuth.fromFile(config.authTokensFile as string);
@@ -55,6 +57,7 @@ export async function runServe(
     isLeader: () => true,
     watchStaleSeconds: () => 0,
     statusWrites: () => 0,
+    ...(state.shared ? { stateStoreUp: () => (state.shared as { up: boolean }).up } : {}),
   });
   const app = servingHandler(config, metrics, {
     registry,
@@ -65,6 +68,7 @@ export async function runServe(
     defaultNamespace: config.defaultNamespace,
     runtimeKeys: source,
     probePool: (ref) => prober.probePool(ref),
+    coordinator: state.coordinator,
   });
   const health = {
     health: () => ({
@@ -75,6 +79,8 @@ export async function runServe(
   };
 
   await source.start(); // logs each problem it finds, once
+  // Cooldowns and Invalid marks other processes (or this one before a restart) left in the store.
+  await state.shared?.resync();
   if (config.probes) prober.start();
   const dispenser = await listen(app, config.port, config.address);
   const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);
@@ -95,6 +101,7 @@ export async function runServe(
     await closeServer(dispenser);
     await prober.stop();
     await source.stop();
+    await state.close();
     await closeServer(probes);
   });
   logger.flush();

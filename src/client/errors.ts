@@ -27,6 +27,7 @@ export const SERVER_ERROR_CODES = [
   "upstream_timeout",
   "pool_not_ready",
   "auth_unavailable",
+  "state_store_unavailable",
   "internal",
 ] as const;
 export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];

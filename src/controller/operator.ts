@@ -20,7 +20,7 @@ import { LeaderElector } from "./leader-election.ts";
 import { type PoolRef, PoolRegistry, refKey } from "../pool/registry.ts";
 import { onlyStatusChanged } from "./predicates.ts";
 import { Prober } from "../providers/prober.ts";
-import { Reconciler } from "./reconciler.ts";
+import { Reconciler, type SharedStateView } from "./reconciler.ts";
 import { snapshotFromStatus } from "./status.ts";
 import { StatusWriter } from "./status-writer.ts";
 import { EventReason } from "./conditions.ts";
@@ -54,13 +54,17 @@ export interface OperatorOptions {
   statusCounterIntervalMs?: number;
   /** Active key probes (leader only); on by default. */
   probes?: boolean;
+  /** The registry of pool runtimes to keep (default: a new one). */
+  registry?: PoolRegistry;
+  /** A shared state store (--state-store redis://): read before each status is built. */
+  sharedState?: SharedStateView | undefined;
 }
 
 /** How long counter changes (dispenses, reports) wait to be reconciled into the status. */
 const COUNTER_REFRESH_MS = 1_000;
 
 export class Operator {
-  readonly registry = new PoolRegistry();
+  readonly registry: PoolRegistry;
   readonly identity: string;
   readonly #o: OperatorOptions;
   readonly #logger: Logger;
@@ -81,6 +85,7 @@ export class Operator {
 
   constructor(options: OperatorOptions) {
     this.#o = options;
+    this.registry = options.registry ?? new PoolRegistry();
     this.identity = options.identity ?? `${hostname()}-${randomBytes(4).toString("hex")}`;
     this.#logger = options.logger.child({ component: "operator" });
     this.#core = apiClient(options.kc, CoreV1Api);
@@ -154,6 +159,7 @@ export class Operator {
       isLeader: () => this.#leadsNow(),
       probePool: (ref) => this.prober.probePool(ref),
       markDirty: (ref) => this.#queue.add(refKey(ref)),
+      sharedState: options.sharedState,
     });
     // Dispenses and reports change counters: the pool is reconciled (and its status rebuilt) at
     // most once a second for them, never once per request; the status writer then debounces.
@@ -233,6 +239,12 @@ export class Operator {
     await this.#status.stop();
     await this.#elector?.stop();
     await Promise.all([...this.#poolWatchers, ...this.#secretWatchers.values()].map((w) => w.stop()));
+  }
+
+  /** Reconciles every known pool again (the shared state store went away or came back). */
+  requeueAll(): void {
+    if (!this.#synced) return;
+    for (const w of this.#poolWatchers) for (const pool of w.list()) this.#enqueue(pool);
   }
 
   /** Liveness: every watch showed a sign of life recently. Readiness: caches synced. */

@@ -24,7 +24,13 @@ import {
 } from "../sources/kubernetes/secrets.ts";
 import { EventReason, findCondition } from "./conditions.ts";
 import type { EventTarget } from "./events.ts";
-import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
+import {
+  type PoolProblem,
+  type PoolRef,
+  type PoolRegistry,
+  type PoolRuntime,
+  refKey,
+} from "../pool/registry.ts";
 import { desiredStatus, snapshotFromStatus } from "./status.ts";
 
 export interface ReconcileResult {
@@ -77,6 +83,18 @@ export interface ReconcilerOptions {
    * operator enqueues the pool, so only the reconcile loop writes status, never a request.
    */
   markDirty: (ref: PoolRef) => void;
+  /** A shared state store (--state-store redis://), when one is configured. */
+  sharedState?: SharedStateView | undefined;
+}
+
+/**
+ * What the reconciler asks a shared state store: to bring a pool's engine in step with it before
+ * the status is built (so the status shows every replica's reports and counts), and what is wrong
+ * with it (StateStoreUnavailable: a condition and a Warning Event on every pool).
+ */
+export interface SharedStateView {
+  refresh(runtime: PoolRuntime): Promise<void>;
+  problems(): PoolProblem[];
 }
 
 /** The Warning a key's move into a state that takes it out records; coming back is Normal KeyRecovered. */
@@ -176,8 +194,20 @@ export class Reconciler {
     }
     const fallback = this.#fallbackProblem(ref, pool.spec.fallbackPoolRef?.name);
     if (fallback) resolved.problems.push(fallback);
-    this.#recordNewProblems(object, runtime, resolved.problems);
-    runtime.problems = resolved.problems;
+    const shared = this.#o.sharedState;
+    if (shared) {
+      try {
+        await shared.refresh(runtime);
+      } catch (err) {
+        log.debug(
+          { err: (err as Error).message },
+          "could not read the shared state store; status from this replica",
+        );
+      }
+    }
+    const problems: PoolProblem[] = [...resolved.problems, ...(shared?.problems() ?? [])];
+    this.#recordNewProblems(object, runtime, problems);
+    runtime.problems = problems;
     runtime.emptyValues = resolved.emptyValues;
 
     await this.#probeIfRequested(runtime, pool, log);
@@ -185,7 +215,7 @@ export class Reconciler {
     const views = runtime.engine.keys();
     const status = desiredStatus(
       previous,
-      { kind: "evaluated", views, problems: resolved.problems, emptyValues: resolved.emptyValues },
+      { kind: "evaluated", views, problems, emptyValues: resolved.emptyValues },
       generation,
       new Date(this.#o.clock.now()),
     );
@@ -200,7 +230,7 @@ export class Reconciler {
    * more if it goes away and comes back), not once per reconcile. Only the leader records them
    * (every replica reconciles), so a new leader records the problems that stand once.
    */
-  #recordNewProblems(object: KubernetesObject, runtime: PoolRuntime, problems: SourceProblem[]) {
+  #recordNewProblems(object: KubernetesObject, runtime: PoolRuntime, problems: PoolProblem[]) {
     const current = new Set(problems.map((p) => `${p.reason}\n${p.message}`));
     const recorded = runtime.recordedProblems ?? new Set<string>();
     for (const key of recorded) if (!current.has(key)) recorded.delete(key);
@@ -279,11 +309,13 @@ export class Reconciler {
   #onTransition(target: EventTarget, event: KeyTransitionEvent) {
     const ref = { namespace: target.namespace, name: target.name };
     if (event.merged) {
-      // Learned from another replica's status: it recorded the Event and wrote the status.
+      // Learned from another replica (its status, or the shared store): that replica recorded the
+      // Event. The status is built again: a leader shows what its followers learned.
       this.#o.logger.debug(
         { pool: refKey(ref), keyId: event.keyId, from: event.from, to: event.to },
-        "key state taken from the status",
+        "key state taken from another replica",
       );
+      this.#o.markDirty(ref);
       return;
     }
     const until = event.untilMs ? ` until ${new Date(event.untilMs).toISOString()}` : "";

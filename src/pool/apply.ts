@@ -64,13 +64,21 @@ export function applyPool(registry: PoolRegistry, app: PoolApplication): Applied
     const seen = app.mergeFrom?.();
     if (seen) runtime.engine.merge(seen);
   } else {
-    const engine = new KeyPoolEngine(poolConfigFromSpec(app.spec), app.engine);
+    const ref = { namespace: app.ref.namespace, name: app.ref.name };
+    const own = app.engine.onTransition;
+    const engine = new KeyPoolEngine(poolConfigFromSpec(app.spec), {
+      ...app.engine,
+      onTransition: (event) => {
+        own?.(event);
+        registry.transitioned(ref, event);
+      },
+    });
     // Before the first setKeys: saved cooldowns and Invalid marks apply as the keys arrive.
     const saved = app.restoreFrom?.();
     if (saved) engine.restore(saved);
     appliedSpecs.set(engine, specJson);
     runtime = {
-      ref: { namespace: app.ref.namespace, name: app.ref.name },
+      ref,
       uid: app.uid,
       engine,
       spec: app.spec,

@@ -6,7 +6,7 @@
  * read it. Pure data: no I/O.
  */
 import type { KeyPoolSpec } from "../api/keypool.ts";
-import type { KeyPoolEngine } from "./engine.ts";
+import type { KeyPoolEngine, KeyTransitionEvent } from "./engine.ts";
 
 /** A KeyPool by namespace and name. */
 export interface PoolRef {
@@ -57,6 +57,7 @@ export interface PoolRuntime {
 export class PoolRegistry {
   readonly #pools = new Map<string, PoolRuntime>();
   readonly #listeners = new Set<(ref: PoolRef) => void>();
+  readonly #transitionListeners = new Set<(ref: PoolRef, event: KeyTransitionEvent) => void>();
 
   get(ref: PoolRef): PoolRuntime | undefined {
     return this.#pools.get(refKey(ref));
@@ -95,5 +96,16 @@ export class PoolRegistry {
   onTouched(listener: (ref: PoolRef) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** A key of a pool changed state (every engine applyPool makes reports here). */
+  transitioned(ref: PoolRef, event: KeyTransitionEvent): void {
+    for (const listener of this.#transitionListeners) listener(ref, event);
+  }
+
+  /** Hears every key transition of every pool (the shared state store writes them out). */
+  onTransition(listener: (ref: PoolRef, event: KeyTransitionEvent) => void): () => void {
+    this.#transitionListeners.add(listener);
+    return () => this.#transitionListeners.delete(listener);
   }
 }

@@ -33,6 +33,7 @@ import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } f
 import type { ProxyMetrics } from "./metrics.ts";
 import { type UpstreamAnswer, callUpstream } from "./upstream.ts";
 import { UsageMeter } from "./usage.ts";
+import type { KeyCoordinator } from "../state/coordinator.ts";
 
 export interface ProxyOptions {
   registry: PoolRegistry;
@@ -48,6 +49,8 @@ export interface ProxyOptions {
   bodyTimeoutMs?: number;
   /** Connection pool to the providers (tests and benchmarks may pass their own). */
   dispatcher?: Dispatcher;
+  /** The state store's side of picks and reports (default: the memory store). */
+  coordinator?: KeyCoordinator | undefined;
 }
 
 /**
@@ -166,10 +169,11 @@ export function createProxy(options: ProxyOptions) {
     while (call.attempts < maxAttempts) {
       let picked: DispenseResult;
       try {
-        picked = dispense(options.registry, options.affinity, options.clock, call.ref, {
+        picked = await dispense(options.registry, options.affinity, options.clock, call.ref, {
           session,
           exclude: call.tried,
           accept: (runtime) => runtime.spec.provider === first.spec.provider,
+          coordinator: options.coordinator,
         });
       } catch (err) {
         if (!(err instanceof KeyPoolError) || err.code !== "no_usable_key") throw err;
@@ -388,7 +392,16 @@ export function createProxy(options: ProxyOptions) {
   }
 
   function reportTo(runtime: PoolRuntime, picked: DispenseResult, outcome: Outcome): void {
-    runtime.engine.report({ leaseId: picked.leaseId }, outcome);
+    if (!options.coordinator || options.coordinator.store === "memory") {
+      runtime.engine.report({ leaseId: picked.leaseId }, outcome);
+    } else {
+      // The store's lease end is sent now, before the answer goes out: the caller's next call
+      // is reserved after it on the same connection, so its tokens count.
+      Promise.resolve(options.coordinator.report(runtime, { leaseId: picked.leaseId }, outcome)).catch(
+        (err: unknown) =>
+          log.warn({ pool: refKey(runtime.ref), err: (err as Error).message }, "report failed"),
+      );
+    }
     options.registry.touched(runtime.ref);
   }
 

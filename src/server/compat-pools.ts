@@ -12,6 +12,7 @@ import type { KeyView } from "../pool/engine.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import type { AuthVerb } from "./authorizer.ts";
 import { type Authorizer, bearerToken, refusal } from "./authorizer.ts";
+import type { KeyCoordinator } from "../state/coordinator.ts";
 import { type DispenseResult, dispense, requirePool } from "./dispense.ts";
 import type { KeyPoolError } from "./errors.ts";
 import { kubeName } from "./names.ts";
@@ -25,6 +26,8 @@ export interface CompatContext {
   affinity: SessionAffinity;
   /** Namespace of model names for callers without one (not ServiceAccounts, or no auth). */
   defaultNamespace: string;
+  /** The state store's side of picks and reports (default: the memory store). */
+  coordinator?: KeyCoordinator | undefined;
 }
 
 /** Paths of the compatibility routes: bodies are read as JSON whatever their content type, and
@@ -111,7 +114,7 @@ export async function dispenseModel(
   param: string,
 ): Promise<{ result: DispenseResult; model: string; keys: KeyView[] }> {
   const { ref, caller } = await authorizedModelPool(o, req, param, "use");
-  const result = dispense(o.registry, o.affinity, o.clock, ref);
+  const result = await dispense(o.registry, o.affinity, o.clock, ref, { coordinator: o.coordinator });
   o.logger.info(
     {
       audit: "dispense",

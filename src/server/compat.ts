@@ -96,18 +96,24 @@ export function createCompatRouter(o: CompatOptions): Router {
     const body = parseBody(HealthBody, req.body);
     const outcome = OUTCOME_OF_WORD[body.status];
     const rateLimited = outcome === "rateLimited";
-    const result = report(o.registry, o.clock, ref, {
-      keyId: keyId(body.key),
-      outcome,
-      ...(rateLimited
-        ? {
-            statusCode: 429,
-            ...(body.headers ? { headers: body.headers } : {}),
-            ...(body.retryAfter !== undefined ? { retryAfterSeconds: body.retryAfter } : {}),
-            defaultRetryAfterSeconds: RATE_LIMITED_SECONDS,
-          }
-        : {}),
-    });
+    const result = await report(
+      o.registry,
+      o.clock,
+      ref,
+      {
+        keyId: keyId(body.key),
+        outcome,
+        ...(rateLimited
+          ? {
+              statusCode: 429,
+              ...(body.headers ? { headers: body.headers } : {}),
+              ...(body.retryAfter !== undefined ? { retryAfterSeconds: body.retryAfter } : {}),
+              defaultRetryAfterSeconds: RATE_LIMITED_SECONDS,
+            }
+          : {}),
+      },
+      o.coordinator,
+    );
     res.json({
       success: true,
       model: String(req.params.pool),

@@ -9,6 +9,7 @@ import type { Clock } from "../pool/clock.ts";
 import type { Dispensed } from "../pool/engine.ts";
 import type { Outcome } from "../pool/outcome.ts";
 import { getProvider } from "../providers/index.ts";
+import { type KeyCoordinator, localCoordinator } from "../state/coordinator.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import { KeyPoolError } from "./errors.ts";
 
@@ -27,55 +28,120 @@ export function requirePool(registry: PoolRegistry, ref: PoolRef): PoolRuntime {
   return runtime;
 }
 
+export interface DispenseOptions {
+  session?: string;
+  /** Key ids not to hand out (the proxy's failover: keys this call already tried). */
+  exclude?: ReadonlySet<string>;
+  /** Which fallback pools may serve (the proxy takes only pools of the same provider). */
+  accept?: (runtime: PoolRuntime) => boolean;
+  /** The state store's side of a pick (default: the memory store, nothing to ask). */
+  coordinator?: KeyCoordinator;
+}
+
+/** What asking one pool gave: a key, or when its earliest key becomes usable. */
+interface PoolAnswer {
+  picked: Dispensed | undefined;
+  retryAtMs: number | undefined;
+}
+
 /**
  * Hands out a key of `ref`, or of its fallback chain when it has none usable. A fallback cycle
- * (A -> B -> A) is refused: the chain stops at the first pool seen twice.
+ * (A -> B -> A) is refused: the chain stops at the first pool seen twice. Synchronous with the
+ * memory store (the dispenser's hot path takes no promise tick); a promise with a shared store,
+ * whose reservation is a round trip.
  */
 export function dispense(
   registry: PoolRegistry,
   affinity: SessionAffinity,
   clock: Clock,
   ref: PoolRef,
-  options: {
-    session?: string;
-    /** Key ids not to hand out (the proxy's failover: keys this call already tried). */
-    exclude?: ReadonlySet<string>;
-    /** Which fallback pools may serve (the proxy takes only pools of the same provider). */
-    accept?: (runtime: PoolRuntime) => boolean;
-  } = {},
-): DispenseResult {
+  options: DispenseOptions = {},
+): DispenseResult | Promise<DispenseResult> {
   const first = requirePool(registry, ref);
   const tried: PoolRef[] = [];
   const seen = new Set<PoolRuntime>();
-  let runtime: PoolRuntime | undefined = first;
   let earliest: number | undefined;
-  while (runtime && !seen.has(runtime)) {
-    seen.add(runtime);
-    const engine = runtime.engine;
-    let picked: Dispensed | undefined;
-    const usable = runtime === first || !options.accept || options.accept(runtime);
-    if (usable && options.session) {
-      const keyId = affinity.keyFor(engine, `${refKey(runtime.ref)}/${options.session}`);
-      if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId);
-    }
-    if (usable && !picked) {
-      const result = engine.pick(options.exclude);
-      if (result.ok) picked = result;
-      else if (result.retryAtMs !== undefined)
-        earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, result.retryAtMs);
-    }
-    if (picked) {
+  const settle = (runtime: PoolRuntime, answer: PoolAnswer): DispenseResult | undefined => {
+    if (answer.picked) {
       registry.touched(runtime.ref);
-      return { ...picked, servedBy: runtime.ref, runtime, fallbackFrom: tried };
+      return { ...answer.picked, servedBy: runtime.ref, runtime, fallbackFrom: tried };
     }
+    if (answer.retryAtMs !== undefined)
+      earliest = Math.min(earliest ?? Number.POSITIVE_INFINITY, answer.retryAtMs);
     tried.push(runtime.ref);
-    const next: string | undefined = runtime.spec.fallbackPoolRef?.name;
-    runtime = next ? registry.get({ namespace: runtime.ref.namespace, name: next }) : undefined;
+    return undefined;
+  };
+  const next = (runtime: PoolRuntime): PoolRuntime | undefined => {
+    const name: string | undefined = runtime.spec.fallbackPoolRef?.name;
+    return name ? registry.get({ namespace: runtime.ref.namespace, name }) : undefined;
+  };
+  const walk = (from: PoolRuntime | undefined): DispenseResult | Promise<DispenseResult> => {
+    for (let runtime = from; runtime && !seen.has(runtime); runtime = next(runtime)) {
+      seen.add(runtime);
+      const usable = runtime === first || !options.accept || options.accept(runtime);
+      const answer: PoolAnswer | Promise<PoolAnswer> = usable
+        ? askPool(runtime, affinity, options)
+        : { picked: undefined, retryAtMs: undefined };
+      if (answer instanceof Promise) {
+        const asked = runtime;
+        return answer.then((a) => settle(asked, a) ?? walk(next(asked)));
+      }
+      const done = settle(runtime, answer);
+      if (done) return done;
+    }
+    throw noUsableKey(clock, tried, earliest);
+  };
+  return walk(first);
+}
+
+/** One pool's pick: session affinity first, then the strategy; confirmed by a shared store. */
+function askPool(
+  runtime: PoolRuntime,
+  affinity: SessionAffinity,
+  options: DispenseOptions,
+): PoolAnswer | Promise<PoolAnswer> {
+  const coordinator = options.coordinator ?? localCoordinator;
+  const before = coordinator.beforePick(runtime);
+  if (before) return before.then(() => pickIn(runtime, affinity, options, coordinator));
+  return pickIn(runtime, affinity, options, coordinator);
+}
+
+function pickIn(
+  runtime: PoolRuntime,
+  affinity: SessionAffinity,
+  options: DispenseOptions,
+  coordinator: KeyCoordinator,
+): PoolAnswer | Promise<PoolAnswer> {
+  const engine = runtime.engine;
+  let picked: Dispensed | undefined;
+  if (options.session) {
+    const keyId = affinity.keyFor(engine, `${refKey(runtime.ref)}/${options.session}`);
+    if (keyId && !options.exclude?.has(keyId)) picked = engine.pickKey(keyId);
   }
+  if (!picked) {
+    const result = engine.pick(options.exclude);
+    if (!result.ok) return { picked: undefined, retryAtMs: result.retryAtMs };
+    picked = result;
+  }
+  if (coordinator.store === "memory") return { picked, retryAtMs: undefined };
+  return Promise.resolve(coordinator.confirm(runtime, picked, options.exclude)).then((confirmed) => {
+    if (confirmed.ok) return { picked: confirmed, retryAtMs: undefined };
+    if ("storeUnavailable" in confirmed) {
+      throw new KeyPoolError(
+        "state_store_unavailable",
+        "The shared state store is unreachable and --state-store-failure is closed: no key is handed out until it is back",
+        { retryAfterSeconds: confirmed.retryAfterSeconds },
+      );
+    }
+    return { picked: undefined, retryAtMs: confirmed.retryAtMs };
+  });
+}
+
+function noUsableKey(clock: Clock, tried: readonly PoolRef[], earliest: number | undefined): KeyPoolError {
   const retryAfterSeconds =
     earliest === undefined ? 60 : Math.max(1, Math.ceil((earliest - clock.now()) / 1000));
   const chain = tried.map(refKey).join(" -> ");
-  throw new KeyPoolError(
+  return new KeyPoolError(
     "no_usable_key",
     `No usable key in ${chain}${earliest === undefined ? "" : `; the earliest becomes usable in ${retryAfterSeconds} s`}`,
     { retryAfterSeconds, ...(earliest === undefined ? {} : { retryAtMs: Math.max(earliest, clock.now()) }) },
@@ -124,15 +190,17 @@ export function outcomeOf(runtime: PoolRuntime, input: ReportInput, nowMs: numbe
   return outcome;
 }
 
-export function report(
+export async function report(
   registry: PoolRegistry,
   clock: Clock,
   ref: PoolRef,
   input: ReportInput,
-): { keyId: string; state: KeyState } {
+  coordinator: KeyCoordinator = localCoordinator,
+): Promise<{ keyId: string; state: KeyState }> {
   const runtime = requirePool(registry, ref);
   const outcome = outcomeOf(runtime, input, clock.now());
-  const result = runtime.engine.report(
+  const result = await coordinator.report(
+    runtime,
     input.leaseId ? { leaseId: input.leaseId } : { keyId: input.keyId as string },
     outcome,
   );

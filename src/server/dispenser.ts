@@ -19,8 +19,9 @@ import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { createAgentCompatRouter } from "./compat-agent.ts";
 import { COMPAT_PATH_RE, compatErrorBody } from "./compat-pools.ts";
 import { parseBody } from "./body.ts";
-import { dispense, poolView, report, requirePool } from "./dispense.ts";
+import { type DispenseResult, dispense, poolView, report, requirePool } from "./dispense.ts";
 import { KeyPoolError, writeError } from "./errors.ts";
+import type { KeyCoordinator } from "../state/coordinator.ts";
 import { kubeName, nameSegment } from "./names.ts";
 
 export interface DispenserOptions {
@@ -42,6 +43,8 @@ export interface DispenserOptions {
   affinity: SessionAffinity;
   /** The provider proxy's handler (src/proxy), mounted at /proxy/; without it, /proxy/ is 404. */
   proxy?: RequestHandler;
+  /** The state store's side of picks and reports (default: the memory store). */
+  coordinator?: KeyCoordinator;
 }
 const KEY_ID_RE = /^[0-9a-f]{12}$/;
 
@@ -121,11 +124,25 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
     const caller = decision.caller;
     const sessionHeader = req.headers["x-keypool-session"];
     const session = typeof sessionHeader === "string" ? sessionHeader.slice(0, 256) : undefined;
-    const result = dispense(options.registry, affinity, options.clock, ref, { session, exclude });
+    const result = dispense(options.registry, affinity, options.clock, ref, {
+      session,
+      exclude,
+      coordinator: options.coordinator,
+    });
+    if (result instanceof Promise) {
+      result
+        .then((r) => sendKey(res, ref, caller.username, r))
+        .catch((err: unknown) => writeError(res, asKeyPoolError(err, log, req.url ?? "")));
+    } else {
+      sendKey(res, ref, caller.username, result);
+    }
+  };
+
+  const sendKey = (res: ServerResponse, ref: PoolRef, caller: string, result: DispenseResult) => {
     log.info(
       {
         audit: "dispense",
-        caller: caller.username,
+        caller,
         pool: refKey(ref),
         servedBy: refKey(result.servedBy),
         keyId: result.keyId,
@@ -230,7 +247,13 @@ function createExpressApp(
     const ref = poolRef(req);
     await authorize(req, "use", ref);
     const body = parseBody(ReportBody, req.body);
-    const result = report(options.registry, options.clock, ref, { ...body, body: body.body ?? body.error });
+    const result = await report(
+      options.registry,
+      options.clock,
+      ref,
+      { ...body, body: body.body ?? body.error },
+      options.coordinator,
+    );
     res.json({ keyId: result.keyId, state: result.state });
   });
 
@@ -282,6 +305,7 @@ function createExpressApp(
       mode: options.mode,
       defaultNamespace: options.defaultNamespace,
       runtimeKeys: options.runtimeKeys,
+      coordinator: options.coordinator,
     }),
   );
   app.use(
@@ -292,6 +316,7 @@ function createExpressApp(
       logger: log,
       affinity,
       defaultNamespace: options.defaultNamespace,
+      coordinator: options.coordinator,
     }),
   );
 

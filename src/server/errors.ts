@@ -44,6 +44,11 @@ export const ERROR_STATUS = {
   pool_not_ready: 503,
   /** TokenReview / SubjectAccessReview could not be reached: try again. */
   auth_unavailable: 503,
+  /**
+   * The shared state store (--state-store) is unreachable and --state-store-failure=closed: no key
+   * is handed out or proxied until it is back; Retry-After says when to try again.
+   */
+  state_store_unavailable: 503,
   /** A bug: logged with details, answered without them. */
   internal: 500,
 } as const;

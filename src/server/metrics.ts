@@ -14,6 +14,8 @@ export interface MetricsSources {
   statusWrites: () => number;
   /** Kubernetes auth counters, when that auth is in use. */
   authStats?: () => AuthStats;
+  /** Whether the shared state store answers, when one is configured (--state-store redis://). */
+  stateStoreUp?: () => boolean;
 }
 
 export function createMetrics(sources: MetricsSources): Registry {
@@ -58,6 +60,17 @@ export function createMetrics(sources: MetricsSources): Registry {
       this.set(sources.watchStaleSeconds());
     },
   });
+  if (sources.stateStoreUp) {
+    const up = sources.stateStoreUp;
+    new Gauge({
+      name: "keypool_state_store_up",
+      help: "1 while the shared state store (--state-store) answers; 0 while replicas count alone (open) or refuse to serve (closed).",
+      registers: [registry],
+      collect() {
+        this.set(up() ? 1 : 0);
+      },
+    });
+  }
   let reported = 0;
   new Counter({
     name: "keypool_status_writes_total",

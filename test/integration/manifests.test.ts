@@ -1,6 +1,6 @@
 /**
  * Every manifest a user applies, checked by the real API server: the kustomize builds of deploy/
- * (the base and its variants) and every file in examples/ go through a server-side dry-run, which
+ * (the base and its variants, deploy/ha/ among them) and every file in examples/ go through a server-side dry-run, which
  * runs the API server's validation, defaulting and admission without storing anything. The
  * Deployment is also held to the security and availability settings the README promises.
  */
@@ -12,7 +12,7 @@ import { installKeyPoolCrd } from "../support/crd.ts";
 import { adminKubeConfig, createTestNamespace, kubectl } from "../support/kube.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const VARIANTS = ["deploy", "deploy/namespaced", "deploy/monitoring"];
+const VARIANTS = ["deploy", "deploy/namespaced", "deploy/monitoring", "deploy/ha"];
 
 /**
  * The Prometheus Operator's ServiceMonitor CRD is not part of this project: a stand-in with the
@@ -150,6 +150,46 @@ describe("the Deployment", () => {
     expect(policy.spec.ingress.flatMap((i) => i.ports.map((p) => p.port))).toEqual(["http"]);
     const monitoring = objects(await build("deploy/monitoring"));
     expect(JSON.stringify(monitoring.find((o) => o.kind === "ServiceMonitor"))).toContain('"port":"probes"');
+  });
+});
+
+describe("the HA variant", () => {
+  it("runs three replicas reading the shared state store from the user's Secret, and keeps two through drains", async () => {
+    const base = objects(await build("deploy"));
+    const list = objects(await build("deploy/ha"));
+    // The same objects as deploy/: no second PodDisruptionBudget over the same pods.
+    expect(list.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      base.map((o) => `${o.kind}/${o.metadata.name}`).sort(),
+    );
+    const deployment = list.find((o) => o.kind === "Deployment") as unknown as {
+      spec: {
+        replicas: number;
+        template: { spec: { affinity: unknown; containers: Array<{ args: string[]; env: unknown[] }> } };
+      };
+    };
+    expect(deployment.spec.replicas).toBe(3);
+    const baseDeployment = base.find((o) => o.kind === "Deployment") as unknown as typeof deployment;
+    expect(deployment.spec.template.spec.affinity).toEqual(baseDeployment.spec.template.spec.affinity);
+    const [container] = deployment.spec.template.spec.containers;
+    expect(container?.args).toEqual(baseDeployment.spec.template.spec.containers[0]?.args);
+    expect(container?.env).toEqual(
+      expect.arrayContaining([
+        {
+          name: "KEYPOOL_STATE_STORE",
+          valueFrom: { secretKeyRef: { name: "keypool-state-store", key: "url" } },
+        },
+        {
+          name: "KEYPOOL_STATE_STORE_PASSWORD",
+          valueFrom: { secretKeyRef: { name: "keypool-state-store", key: "password", optional: true } },
+        },
+        ...(baseDeployment.spec.template.spec.containers[0]?.env ?? []),
+      ]),
+    );
+    const pdb = list.find((o) => o.kind === "PodDisruptionBudget") as unknown as {
+      spec: { minAvailable: number; selector: unknown };
+    };
+    const basePdb = base.find((o) => o.kind === "PodDisruptionBudget") as unknown as typeof pdb;
+    expect(pdb.spec).toEqual({ minAvailable: 2, selector: basePdb.spec.selector });
   });
 });
 
