@@ -314,6 +314,27 @@ describe("the Redis state store", () => {
     expect(changes).toEqual([false, true]);
   });
 
+  it("fails the commands a hung server does not answer, and is back by itself once it answers again", async () => {
+    const store = await open();
+    const changes: boolean[] = [];
+    store.onAvailability((up) => changes.push(up));
+    redis.pause();
+    try {
+      // Sent to a server that takes them and says nothing: each fails after the command timeout
+      // instead of hanging the dispense that waits for it.
+      const waiting = Array.from({ length: 5 }, () => store.reserve(request(store)));
+      for (const result of await Promise.allSettled(waiting)) expect(result.status).toBe("rejected");
+      expect(store.up).toBe(false);
+    } finally {
+      redis.resume();
+    }
+    // Nothing is asked of the store while it is down (callers serve alone); it finds out alone
+    // that the server answers again.
+    await vi.waitFor(() => expect(store.up).toBe(true), { timeout: 5000, interval: 50 });
+    expect((await store.reserve(request(store))).ok).toBe(true);
+    expect(changes).toEqual([false, true]);
+  });
+
   it("authenticates with a password", async () => {
     const secured = await startRedis({ password: "s3cret-pass" });
     try {
