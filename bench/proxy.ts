@@ -23,17 +23,31 @@
  * those threads still used during the latency runs, and how much time the hypervisor took from
  * each core (steal), which no change to the operator can help.
  *
+ * The same run measures a third target: the same calls through the same operator started with
+ * `--state-store redis://...` (shared key state: each call's key confirmed by one atomic
+ * reservation script in Redis and its report by another, see src/state/), against a
+ * redis-server started here on core 1 with the fake provider and the load generator; that
+ * operator runs on core 0 too (each operator is idle while the other is measured). It warms up
+ * as the other does, its rounds alternate with the others at the same rates, and the output adds
+ * its rows, what Redis adds over the memory operator, and what Redis did: commands per call
+ * (INFO commandstats), CPU, used_memory, MEMORY USAGE of the pool's keys. The bench pool has no
+ * limits: the reservation still checks the key's state, opens the lease, counts it in flight and
+ * counts the request, without limit windows; RoundRobin needs no in-flight counts first.
+ *
  * Env: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_WARMUP (60), BENCH_CONNECTIONS (32, peak runs),
  * BENCH_PLAIN_RATE (500), BENCH_STREAM_RATE (100), BENCH_PROFILE (dir: CPU profile of the
- * operator), BENCH_KEEP_AWAKE=0, BENCH_SHIELD=0, BENCH_FORTIO.
+ * operator), BENCH_KEEP_AWAKE=0, BENCH_SHIELD=0, BENCH_FORTIO, BENCH_REDIS=0 (no Redis variant).
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import {
+  aim,
   benchControlPlane,
   benchOperator,
   benchPool,
+  benchRedis,
+  benchRedisOn,
   clientToken,
   keepCoresAwake,
   load,
@@ -41,9 +55,14 @@ import {
   median,
   onCore,
   pinned,
+  redisLines,
+  redisPoolMemory,
+  redisReading,
   type Result,
   shieldServerCore,
   since,
+  stateStoreUp,
+  stateStoreUpIn,
 } from "./support.ts";
 import { eventually } from "../test/support/eventually.ts";
 import { ensureFortio, type PacedResult, paced, pooledPaced, runP99sText } from "./fortio.ts";
@@ -92,7 +111,10 @@ function bucketQuantiles(text: string, name: string, quantiles: number[]): strin
 const fortio = await ensureFortio(log);
 const { plane, kc, core } = await benchControlPlane(NS, log, { pinToLoadCore: true });
 const upstream = await fakeUpstream();
+const redis = benchRedisOn ? await benchRedis(log) : undefined;
 try {
+  // Redis before anything connected to it: the baseline of used_memory.
+  const redisEmpty = redis ? await redisReading(redis.server) : undefined;
   await benchPool(kc, core, NS, "pool", KEYS, {
     provider: "openai",
     baseURL: upstream.url,
@@ -101,83 +123,141 @@ try {
   });
   const token = await clientToken(kc, core, NS, ["pool"]);
   const operator = await benchOperator(plane, "proxy");
+  // The same operator with shared state in Redis, serving the same pool. Neither elects a leader:
+  // each writes the pool's status after its own calls; status-only changes do not reconcile.
+  const redisOperator = redis
+    ? await benchOperator(plane, "proxy-redis", ["--state-store", redis.server.url])
+    : undefined;
   const target = {
     direct: { url: `${upstream.url}/v1/chat/completions`, headers: { authorization: `Bearer ${KEYS[0]}` } },
     proxy: {
       url: `${operator.url}/proxy/${NS}/pool/v1/chat/completions`,
       headers: { authorization: `Bearer ${token}` },
     },
+    redis: {
+      url: `${redisOperator?.url}/proxy/${NS}/pool/v1/chat/completions`,
+      headers: { authorization: `Bearer ${token}` },
+    },
   };
   // Wait for the pool and warm the auth cache.
-  await eventually(async () => {
-    const res = await fetch(target.proxy.url, {
-      method: "POST",
-      headers: { ...target.proxy.headers, "content-type": "application/json" },
-      body: PLAIN,
-    }).catch(() => undefined);
-    if (res) await res.arrayBuffer();
-    return res?.status === 200 ? true : undefined;
-  }, 30_000);
+  for (const t of redisOperator ? (["proxy", "redis"] as const) : (["proxy"] as const))
+    await eventually(async () => {
+      const res = await fetch(target[t].url, {
+        method: "POST",
+        headers: { ...target[t].headers, "content-type": "application/json" },
+        body: PLAIN,
+      }).catch(() => undefined);
+      if (res) await res.arrayBuffer();
+      return res?.status === 200 ? true : undefined;
+    }, 30_000);
+  if (redisOperator)
+    await eventually(async () => ((await stateStoreUp(redisOperator.metricsUrl)) === "1" ? true : undefined));
   log(`warming up for ${WARMUP} s; then ${SECONDS} s per run, ${ROUNDS} rounds`);
 
-  const peak = (t: keyof typeof target, body: string) =>
-    load(t === "direct" ? target.direct.url : target.proxy.url, {
+  // Calls the Redis variant answered with 2xx in the measured runs (after the warm-ups), for
+  // Redis's commands per call.
+  let redisServed = 0;
+  let redisCounting = false;
+  const peak = async (t: keyof typeof target, body: string) => {
+    const result = await load(target[t].url, {
       headers: { ...target[t].headers, "content-type": "application/json" },
       method: "POST",
       body,
       connections: CONNECTIONS,
       seconds: SECONDS,
     });
-  const steady = (t: keyof typeof target, body: string, rate: number, seconds = SECONDS) =>
-    paced(fortio, target[t].url, { headers: target[t].headers, body, rate, seconds: Math.max(1, seconds) });
+    if (t === "redis" && redisCounting) redisServed += result.ok;
+    return result;
+  };
+  const steady = async (t: keyof typeof target, body: string, rate: number, seconds = SECONDS) => {
+    const result = await paced(fortio, target[t].url, {
+      headers: target[t].headers,
+      body,
+      rate,
+      seconds: Math.max(1, seconds),
+    });
+    if (t === "redis" && redisCounting) redisServed += result.latencies.length - result.failures;
+    return result;
+  };
 
   const peaks: Record<string, Result[]> = {
     directPlain: [],
     proxyPlain: [],
     directStream: [],
     proxyStream: [],
+    redisPlain: [],
+    redisStream: [],
   };
   const steadies: Record<string, PacedResult[]> = {
     directPlain: [],
     proxyPlain: [],
     directStream: [],
     proxyStream: [],
+    redisPlain: [],
+    redisStream: [],
   };
   // Latency at moderate load first, in a steady state: after a warm-up at the same rates (JIT,
   // connections, the heap's size; see the header), not after the peak runs, whose garbage the old
   // generation would otherwise collect during them (a Mark-Compact of 10-60 ms, with --trace-gc).
   const wake = keepCoresAwake(log);
   const unshield = shieldServerCore(log);
+  // The Redis variant warms up the same way, interleaved, so both have idled about as long.
   await steady("proxy", PLAIN, PLAIN_RATE, (WARMUP * 3) / 4);
+  if (redisOperator) await steady("redis", PLAIN, PLAIN_RATE, (WARMUP * 3) / 4);
   await steady("proxy", STREAM, STREAM_RATE, WARMUP / 4);
+  if (redisOperator) await steady("redis", STREAM, STREAM_RATE, WARMUP / 4);
   await steady("direct", PLAIN, PLAIN_RATE);
   await steady("direct", STREAM, STREAM_RATE);
+  const redisBefore = redis ? await redisReading(redis.server) : undefined;
+  redisCounting = true;
   const machineBefore = machineReading(operator.pid, wake.pids);
+  const redisMachineBefore = redisOperator ? machineReading(redisOperator.pid) : undefined;
   for (let r = 0; r < ROUNDS; r++) {
     steadies.directPlain?.push(await steady("direct", PLAIN, PLAIN_RATE));
     steadies.proxyPlain?.push(await steady("proxy", PLAIN, PLAIN_RATE));
+    if (redisOperator) steadies.redisPlain?.push(await steady("redis", PLAIN, PLAIN_RATE));
     steadies.directStream?.push(await steady("direct", STREAM, STREAM_RATE));
     steadies.proxyStream?.push(await steady("proxy", STREAM, STREAM_RATE));
+    if (redisOperator) steadies.redisStream?.push(await steady("redis", STREAM, STREAM_RATE));
   }
   const machine = since(machineBefore, machineReading(operator.pid, wake.pids));
+  const redisMachine =
+    redisOperator && redisMachineBefore
+      ? since(redisMachineBefore, machineReading(redisOperator.pid))
+      : undefined;
   wake.stop();
   unshield();
   await peak("direct", PLAIN);
   await peak("proxy", PLAIN);
+  if (redisOperator) await peak("redis", PLAIN);
   for (let r = 0; r < ROUNDS; r++) {
     peaks.directPlain?.push(await peak("direct", PLAIN));
     peaks.proxyPlain?.push(await peak("proxy", PLAIN));
+    if (redisOperator) peaks.redisPlain?.push(await peak("redis", PLAIN));
     peaks.directStream?.push(await peak("direct", STREAM));
     peaks.proxyStream?.push(await peak("proxy", STREAM));
+    if (redisOperator) peaks.redisStream?.push(await peak("redis", STREAM));
+  }
+  const redisAfter = redis ? await redisReading(redis.server) : undefined;
+  const redisBase = `keypool:{${NS}/pool}`;
+  const redisPool = redis ? await redisPoolMemory(redis.server, redisBase) : undefined;
+  // One scrape: a scrape resets the event-loop lag figures.
+  const redisMetricsText = redisOperator ? await (await fetch(redisOperator.metricsUrl)).text() : "";
+  const redisStoreUp = stateStoreUpIn(redisMetricsText);
+  if (redisOperator) {
+    await redisOperator.stop();
+    log(`operator (--state-store redis) log: ${redisOperator.logPath}`);
   }
   const metricsText = await (await fetch(operator.metricsUrl)).text();
-  const metrics = metricsText
-    .split("\n")
-    .filter((l) =>
-      /^keypool_proxy_(requests_total|failovers_total|added_latency_seconds_(sum|count))|^keypool_nodejs_eventloop_lag_(p50|p99|max)_seconds/.test(
-        l,
-      ),
-    );
+  const metricLines = (text: string) =>
+    text
+      .split("\n")
+      .filter((l) =>
+        /^keypool_proxy_(requests_total|failovers_total|added_latency_seconds_(sum|count))|^keypool_nodejs_eventloop_lag_(p50|p99|max)_seconds/.test(
+          l,
+        ),
+      );
+  const metrics = metricLines(metricsText);
   await operator.stop();
   log(`operator log: ${operator.logPath}`);
 
@@ -195,6 +275,13 @@ try {
     console.log(
       `${(kind === "Plain" ? "chat completion" : "chat completion, streamed").padEnd(28)}${d.rps.toFixed(0).padStart(12)}${p.rps.toFixed(0).padStart(12)}${(p.rps / d.rps).toFixed(2).padStart(8)}   errors ${d.errors + d.non2xx + p.errors + p.non2xx}`,
     );
+    if (redisOperator) {
+      const q = median(peaks[`redis${kind}`] ?? []);
+      const ratio = q.rps / p.rps;
+      console.log(
+        `${"  same, --state-store redis".padEnd(28)}${d.rps.toFixed(0).padStart(12)}${q.rps.toFixed(0).padStart(12)}${(q.rps / d.rps).toFixed(2).padStart(8)}   errors ${q.errors + q.non2xx}; redis / memory ${ratio.toFixed(2)} (aim: at least 0.5) ${aim(ratio >= 0.5)}`,
+      );
+    }
   }
   console.log(
     `\nlatency at a moderate fixed rate (ms, to the end of the body; plain ${PLAIN_RATE}/s, streamed ${STREAM_RATE}/s;\nall requests of the ${ROUNDS} rounds together, and each round's p99)`,
@@ -217,18 +304,37 @@ try {
     console.log(
       `${"".padEnd(28)}${"added".padEnd(10)}${f(p.p50 - d.p50)}${f(p.p99 - d.p99)}${f(p.p999 - d.p999)}   failures ${d.failures + p.failures}`,
     );
+    if (redisOperator) {
+      const redisRuns = steadies[`redis${kind}`] ?? [];
+      const q = pooledPaced(redisRuns);
+      console.log(
+        `${"".padEnd(28)}${"redis".padEnd(10)}${f(q.p50)}${f(q.p99)}${f(q.p999)}   ${runP99sText(redisRuns, 2)}`,
+      );
+      console.log(
+        `${"".padEnd(28)}${"vs memory".padEnd(10)}${f(q.p50 - p.p50)}${f(q.p99 - p.p99)}${f(q.p999 - p.p999)}   p50 ${aim(q.p50 - p.p50 < 0.5)}, p99 ${aim(q.p99 - p.p99 < 1)}; failures ${q.failures}`,
+      );
+    }
   }
   console.log("aim: added p50 < 1 ms, added p99 < 3 ms at moderate load");
+  if (redisOperator)
+    console.log(
+      "aim, --state-store redis (redis: proxied by the operator with Redis; vs memory: redis minus proxy): Redis adds p50 < 0.5 ms, p99 < 1 ms; peak at least 0.5 of the memory operator's",
+    );
   const cpu = machine.threadCpuMs;
   const operatorMs = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
-  // Core 0's busy time that neither the operator nor its spinner (when one runs) used: kernel
+  const redisCpu = redisMachine?.threadCpuMs ?? {};
+  const redisOperatorMs = Object.values(redisCpu).reduce((sum, ms) => sum + ms, 0);
+  // Core 0's busy time that neither the operator(s) nor its spinner (when one runs) used: kernel
   // threads, interrupts, and whatever the shield (shieldServerCore) could not move.
   const othersOnCore0 =
     machine.busyMs[0] === undefined
       ? "?"
-      : `${Math.max(0, machine.busyMs[0] - (machine.othersCpuMs[0] ?? 0) - operatorMs)} ms`;
+      : `${Math.max(0, machine.busyMs[0] - (machine.othersCpuMs[0] ?? 0) - operatorMs - redisOperatorMs)} ms`;
+  const withRedis = redisMachine
+    ? `; operator with Redis: main thread ${redisCpu["MainThread"] ?? "?"} ms, V8 worker threads ${redisCpu["V8Worker"] ?? "?"} ms`
+    : "";
   console.log(
-    `during the latency runs (${4 * ROUNDS * SECONDS} s): operator main thread ${cpu["MainThread"] ?? "?"} ms CPU, V8 worker threads ${cpu["V8Worker"] ?? "?"} ms (compiles, concurrent GC); steal by the hypervisor ${machine.stealMs.map((ms, i) => `core ${i} ${ms} ms`).join(", ")}; other work on core 0 (kernel, interrupts, the machine's agents) ${othersOnCore0}`,
+    `during the latency runs (${(redisOperator ? 6 : 4) * ROUNDS * SECONDS} s): operator main thread ${cpu["MainThread"] ?? "?"} ms CPU, V8 worker threads ${cpu["V8Worker"] ?? "?"} ms (compiles, concurrent GC)${withRedis}; steal by the hypervisor ${machine.stealMs.map((ms, i) => `core ${i} ${ms} ms`).join(", ")}; other work on core 0 (kernel, interrupts, the machine's agents) ${othersOnCore0}`,
   );
   // The operator's own reading of what it adds (arrival to response headers, minus the
   // provider's time to headers): no client-side scheduling noise, bucket resolution.
@@ -237,8 +343,36 @@ try {
     `operator-measured added latency over all runs: p50 <= ${added[0]} ms, p99 <= ${added[1]} ms, p99.9 <= ${added[2]} ms (histogram buckets)`,
   );
   console.log(`operator during the runs:\n  ${metrics.join("\n  ")}`);
+  if (redis && redisOperator && redisEmpty && redisBefore && redisAfter && redisPool) {
+    console.log(
+      `\n--state-store redis: the same operator (core 0) with key state in redis-server ${redis.version} (${redis.where}; persistence off)`,
+    );
+    const redisAdded = bucketQuantiles(
+      redisMetricsText,
+      "keypool_proxy_added_latency_seconds",
+      [0.5, 0.99, 0.999],
+    );
+    console.log(
+      `  operator-measured added latency over all runs: p50 <= ${redisAdded[0]} ms, p99 <= ${redisAdded[1]} ms, p99.9 <= ${redisAdded[2]} ms (histogram buckets); keypool_state_store_up at the end: ${redisStoreUp}`,
+    );
+    for (const line of redisLines({
+      what: "proxied call",
+      served: redisServed,
+      empty: redisEmpty,
+      before: redisBefore,
+      after: redisAfter,
+      pool: redisPool,
+      base: redisBase,
+      poolKeys: KEYS.length,
+    }))
+      console.log(line);
+    console.log(
+      `  operator with Redis during the runs:\n    ${metricLines(redisMetricsText).join("\n    ")}`,
+    );
+  }
 } finally {
   upstream.stop();
+  await redis?.server.stop();
   await plane.stop();
 }
 process.exit(0);

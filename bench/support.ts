@@ -12,6 +12,7 @@ import { threadsOf } from "../src/background-threads.ts";
 import { ensureBinaries } from "../test/support/control-plane/build.ts";
 import { ControlPlane, freePort } from "../test/support/control-plane/control-plane.ts";
 import { eventually } from "../test/support/eventually.ts";
+import { startRedis } from "../test/support/redis-server.ts";
 import { threadCores, threadStat } from "../test/support/proc.ts";
 
 /** Runs the harness's kubectl against `plane` as admin; throws with stderr on failure. */
@@ -78,6 +79,8 @@ export interface Result {
   p99: number;
   errors: number;
   non2xx: number;
+  /** 2xx answers of the run (autocannon's count, not a rate times seconds). */
+  ok: number;
 }
 
 /** The run with the median throughput, and median latencies across runs. */
@@ -90,6 +93,7 @@ export function median(results: Result[]): Result {
     p99: mid(results, (r) => r.p99).p99,
     errors: results.reduce((n, r) => n + r.errors, 0),
     non2xx: results.reduce((n, r) => n + r.non2xx, 0),
+    ok: results.reduce((n, r) => n + r.ok, 0),
   };
 }
 
@@ -120,6 +124,7 @@ export async function load(url: string, o: LoadOptions): Promise<Result> {
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    ok: result["2xx"],
   };
 }
 
@@ -410,4 +415,175 @@ export function since(before: MachineReading, after: MachineReading): MachineRea
     threadCpuMs,
     othersCpuMs: minus(after.othersCpuMs, before.othersCpuMs),
   };
+}
+
+/**
+ * The `--state-store redis` variant of bench/dispense and bench/proxy runs unless BENCH_REDIS=0:
+ * a second operator, the same but for that flag, against a redis-server the benchmark starts.
+ */
+export const benchRedisOn = process.env.BENCH_REDIS !== "0";
+
+/** aim met / aim missed, for figures printed beside an aim (never asserted). */
+export const aim = (met: boolean) => (met ? "aim met" : "aim missed");
+
+/**
+ * A redis-server for the `--state-store redis` variant (test/support/redis-server.ts: a free
+ * loopback port, persistence off), on core 1 with the load generator and the control plane, so
+ * the operator under test keeps core 0 to itself, as the memory operator does. The benchmark's
+ * own affinity (core 1, inherited by what it starts) already put it there; set again explicitly
+ * for all of its threads (bio threads included).
+ */
+export async function benchRedis(log: (line: string) => void) {
+  const server = await startRedis();
+  if (pinned) execFileSync("taskset", ["-a", "-cp", "1", String(server.pid)], { stdio: "ignore" });
+  const info = redisInfoFields(String(await server.command("INFO", "server")));
+  const version = info.get("redis_version") ?? "?";
+  const where = pinned ? "on core 1, with the load generator" : "not pinned";
+  log(`redis-server ${version} at ${server.url} (pid ${server.pid}, ${where})`);
+  return { server, version, where };
+}
+
+type RedisCommander = { command(...args: string[]): Promise<unknown> };
+
+function redisInfoFields(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const at = line.indexOf(":");
+    if (at > 0 && !line.startsWith("#")) fields.set(line.slice(0, at), line.slice(at + 1));
+  }
+  return fields;
+}
+
+/** What Redis says about itself at one moment: per-command calls (scripts' own commands too), memory, CPU. */
+export interface RedisReading {
+  /** INFO commandstats: calls and microseconds by command (lower case, `memory|usage` style). */
+  commands: Record<string, { calls: number; usec: number }>;
+  usedMemory: number;
+  /** used_cpu_user + used_cpu_sys, ms. */
+  cpuMs: number;
+}
+
+/** One INFO (commandstats, memory, cpu: one command, so a reading adds one `info` call to the next). */
+export async function redisReading(redis: RedisCommander): Promise<RedisReading> {
+  const fields = redisInfoFields(String(await redis.command("INFO", "commandstats", "memory", "cpu")));
+  const commands: RedisReading["commands"] = {};
+  for (const [name, value] of fields) {
+    if (!name.startsWith("cmdstat_")) continue;
+    const calls = Number(/(?:^|,)calls=(\d+)/.exec(value)?.[1] ?? 0);
+    const usec = Number(/(?:^|,)usec=(\d+)/.exec(value)?.[1] ?? 0);
+    commands[name.slice("cmdstat_".length)] = { calls, usec };
+  }
+  const cpu = (name: string) => Number(fields.get(name) ?? 0) * 1000;
+  return {
+    commands,
+    usedMemory: Number(fields.get("used_memory") ?? 0),
+    cpuMs: cpu("used_cpu_user") + cpu("used_cpu_sys"),
+  };
+}
+
+/** MEMORY USAGE (exact: SAMPLES 0) of every key matching a pattern, by the letter after `}:`. */
+const POOL_MEMORY = `
+local cursor, out = '0', {}
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local kind = string.match(key, '}:(%a)') or '?'
+    local bytes = redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0
+    local entry = out[kind] or { 0, 0 }
+    out[kind] = { entry[1] + 1, entry[2] + bytes }
+  end
+until cursor == '0'
+local flat = {}
+for kind, entry in pairs(out) do
+  flat[#flat + 1] = kind
+  flat[#flat + 1] = entry[1]
+  flat[#flat + 1] = entry[2]
+end
+return flat
+`;
+
+/** The pool's keys in Redis (`<base>:*`), counted and sized by kind (src/state/scripts.ts has the layout). */
+export interface RedisPoolMemory {
+  keys: number;
+  bytes: number;
+  byKind: Record<string, { keys: number; bytes: number }>;
+  /** Members of the open-leases zset `<base>:o` (ended leases stay there until the next sweep). */
+  leaseEntries: number;
+}
+
+export async function redisPoolMemory(redis: RedisCommander, base: string): Promise<RedisPoolMemory> {
+  const flat = (await redis.command("EVAL", POOL_MEMORY, "0", `${base}:*`)) as Array<string | number>;
+  const byKind: RedisPoolMemory["byKind"] = {};
+  let keys = 0;
+  let bytes = 0;
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    const entry = { keys: Number(flat[i + 1]), bytes: Number(flat[i + 2]) };
+    byKind[String(flat[i])] = entry;
+    keys += entry.keys;
+    bytes += entry.bytes;
+  }
+  const leaseEntries = Number(await redis.command("ZCARD", `${base}:o`));
+  return { keys, bytes, byKind, leaseEntries };
+}
+
+/**
+ * The lines both benchmarks print about Redis after the run: commands per call served (evalsha:
+ * the reservations and lease ends; every command the scripts ran, per call), its CPU, memory
+ * before and after, and the pool's keys by kind, per pool key and per open lease, for sizing.
+ * `empty`: read before the operator connected; `before` and `after`: around the variant's load
+ * runs (redisPoolMemory, after them, is not counted).
+ */
+export function redisLines(o: {
+  what: string;
+  served: number;
+  empty: RedisReading;
+  before: RedisReading;
+  after: RedisReading;
+  pool: RedisPoolMemory;
+  base: string;
+  poolKeys: number;
+}): string[] {
+  const delta = Object.entries(o.after.commands)
+    .map(([name, c]) => ({
+      name,
+      // Less the first reading's own INFO (a command's stats count once it has run).
+      calls: c.calls - (o.before.commands[name]?.calls ?? 0) - (name === "info" ? 1 : 0),
+      usec: c.usec - (o.before.commands[name]?.usec ?? 0),
+    }))
+    .filter((c) => c.calls > 0)
+    .sort((a, b) => b.calls - a.calls);
+  const evalsha = delta.find((c) => c.name === "evalsha") ?? { calls: 0, usec: 0 };
+  const perCall = (n: number) => (o.served ? n / o.served : Number.NaN);
+  const n = (v: number) => Math.round(v).toLocaleString("en-US");
+  const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+  const mb = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MiB`;
+  const leases = o.pool.byKind["l"] ?? { keys: 0, bytes: 0 };
+  const openZset = o.pool.byKind["o"] ?? { keys: 0, bytes: 0 };
+  const leaseBytes = leases.bytes + openZset.bytes;
+  const rest = o.pool.bytes - leaseBytes;
+  const kinds = Object.entries(o.pool.byKind)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([kind, k]) => `${kind}: ${n(k.keys)} ${k.keys === 1 ? "key" : "keys"}, ${n(k.bytes)} B`)
+    .join(", ");
+  return [
+    `  Redis commands during the variant's runs: evalsha ${n(evalsha.calls)} calls, ${(evalsha.usec / Math.max(1, evalsha.calls)).toFixed(1)} us each inside Redis; ${n(o.served)} ${o.what}s served (2xx at the load generators): ${perCall(evalsha.calls).toFixed(3)} evalsha per ${o.what}`,
+    `  every command per ${o.what} (the scripts' own included): ${delta.map((c) => `${c.name} ${perCall(c.calls).toFixed(2)}`).join(", ")}`,
+    `  redis-server CPU during the variant's runs: ${n(o.after.cpuMs - o.before.cpuMs)} ms, ${((1000 * (o.after.cpuMs - o.before.cpuMs)) / Math.max(1, o.served)).toFixed(1)} us per ${o.what}`,
+    `  used_memory: ${mb(o.empty.usedMemory)} before the operator connected, ${mb(o.before.usedMemory)} before the runs, ${mb(o.after.usedMemory)} after`,
+    `  the pool's keys (${o.base}:*, MEMORY USAGE): ${n(o.pool.keys)} keys, ${kb(o.pool.bytes)}: ${n(o.pool.bytes / o.poolKeys)} B per pool key (${o.poolKeys} keys); by kind: ${kinds}`,
+    `  of which leases (l: one per open lease; o: the zset of leases, ${n(o.pool.leaseEntries)} entries, ended ones until the next sweep): ${kb(leaseBytes)}${leases.keys ? `, ${n(leaseBytes / leases.keys)} B per open lease` : ""}; the rest (states, windows, in-flight and usage counters): ${n(rest)} B, ${n(rest / o.poolKeys)} B per pool key`,
+  ];
+}
+
+/** keypool_state_store_up in an operator's /metrics text ("?" when absent: no store configured). */
+export const stateStoreUpIn = (metricsText: string): string =>
+  /^keypool_state_store_up(?:\{[^}]*\})? (\S+)/m.exec(metricsText)?.[1] ?? "?";
+
+/**
+ * keypool_state_store_up from an operator's /metrics. A scrape resets the event-loop lag
+ * figures: after the runs, read it with stateStoreUpIn from the one scrape taken then.
+ */
+export async function stateStoreUp(metricsUrl: string): Promise<string> {
+  return stateStoreUpIn(await (await fetch(metricsUrl)).text());
 }
