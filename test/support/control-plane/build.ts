@@ -77,7 +77,8 @@ export function apiserverGoMod(version: string, facts: KubernetesModuleFacts): s
   ].join("\n");
 }
 
-function versionLdflags(version: string): string {
+/** `-ldflags` stamping the release into a Kubernetes binary (what `--version` and /version report). */
+export function versionLdflags(version: string): string {
   const [major, minor] = version.split(".");
   const vars = {
     "k8s.io/component-base/version.gitVersion": `v${version}`,

@@ -1,7 +1,9 @@
 /**
  * Certificates and keys for a throwaway control plane: a CA, the API server's serving
- * certificate (127.0.0.1/localhost), an admin client certificate (O=system:masters), and the
- * ServiceAccount token signing key pair. ECDSA P-256 throughout: generated in milliseconds.
+ * certificate (127.0.0.1/localhost, plus any addresses the caller adds), an admin client
+ * certificate (O=system:masters), and the ServiceAccount token signing key pair. ECDSA P-256
+ * throughout: generated in milliseconds. The CA also signs certificates for other components
+ * (issueClientCert, issueServingCert), e.g. a kubelet's.
  */
 import "reflect-metadata";
 import { generateKeyPairSync, webcrypto } from "node:crypto";
@@ -80,6 +82,28 @@ async function signCert(
  * which the API server then authenticates as that user and groups.
  */
 export async function issueClientCert(ca: Pem, subject: string): Promise<Pem> {
+  return signCert(await importCa(ca), subject, "client");
+}
+
+/** A serving certificate for `subject`, valid for these IP addresses and DNS names. */
+export async function issueServingCert(ca: Pem, subject: string, names: ServingNames): Promise<Pem> {
+  return signCert(await importCa(ca), subject, "server", altNames(names));
+}
+
+/** The names a serving certificate is valid for. */
+export interface ServingNames {
+  ips?: readonly string[];
+  dns?: readonly string[];
+}
+
+function altNames(names: ServingNames): x509.JsonGeneralName[] {
+  return [
+    ...(names.ips ?? []).map((value) => ({ type: "ip" as const, value })),
+    ...(names.dns ?? []).map((value) => ({ type: "dns" as const, value })),
+  ];
+}
+
+async function importCa(ca: Pem) {
   const key = await webcrypto.subtle.importKey(
     "pkcs8",
     x509.PemConverter.decodeFirst(ca.key),
@@ -87,10 +111,16 @@ export async function issueClientCert(ca: Pem, subject: string): Promise<Pem> {
     false,
     ["sign"],
   );
-  return signCert({ cert: new x509.X509Certificate(ca.cert), key }, subject, "client");
+  return { cert: new x509.X509Certificate(ca.cert), key };
 }
 
-export async function generateControlPlaneCerts(): Promise<ControlPlaneCerts> {
+/**
+ * `apiServerNames`: more addresses the API server is reached at, besides 127.0.0.1, localhost and
+ * kubernetes.default.svc (a bind address other than loopback, the `kubernetes` Service's IP).
+ */
+export async function generateControlPlaneCerts(
+  apiServerNames: ServingNames = {},
+): Promise<ControlPlaneCerts> {
   const caKeys = await newKeys();
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
     ...validity(),
@@ -107,11 +137,14 @@ export async function generateControlPlaneCerts(): Promise<ControlPlaneCerts> {
   const issue = (subject: string, usage: "server" | "client", altNames: x509.JsonGeneralName[] = []) =>
     signCert({ cert: caCert, key: caKeys.privateKey }, subject, usage, altNames);
 
-  const serving = await issue("CN=kube-apiserver", "server", [
-    { type: "ip", value: "127.0.0.1" },
-    { type: "dns", value: "localhost" },
-    { type: "dns", value: "kubernetes.default.svc" },
-  ]);
+  const serving = await issue(
+    "CN=kube-apiserver",
+    "server",
+    altNames({
+      ips: ["127.0.0.1", ...(apiServerNames.ips ?? []).filter((ip) => ip !== "127.0.0.1")],
+      dns: ["localhost", "kubernetes.default.svc", ...(apiServerNames.dns ?? [])],
+    }),
+  );
   const admin = await issue("CN=keypool-test-admin, O=system:masters", "client");
   const sa = generateKeyPairSync("ec", {
     namedCurve: "P-256",

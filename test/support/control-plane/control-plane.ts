@@ -9,6 +9,9 @@
  * certificates (stopApiServer/startApiServer), or paused and resumed (SIGSTOP/SIGCONT: a hung
  * API server). With `dir`, the whole control plane lives in a directory that outlasts it, so it
  * can be stopped and the same cluster started again.
+ *
+ * A caller building a whole cluster around it (test/support/cluster) passes the address pods
+ * reach it at, the Service range, the authorizers and certificates it signs more with.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -31,6 +34,22 @@ export interface ControlPlaneOptions {
   readyTimeoutMs?: number;
   /** Extra kube-apiserver flags, appended after the defaults. */
   extraApiServerFlags?: string[];
+  /**
+   * The address kube-apiserver binds to and advertises (the `kubernetes` Service's endpoint).
+   * Default 127.0.0.1. A node's pods cannot reach loopback, so a cluster with a kubelet passes
+   * an address on its own interface; `server` and the kubeconfig use it too.
+   */
+  address?: string;
+  /** `--service-cluster-ip-range`. Default 10.0.0.0/24. */
+  serviceClusterIpRange?: string;
+  /** `--authorization-mode`, in order. Default ["RBAC"]; a cluster with kubelets adds "Node" first. */
+  authorizationModes?: string[];
+  /**
+   * Certificates to use instead of new ones (a kept `dir` uses them only the first time), for a
+   * caller that signs more certificates with the CA before the API server starts: those its
+   * extra flags name (e.g. --kubelet-client-certificate).
+   */
+  certs?: ControlPlaneCerts;
   /**
    * A directory to keep the control plane in: certificates, ports (control-plane.json) and
    * etcd's data. Started again with the same dir, the same cluster comes back; stop() leaves it.
@@ -83,7 +102,7 @@ interface KeptState {
 const STATE_FILE = "control-plane.json";
 
 /** The state kept in `dir`, or new state written there the first time. */
-async function keptState(dir: string): Promise<KeptState> {
+async function keptState(dir: string, options: ControlPlaneOptions): Promise<KeptState> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, STATE_FILE);
   const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
@@ -92,7 +111,7 @@ async function keptState(dir: string): Promise<KeptState> {
   });
   if (text !== undefined) return JSON.parse(text) as KeptState;
   const [certs, ...ports] = await Promise.all([
-    generateControlPlaneCerts(),
+    options.certs ?? generateControlPlaneCerts(apiServerNames(options)),
     freePort(),
     freePort(),
     freePort(),
@@ -100,6 +119,42 @@ async function keptState(dir: string): Promise<KeptState> {
   const state = { certs, ports };
   await writeFile(path, JSON.stringify(state), { mode: 0o600 });
   return state;
+}
+
+/**
+ * The names the API server's certificate needs besides loopback: its bind address and the
+ * `kubernetes` Service's IP (the first address of the service range), which pods connect to.
+ */
+export function apiServerNames(options: Pick<ControlPlaneOptions, "address" | "serviceClusterIpRange">) {
+  const ips = [
+    options.address ?? "127.0.0.1",
+    firstServiceIp(options.serviceClusterIpRange ?? SERVICE_RANGE),
+  ];
+  return {
+    ips: [...new Set(ips)],
+    dns: ["kubernetes", "kubernetes.default", "kubernetes.default.svc.cluster.local"],
+  };
+}
+
+const SERVICE_RANGE = "10.0.0.0/24";
+
+/** The first usable address of an IPv4 range ("10.0.0.0/24" → "10.0.0.1"): the `kubernetes` Service's. */
+export function firstServiceIp(range: string): string {
+  const [base = "", bits = ""] = range.split("/");
+  const octets = base.split(".").map(Number);
+  const prefix = Number(bits);
+  if (
+    octets.length !== 4 ||
+    octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
+    !Number.isInteger(prefix) ||
+    prefix < 1 ||
+    prefix > 30
+  ) {
+    throw new Error(`not an IPv4 range: ${range}`);
+  }
+  const size = 2 ** (32 - prefix);
+  const network = Math.floor(octets.reduce((acc, o) => acc * 256 + o, 0) / size) * size;
+  return [24, 16, 8, 0].map((shift) => Math.floor((network + 1) / 2 ** shift) % 256).join(".");
 }
 
 /** Waits until `pid` shows as stopped in /proc (Linux; elsewhere it returns at once). */
@@ -151,12 +206,12 @@ export class ControlPlane {
     let state: KeptState;
     if (options.dir !== undefined) {
       dir = resolve(options.dir);
-      state = await keptState(dir);
+      state = await keptState(dir, options);
     } else {
       dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
       await writeFile(join(dir, "owner.pid"), String(process.pid));
       const [certs, ...ports] = await Promise.all([
-        generateControlPlaneCerts(),
+        options.certs ?? generateControlPlaneCerts(apiServerNames(options)),
         freePort(),
         freePort(),
         freePort(),
@@ -176,8 +231,13 @@ export class ControlPlane {
     }
   }
 
+  /** The address kube-apiserver listens on (127.0.0.1 unless the options name another). */
+  get address(): string {
+    return this.#options.address ?? "127.0.0.1";
+  }
+
   get server(): string {
-    return `https://127.0.0.1:${this.apiServerPort}`;
+    return `https://${this.address}:${this.apiServerPort}`;
   }
 
   get version(): KubernetesVersion {
@@ -279,19 +339,19 @@ export class ControlPlane {
     if (this.#apiServer) throw new Error("kube-apiserver is already running");
     const pki = this.#pki;
     this.#apiServer = await this.#spawn("kube-apiserver", this.binaries.kubeApiserver, [
-      "--advertise-address=127.0.0.1",
-      "--bind-address=127.0.0.1",
+      `--advertise-address=${this.address}`,
+      `--bind-address=${this.address}`,
       `--secure-port=${this.apiServerPort}`,
       `--etcd-servers=http://127.0.0.1:${this.etcdPort}`,
       `--cert-dir=${join(this.dir, "apiserver-certs")}`,
       `--tls-cert-file=${join(pki, "serving.crt")}`,
       `--tls-private-key-file=${join(pki, "serving.key")}`,
       `--client-ca-file=${join(pki, "ca.crt")}`,
-      "--authorization-mode=RBAC",
+      `--authorization-mode=${(this.#options.authorizationModes ?? ["RBAC"]).join(",")}`,
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${join(pki, "sa.pub")}`,
       `--service-account-signing-key-file=${join(pki, "sa.key")}`,
-      "--service-cluster-ip-range=10.0.0.0/24",
+      `--service-cluster-ip-range=${this.#options.serviceClusterIpRange ?? SERVICE_RANGE}`,
       "--allow-privileged=true",
       "--profiling=false",
       ...(this.#options.extraApiServerFlags ?? []),
@@ -412,7 +472,7 @@ export class ControlPlane {
     return new Promise((resolve, reject) => {
       const req = request(
         {
-          host: "127.0.0.1",
+          host: this.address,
           port: this.apiServerPort,
           path,
           ca: this.certs.ca.cert,
