@@ -123,6 +123,13 @@ const stateStore = {
     ),
 };
 
+/** `--shutdown-delay`: the same for both commands; only the default differs. */
+const shutdownDelay = () =>
+  durationMs(
+    "On SIGTERM, how long to keep serving with /readyz answering 503 before the listeners close: time for Services and load balancers to stop sending new connections (kube-proxy follows the endpoints a few hundred ms behind); 0: close at once.",
+    { minMs: 0, maxMs: 300_000 },
+  );
+
 /** `--probes`: the same for both commands; only the default differs. */
 const PROBES_DESCRIPTION =
   "Probe every key with its provider's free request (list models); needs the providers reachable.";
@@ -180,6 +187,7 @@ export const OperatorConfig = z.object({
     { maxMs: 3_600_000 },
   ).prefault("5m"),
   probes: flag.default(true).describe(PROBES_DESCRIPTION),
+  shutdownDelay: shutdownDelay().prefault("5s"),
   ...stateStore,
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
@@ -214,6 +222,7 @@ export const ServeConfig = z.object({
     "How often due probes and ended cooldowns are looked for: recoveries are logged and saved on this tick (dispensing never waits for it).",
     { minMs: 100, maxMs: 3_600_000 },
   ).prefault("1s"),
+  shutdownDelay: shutdownDelay().prefault("0s"),
   ...stateStore,
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;

@@ -12,6 +12,7 @@ import { ProxyMetrics } from "./proxy/metrics.ts";
 import { createProxy } from "./proxy/proxy.ts";
 import { SessionAffinity } from "./server/affinity.ts";
 import { createDispenserApp, type DispenserOptions, type RequestHandler } from "./server/dispenser.ts";
+import type { HealthSource } from "./server/probes.ts";
 
 export const systemClock: Clock = { now: () => Date.now() };
 
@@ -54,6 +55,36 @@ export function closeServer(server: Server | undefined): Promise<void> {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
+}
+
+/** A health source whose readiness turns false for good once the process starts to drain. */
+export interface Drainable extends HealthSource {
+  drain(): void;
+}
+
+export function drainable(source: HealthSource): Drainable {
+  let draining = false;
+  return {
+    health() {
+      const h = source.health();
+      return draining ? { ...h, ready: false, details: { ...h.details, shuttingDown: true } } : h;
+    },
+    drain() {
+      draining = true;
+    },
+  };
+}
+
+/**
+ * The first step of stopping: /readyz answers 503 while the dispenser keeps serving for `delayMs`,
+ * so kube-proxy and load balancers move new connections to other replicas before the listener
+ * closes (closing at once refused the connections already routed here: test/e2e's rollout).
+ */
+export async function drainFor(health: Drainable, delayMs: number, logger: Logger): Promise<void> {
+  health.drain();
+  if (delayMs <= 0) return;
+  logger.info({ delayMs }, "not ready; serving on until the shutdown delay has passed");
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
 }
 
 /**

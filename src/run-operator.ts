@@ -9,7 +9,15 @@ import { KubernetesAuth } from "./server/auth.ts";
 import { type Authorizer, NoAuth } from "./server/authorizer.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
-import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
+import {
+  addressPort,
+  closeServer,
+  drainable,
+  drainFor,
+  onSignals,
+  servingHandler,
+  systemClock,
+} from "./run-common.ts";
 import { PoolRegistry } from "./pool/registry.ts";
 import { openStateStore } from "./state/open.ts";
 
@@ -97,13 +105,15 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
   });
   requeue.all = () => operator.requeueAll();
 
-  const probes = await listen(createProbesApp(operator, metrics), config.probesPort, config.probesAddress);
+  const health = drainable(operator);
+  const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);
   logger.info(
     { cluster: kc.getCurrentCluster()?.server, identity: operator.identity, probesPort: addressPort(probes) },
     "starting operator",
   );
   const servers: { dispenser?: Server } = {};
   const stopped = onSignals(logger, async () => {
+    await drainFor(health, config.shutdownDelay, logger);
     await closeServer(servers.dispenser);
     await operator.stop();
     await state.close();

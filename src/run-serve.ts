@@ -5,7 +5,15 @@ import { PoolRegistry, refKey } from "./pool/registry.ts";
 import { Prober } from "./providers/prober.ts";
 import { leaseTokenSource } from "./lease-tokens.ts";
 import { createLogger } from "./log.ts";
-import { addressPort, closeServer, onSignals, servingHandler, systemClock } from "./run-common.ts";
+import {
+  addressPort,
+  closeServer,
+  drainable,
+  drainFor,
+  onSignals,
+  servingHandler,
+  systemClock,
+} from "./run-common.ts";
 import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
 import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
@@ -83,7 +91,8 @@ export async function runServe(
   await state.shared?.resync();
   if (config.probes) prober.start();
   const dispenser = await listen(app, config.port, config.address);
-  const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);
+  const drain = drainable(health);
+  const probes = await listen(createProbesApp(drain, metrics), config.probesPort, config.probesAddress);
   const host = config.address.includes(":") ? `[${config.address}]` : config.address;
   const url = `http://${host}:${addressPort(dispenser)}`;
   logger.info(
@@ -98,6 +107,7 @@ export async function runServe(
   process.stderr.write(`keypool: serving ${registry.size} pool(s) at ${url} (try: curl ${url}/status)\n`);
 
   const code = await onSignals(logger, async () => {
+    await drainFor(drain, config.shutdownDelay, logger);
     await closeServer(dispenser);
     await prober.stop();
     await source.stop();

@@ -1,7 +1,8 @@
 /**
  * SIGTERM stops a server gracefully: it stops accepting, lets the request in flight finish,
  * saves state, and exits 0. Shown with `keypool serve` and an admin probe held open by a slow
- * fake provider.
+ * fake provider. With --shutdown-delay (the operator's default is 5s), it first answers /readyz
+ * with 503 while it keeps serving, so a Service moves new connections away before it closes.
  */
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { keyId } from "../../src/pool/identity.ts";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
 import { eventually } from "../support/eventually.ts";
 import { startServe } from "../support/serve-process.ts";
+import { freePort } from "../support/control-plane/control-plane.ts";
 
 const ADMIN = "admin-token-graceful-0123456789";
 const SLOW_KEY = "sk-test-graceful-slow-00000001";
@@ -62,5 +64,52 @@ spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}
       pools: Record<string, { keys: Array<{ id: string }> }>;
     };
     expect(state.pools["default/slow"]?.keys.map((k) => k.id)).toEqual([keyId(SLOW_KEY)]);
+  });
+
+  it("with --shutdown-delay, is not ready but keeps serving for the delay, then stops", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "keypool-drain-"));
+    await mkdir(join(dir, "manifests"));
+    await writeFile(
+      join(dir, "tokens.yaml"),
+      `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
+    );
+    await writeFile(
+      join(dir, "manifests", "pool.yaml"),
+      `apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {a: sk-test-graceful-drain-00000002}
+---
+apiVersion: keypool.dev/v1alpha1
+kind: KeyPool
+metadata: {name: drain}
+spec: {provider: openai, keys: [{secretRef: {name: keys}}]}
+`,
+    );
+    const probesPort = await freePort();
+    const server = await startServe(dir, {
+      KEYPOOL_SHUTDOWN_DELAY: "2s",
+      KEYPOOL_PROBES_PORT: String(probesPort),
+    });
+    const readyz = () => fetch(`http://127.0.0.1:${probesPort}/readyz`);
+    const key = () =>
+      fetch(`${server.url}/v1/pools/default/drain/key`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect((await readyz()).status).toBe(200);
+
+    let exitedAt: number | undefined;
+    const signalled = performance.now();
+    const exited = server.stop().then((code) => {
+      exitedAt = performance.now();
+      return code;
+    });
+    await eventually(async () => (await readyz()).status === 503, 1_000, 20);
+    expect(await (await readyz()).json()).toMatchObject({ shuttingDown: true });
+    // Still serving: a caller a Service routed here before it saw the 503 gets its key.
+    const answer = await key();
+    expect(answer.status).toBe(200);
+    expect(exitedAt).toBeUndefined();
+    expect(await exited).toBe(0);
+    console.log(`drain: exited ${Math.round((exitedAt ?? 0) - signalled)} ms after SIGTERM (delay 2 s)`);
+    await expect(key()).rejects.toThrow();
   });
 });

@@ -83,7 +83,9 @@ export function startOperator(args: string[], options: StartOptions = {}): Opera
     {
       ...(options.cwd ? { cwd: options.cwd } : {}),
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, KUBERNETES_SERVICE_HOST: "", ...env },
+      // No shutdown delay: nothing routes to a test's operator, and stops stay quick (a test of
+      // the delay sets KEYPOOL_SHUTDOWN_DELAY itself).
+      env: { ...process.env, KUBERNETES_SERVICE_HOST: "", KEYPOOL_SHUTDOWN_DELAY: "0s", ...env },
     },
   );
   running.add(child);
