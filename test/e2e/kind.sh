@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# End-to-end test on a kind cluster: the operator image, deployed with `kubectl apply -k deploy/`,
-# hands a key to a client Job and proxies its chat completion to a fake OpenAI provider running in
-# the cluster.
+# The end-to-end journey (test/e2e/journey.test.ts, the same checks `npm run test:e2e` runs on
+# this repository's own single-node cluster) on a kind cluster: the operator image built with
+# docker and loaded into kind, then `kubectl apply -k deploy/`, the examples, 403 without a grant,
+# a rollout restart under load, a leader that goes away, and deploy/ha/ on Redis.
 #
 #   test/e2e/kind.sh
 #
-# Needs docker (with a running daemon), kind and kubectl. Environment:
+# Needs docker (with a running daemon), kind, kubectl and Node 24 (npm ci first). Environment:
 #   KIND_CLUSTER     cluster name (default keypool-e2e)
 #   IMAGE            image built from the repository root and loaded into kind (default keypool-operator:e2e)
 #   KIND_NODE_IMAGE  kind node image, e.g. kindest/node:v1.34.0 (default: kind's own)
 #   REUSE_CLUSTER=1  use the cluster KIND_CLUSTER when it exists instead of creating one
 #   KEEP_CLUSTER=1   keep the cluster at the end (default: delete it, pass or fail)
-# For quick iterations: REUSE_CLUSTER=1 KEEP_CLUSTER=1 test/e2e/kind.sh
+# The other images the journey runs (node:24-slim, curlimages/curl:8.11.1, redis:7) are pulled by
+# the kind node; KEYPOOL_E2E_NODE_IMAGE, KEYPOOL_E2E_CURL_IMAGE and KEYPOOL_E2E_REDIS_IMAGE
+# name others.
 #
 # kubectl talks to the cluster through a kubeconfig of its own: ~/.kube/config is left alone.
-# On failure the script prints the client Job's logs, the operator's and the fake provider's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,10 +27,6 @@ IMAGE="${IMAGE:-keypool-operator:e2e}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-}"
 REUSE_CLUSTER="${REUSE_CLUSTER:-}"
 KEEP_CLUSTER="${KEEP_CLUSTER:-}"
-
-OPERATOR_NS=keypool-system
-E2E_NS=e2e
-POOL=openai-e2e
 
 log() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -66,25 +64,10 @@ export KUBECONFIG="$WORK_DIR/kubeconfig"
 deployed=0 # 1 once there is something to print diagnostics about
 
 # --- diagnostics and clean-up -------------------------------------------------------------------
+# The journey prints the operator's, the fake provider's and the callers' logs when a check fails.
 dump_diagnostics() {
-  log "client Job"
-  kubectl describe job/client -n "$E2E_NS" || true
-  kubectl logs -n "$E2E_NS" -l job-name=client --all-containers --prefix --tail=-1 || true
-  log "KeyPool $E2E_NS/$POOL"
-  kubectl get keypool "$POOL" -n "$E2E_NS" -o yaml || true
-  log "events in $E2E_NS"
-  kubectl get events -n "$E2E_NS" --sort-by=.lastTimestamp || true
-  log "operator"
-  kubectl get deployment,replicaset,pods -n "$OPERATOR_NS" -o wide || true
-  local pod
-  for pod in $(kubectl get pods -n "$OPERATOR_NS" -o name 2>/dev/null); do
-    log "logs of $pod"
-    kubectl logs -n "$OPERATOR_NS" "$pod" --all-containers --tail=300 || true
-  done
-  kubectl get events -n "$OPERATOR_NS" --sort-by=.lastTimestamp || true
-  log "fake provider"
-  kubectl get pods -n "$E2E_NS" -l app.kubernetes.io/name=fake-provider -o wide || true
-  kubectl logs -n "$E2E_NS" deployment/fake-provider --all-containers --tail=100 || true
+  log "pods"
+  kubectl get pods -A -o wide || true
 }
 
 on_exit() {
@@ -141,43 +124,8 @@ docker build -t "$IMAGE" .
 log "loading $IMAGE into kind"
 kind load docker-image "$IMAGE" --name "$KIND_CLUSTER"
 
-# --- operator -----------------------------------------------------------------------------------
-log "kubectl apply -k deploy/"
+# --- the journey --------------------------------------------------------------------------------
+log "the journey (test/e2e/journey.test.ts) on kind cluster $KIND_CLUSTER"
 deployed=1
-kubectl apply -k deploy/
-kubectl wait --for=condition=Established crd/keypools.keypool.dev --timeout=60s
-kubectl set image deployment/keypool-operator -n "$OPERATOR_NS" operator="$IMAGE"
-if [ "$reused" -eq 1 ]; then
-  # Same image name, maybe new content: start pods from the image just loaded.
-  kubectl rollout restart deployment/keypool-operator -n "$OPERATOR_NS"
-fi
-kubectl rollout status deployment/keypool-operator -n "$OPERATOR_NS" --timeout=180s
-
-# --- fake OpenAI provider -----------------------------------------------------------------------
-log "fake OpenAI provider"
-kubectl create namespace "$E2E_NS" --dry-run=client -o yaml | kubectl apply -f -
-kubectl create configmap fake-provider -n "$E2E_NS" --from-file=test/fakes/ \
-  --from-file=test/e2e/fake-provider.ts --dry-run=client -o yaml | kubectl apply -f -
-kubectl apply -f test/e2e/fake-provider.yaml
-if [ "$reused" -eq 1 ]; then
-  kubectl rollout restart deployment/fake-provider -n "$E2E_NS"
-fi
-kubectl rollout status deployment/fake-provider -n "$E2E_NS" --timeout=180s
-
-# --- the scenario -------------------------------------------------------------------------------
-log "KeyPool, RBAC and client Job (test/e2e/manifests.yaml)"
-# A Job runs once: a reused cluster's old one would never run again.
-kubectl delete job/client -n "$E2E_NS" --ignore-not-found --wait=true
-kubectl apply -f test/e2e/manifests.yaml
-
-log "waiting for the client Job"
-if ! kubectl wait --for=condition=complete job/client -n "$E2E_NS" --timeout=180s; then
-  fail "the client Job did not complete"
-fi
-kubectl logs -n "$E2E_NS" job/client
-
-log "checking KeyPool $E2E_NS/$POOL is Ready"
-if ! kubectl wait --for=condition=Ready "keypool/$POOL" -n "$E2E_NS" --timeout=60s; then
-  fail "KeyPool $E2E_NS/$POOL is not Ready"
-fi
-kubectl get keypool "$POOL" -n "$E2E_NS" -o wide
+KEYPOOL_E2E_KUBECONFIG="$KUBECONFIG" KEYPOOL_E2E_OPERATOR_IMAGE="$IMAGE" \
+  npx vitest run -c vitest.e2e.config.ts

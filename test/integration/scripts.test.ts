@@ -1,11 +1,10 @@
 /**
- * The repository's shell scripts and the kind end-to-end manifests, checked here because the e2e
- * run itself (test/e2e/kind.sh) needs Docker:
+ * The repository's shell scripts and the end-to-end fake provider's manifest, checked here
+ * because the e2e run itself needs a cluster (npm run test:e2e, test/e2e/kind.sh):
  * - every shell script (*.sh anywhere, and files under .ci/ and scripts/ with a bash or sh shebang)
- *   parses with `bash -n` and has no `shellcheck -x` findings; so does the client Job's script in
- *   test/e2e/manifests.yaml. shellcheck is required: without it these tests fail, never skip.
- * - test/e2e/manifests.yaml and test/e2e/fake-provider.yaml pass `kubectl apply --dry-run=server`
- *   on the real API server, with the KeyPool CRD installed.
+ *   parses with `bash -n` and has no `shellcheck -x` findings. shellcheck is required: without it
+ *   these tests fail, never skip.
+ * - test/e2e/fake-provider.yaml passes `kubectl apply --dry-run=server` on the real API server.
  */
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -22,7 +21,6 @@ const SKIPPED_DIRS = new Set(["node_modules", ".git"]);
 const SCRIPT_DIRS = [".ci", "scripts"];
 const SHELL_SHEBANG = /^#!\s*(?:\S*\/)?(?:env\s+(?:-\S+\s+)*)?(?:ba)?sh(?:\s|$)/;
 
-const E2E_MANIFESTS = "test/e2e/manifests.yaml";
 const E2E_FAKE_PROVIDER = "test/e2e/fake-provider.yaml";
 const E2E_NAMESPACE = "e2e";
 
@@ -106,18 +104,6 @@ function e2eDocuments(file: string): Record<string, unknown>[] {
   });
 }
 
-interface Manifest {
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  [field: string]: unknown;
-}
-
-function find(docs: Record<string, unknown>[], kind: string, name: string): Manifest {
-  const found = (docs as unknown as Manifest[]).find((d) => d.kind === kind && d.metadata.name === name);
-  if (!found) throw new Error(`no ${kind} ${name}`);
-  return found;
-}
-
 describe("shell scripts", () => {
   it("finds the scripts: .ci/run and test/e2e/kind.sh at least", () => {
     expect(SCRIPTS).toEqual(expect.arrayContaining([".ci/run", "test/e2e/kind.sh"]));
@@ -138,41 +124,9 @@ describe("shell scripts", () => {
     expect(result.code, findings(script, result)).toBe(0);
     expect(result.stdout, findings(script, result)).toBe("");
   });
-
-  it("the e2e client Job's script has no shellcheck findings (POSIX sh: busybox in curlimages/curl)", async () => {
-    await requireShellcheck();
-    const job = find(e2eDocuments(E2E_MANIFESTS), "Job", "client") as unknown as {
-      spec: { template: { spec: { containers: { command: string[]; args: string[] }[] } } };
-    };
-    const container = job.spec.template.spec.containers[0];
-    expect(container?.command).toEqual(["/bin/sh", "-c"]);
-    const script = container?.args[0] ?? "";
-    expect(script).toContain("/v1/pools/$POOL/key");
-    const result = await run("shellcheck", ["--shell=sh", "-"], script);
-    expect(result.code, findings(`${E2E_MANIFESTS} (Job client)`, result)).toBe(0);
-  });
 });
 
 describe("test/e2e manifests", () => {
-  it("the fake provider answers the key the e2e Secret holds, at the KeyPool's baseURL", () => {
-    const docs = e2eDocuments(E2E_MANIFESTS);
-    const secret = find(docs, "Secret", "fake-openai-keys") as Manifest & {
-      stringData: Record<string, string>;
-    };
-    const key = Object.values(secret.stringData)[0] ?? "";
-    expect(key).not.toBe("");
-    // fake-provider.ts answers this key unless FAKE_PROVIDER_KEY says otherwise.
-    expect(readFileSync(join(ROOT, "test/e2e/fake-provider.ts"), "utf8")).toContain(`"${key}"`);
-
-    const pool = find(docs, "KeyPool", "openai-e2e") as Manifest & { spec: { baseURL: string } };
-    const service = find(e2eDocuments(E2E_FAKE_PROVIDER), "Service", "fake-provider") as Manifest & {
-      spec: { ports: { port: number }[] };
-    };
-    expect(pool.spec.baseURL).toBe(
-      `http://${service.metadata.name}.${service.metadata.namespace}.svc:${service.spec.ports[0]?.port}`,
-    );
-  });
-
   describe("on the API server (kubectl apply --dry-run=server)", () => {
     beforeAll(async () => {
       await installKeyPoolCrd();
@@ -187,7 +141,7 @@ describe("test/e2e manifests", () => {
       }
     });
 
-    it.each([E2E_MANIFESTS, E2E_FAKE_PROVIDER])("%s is accepted, without warnings", async (file) => {
+    it.each([E2E_FAKE_PROVIDER])("%s is accepted, without warnings", async (file) => {
       const objects = e2eDocuments(file).length;
       const { code, stdout, stderr } = await kubectl(["apply", "--dry-run=server", "-f", join(ROOT, file)]);
       const output = `kubectl apply --dry-run=server -f ${file} (exit ${code}):\n${stdout}${stderr}`;
@@ -195,10 +149,6 @@ describe("test/e2e manifests", () => {
       expect(stderr, output).not.toMatch(/warning/i);
       // One "<kind>/<name> created|configured|unchanged (server dry run)" line per object.
       expect(stdout.match(/ \(server dry run\)$/gm)?.length, output).toBe(objects);
-      if (file === E2E_MANIFESTS) {
-        expect(stdout, output).toMatch(/^keypool\.keypool\.dev\/openai-e2e created \(server dry run\)$/m);
-        expect(stdout, output).toMatch(/^job\.batch\/client created \(server dry run\)$/m);
-      }
     });
   });
 });
