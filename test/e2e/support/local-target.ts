@@ -52,6 +52,8 @@ export async function localTarget(operatorDefault: string, log: (line: string) =
   await image(["build-extras"], log);
   await image(["save", OPERATOR_IMAGE, IMAGES.node, IMAGES.curl, IMAGES.redis, archive], log);
   log(`images ready after ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  // What an interrupted earlier run left, if anything, goes first.
+  await down({ dir });
   const cluster = await up({ dir, log: (line) => log(`cluster: ${line}`) });
   try {
     const loaded = await loadImage(dir, archive);
