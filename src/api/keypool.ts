@@ -27,6 +27,8 @@ export const PROBE_REQUEST_ANNOTATION = `${GROUP}/probe-requested-at`;
 /** A Kubernetes object name (RFC 1123 subdomain): Secrets, KeyPools, namespaces in paths. */
 export const KUBE_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
+/** A key id: the first 12 hex characters of sha256(key) (src/pool/identity.ts), as the status shows it. */
+export const KEY_ID_RE = /^[0-9a-f]{12}$/;
 const GROUP_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** Providers the operator knows how to talk to (error semantics, probes, auth headers). */
@@ -225,6 +227,14 @@ export type ProxySettings = z.infer<typeof ProxySettings>;
 
 const HTTP_URL_MESSAGE = "must be an http or https URL";
 
+/** A set of key ids (status.keyStatuses[].id): server-side apply merges it item by item. */
+const keyIdSet = (description: string) =>
+  z
+    .array(z.string().regex(KEY_ID_RE, "must be a key id: 12 lower-case hex characters"))
+    .max(1000)
+    .meta({ "x-kubernetes-list-type": "set" })
+    .describe(description);
+
 /**
  * Rules across spec fields. The CRD carries them as CEL; the runtime parser (KeyPoolSpecChecked
  * in parse.ts) checks them too. KeyPoolSpec itself stays structural, so code may parse a partial
@@ -288,6 +298,15 @@ export const KeyPoolSpec = z
       .object({ name: z.string().min(1).max(253).regex(KUBE_NAME_RE, "must be a valid KeyPool name") })
       .describe("A KeyPool in the same namespace that serves when this one has no usable key.")
       .optional(),
+    disabledKeys: keyIdSet(
+      "Key ids (status.keyStatuses[].id) switched off: Disabled, neither handed out nor probed, while listed. " +
+        "The key stays in the pool; taking the id off the list makes it Healthy again.",
+    ).optional(),
+    drainedKeys: keyIdSet(
+      "Key ids taken out of the pool while their Secret still holds them, as if removed from it: Draining " +
+        "for rotation.drainPeriod (nothing new is handed out, reports are still accepted), then gone. Taking " +
+        "the id off the list brings the key back.",
+    ).optional(),
   })
   .meta({ "x-kubernetes-validations": celRules(SPEC_RULES) })
   .describe("What the pool holds and how it hands keys out.");

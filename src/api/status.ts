@@ -46,6 +46,10 @@ export const KeyStatus = z.object({
     "While Draining: the state the key returns to if it comes back into its Secret.",
   ),
   stateBeforeDrainUntil: time.optional().describe("While Draining: when that state would have ended."),
+  disabledBySpec: z
+    .boolean()
+    .optional()
+    .describe("Disabled because spec.disabledKeys lists the key: taking it off the list enables it."),
   healthScore: z.number().int().min(0).max(100),
   requests: z.number().int().min(0),
   errors: z.number().int().min(0),

@@ -79,7 +79,14 @@ function significant(status: KeyPoolStatus): string {
   return JSON.stringify({
     g: status.observedGeneration,
     c: status.conditions?.map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
-    k: status.keyStatuses?.map((k) => [k.id, k.state, k.until, k.source, k.lastError?.reason]),
+    k: status.keyStatuses?.map((k) => [
+      k.id,
+      k.state,
+      k.until,
+      k.source,
+      k.lastError?.reason,
+      k.disabledBySpec,
+    ]),
     p: status.lastProbeRequest,
   });
 }

@@ -27,6 +27,7 @@ export function toKeyStatus(view: KeyView): KeyStatus {
     ...(view.stateBeforeDrainUntilMs
       ? { stateBeforeDrainUntil: iso(Math.ceil(view.stateBeforeDrainUntilMs / 1000) * 1000) }
       : {}),
+    ...(view.disabledBySpec ? { disabledBySpec: true } : {}),
     healthScore: view.healthScore,
     requests: view.requests,
     errors: view.errors,
@@ -54,6 +55,7 @@ export function snapshotFromStatus(status: KeyPoolStatus | undefined, nowMs: num
       untilMs: fromIso(k.until),
       stateBeforeDrain: k.stateBeforeDrain,
       stateBeforeDrainUntilMs: fromIso(k.stateBeforeDrainUntil),
+      disabledBySpec: k.disabledBySpec === true ? true : undefined,
       healthScore: k.healthScore,
       requests: k.requests,
       errors: k.errors,

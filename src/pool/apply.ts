@@ -3,12 +3,15 @@
  * now (the controller from the cluster, `keypool serve` from files and variables). It creates the
  * pool's engine the first time (restored from saved state: a status, a state file), applies a
  * changed spec to an existing one, and gives it the keys its sources hold, skipping the work when
- * neither changed. Pure: no I/O.
+ * neither changed. spec.drainedKeys and spec.disabledKeys apply here too, so every source honours
+ * them: a drained key is left out of the entries (the engine drains it as if it had left its
+ * Secret), and the engine keeps the disabled ones Disabled. Pure: no I/O.
  */
 import { createHash } from "node:crypto";
 import type { KeyPoolSpec } from "../api/keypool.ts";
 import { poolConfigFromSpec } from "./config.ts";
 import { type EngineOptions, KeyPoolEngine } from "./engine.ts";
+import { keyId } from "./identity.ts";
 import type { KeyEntry } from "./key.ts";
 import type { PoolRef, PoolRegistry, PoolRuntime } from "./registry.ts";
 import type { EngineSnapshot } from "./snapshot.ts";
@@ -90,10 +93,20 @@ export function applyPool(registry: PoolRegistry, app: PoolApplication): Applied
     created = true;
   }
   runtime.usesSelector = app.spec.secretSelector !== undefined;
-  const fingerprint = createHash("sha256").update(JSON.stringify(app.entries)).digest("base64");
+  // Before setKeys: a key coming back from Draining goes straight to Disabled when listed.
+  runtime.engine.setDisabledKeys(new Set(app.spec.disabledKeys ?? []));
+  const entries = withoutDrained(app.entries, app.spec.drainedKeys);
+  const fingerprint = createHash("sha256").update(JSON.stringify(entries)).digest("base64");
   if (appliedKeys.get(runtime.engine) === fingerprint)
     return { runtime, created, configChanged, added: [], removed: [] };
-  const change = runtime.engine.setKeys(app.entries);
+  const change = runtime.engine.setKeys(entries);
   appliedKeys.set(runtime.engine, fingerprint);
   return { runtime, created, configChanged, ...change };
+}
+
+/** The entries whose keys spec.drainedKeys does not list. */
+function withoutDrained(entries: readonly KeyEntry[], drained: readonly string[] | undefined) {
+  if (!drained?.length) return entries;
+  const ids = new Set(drained);
+  return entries.filter((entry) => !ids.has(keyId(entry.key)));
 }

@@ -37,6 +37,7 @@ import {
   adoptRemoteState,
   applyOutcome,
   coolDown,
+  disableKey,
   type KeyEntry,
   KeyRecord,
   type LastError,
@@ -149,6 +150,8 @@ export interface KeyView {
    */
   stateBeforeDrain?: KeyState | undefined;
   stateBeforeDrainUntilMs?: number | undefined;
+  /** spec.disabledKeys lists the key (see setDisabledKeys); absent otherwise. */
+  disabledBySpec?: boolean | undefined;
   /** Average time of the key's calls (ms, rounded, exponentially weighted); undefined before any. */
   latencyMs?: number | undefined;
 }
@@ -171,6 +174,8 @@ export class KeyPoolEngine {
   #keySetVersion = 0;
   /** Limit windows are the shared store's to enforce (setSharedLimits). */
   #sharedLimits = false;
+  /** Key ids spec.disabledKeys lists (setDisabledKeys). */
+  #specDisabled: ReadonlySet<string> = new Set();
 
   constructor(config: PoolConfig, options: EngineOptions) {
     this.#config = config;
@@ -220,6 +225,7 @@ export class KeyPoolEngine {
       if (existing) {
         this.#updateEntry(existing, entry);
         this.#emit(existing, stopDraining(existing), now);
+        this.#applySpecDisabled(existing, now);
         this.#place(existing, now);
         continue;
       }
@@ -233,6 +239,7 @@ export class KeyPoolEngine {
         applySnapshot(probe, restored);
         stopDraining(probe); // it is in a source again
       }
+      this.#applySpecDisabled(probe, now);
       this.#place(probe, now);
       added.push(probe.id);
     }
@@ -528,23 +535,60 @@ export class KeyPoolEngine {
     }
   }
 
-  /** Operator actions: bring an Invalid (or any) key back, or switch a key off and on. */
+  /**
+   * Operator actions: bring an Invalid (or any) key back, or switch a key off and on. A key
+   * spec.disabledKeys lists stays Disabled: only the spec turns it on again.
+   */
   reset(keyId: string): boolean {
-    return this.#act(keyId, resetKey);
+    return this.#act(keyId, (rec) => (rec.disabledBySpec ? undefined : resetKey(rec)));
   }
 
   disable(keyId: string): boolean {
-    return this.#act(keyId, (rec) => {
-      if (rec.state === "Disabled" || rec.state === "Draining") return undefined;
-      const from = rec.state;
-      rec.state = "Disabled";
-      rec.untilMs = 0;
-      return { from, to: "Disabled", reason: "disabled" };
-    });
+    return this.#act(keyId, (rec) => disableKey(rec, "disabled"));
   }
 
   enable(keyId: string): boolean {
-    return this.#act(keyId, (rec) => (rec.state === "Disabled" ? resetKey(rec) : undefined));
+    return this.#act(keyId, (rec) =>
+      rec.state === "Disabled" && !rec.disabledBySpec ? resetKey(rec) : undefined,
+    );
+  }
+
+  /**
+   * spec.disabledKeys: the keys it lists are Disabled (a Draining one returns to Disabled if it
+   * comes back), whatever reports, probes or other replicas say; a key taken off the list is
+   * Healthy again. Ids of keys not here yet apply when they join. Keys the admin action disabled
+   * are left alone. Call it before setKeys, so a key coming back from Draining goes straight to
+   * Disabled.
+   */
+  setDisabledKeys(ids: ReadonlySet<string>): void {
+    const same = ids.size === this.#specDisabled.size && [...ids].every((id) => this.#specDisabled.has(id));
+    if (same) return;
+    const now = this.#clock.now();
+    this.#specDisabled = new Set(ids);
+    for (const rec of this.#keys.values()) {
+      this.#applySpecDisabled(rec, now);
+      this.#place(rec, now);
+    }
+  }
+
+  #applySpecDisabled(rec: KeyRecord, now: number): void {
+    if (this.#specDisabled.has(rec.id)) {
+      rec.disabledBySpec = true;
+      if (rec.state === "Draining") {
+        rec.stateBeforeDrain = "Disabled";
+        rec.stateBeforeDrainUntilMs = 0;
+      } else {
+        this.#emit(rec, disableKey(rec, "disabled_in_spec"), now);
+      }
+      return;
+    }
+    if (!rec.disabledBySpec) return;
+    rec.disabledBySpec = false;
+    if (rec.state === "Draining") {
+      if (rec.stateBeforeDrain === "Disabled") rec.stateBeforeDrain = "Healthy";
+    } else if (rec.state === "Disabled") {
+      this.#emit(rec, resetKey(rec, "enabled_in_spec"), now);
+    }
   }
 
   #act(keyId: string, action: (rec: KeyRecord) => Transition | undefined): boolean {
@@ -688,6 +732,7 @@ export class KeyPoolEngine {
               stateBeforeDrainUntilMs: rec.stateBeforeDrainUntilMs || undefined,
             }
           : {}),
+        ...(rec.disabledBySpec ? { disabledBySpec: true } : {}),
         latencyMs: rec.latencyMs === undefined ? undefined : Math.round(rec.latencyMs),
       }));
   }
@@ -711,6 +756,7 @@ export class KeyPoolEngine {
       const rec = this.#keys.get(saved.id);
       if (rec) {
         applySnapshot(rec, saved);
+        this.#applySpecDisabled(rec, now);
         this.#place(rec, now);
       } else {
         this.#pending.set(saved.id, saved);
@@ -742,6 +788,8 @@ export class KeyPoolEngine {
       rec.lastUsedMs = Math.max(rec.lastUsedMs, saved.lastUsedMs ?? 0);
       if (saved.lastError && saved.lastError.atMs > (rec.lastError?.atMs ?? 0))
         rec.lastError = { ...saved.lastError };
+      // The spec is the authority on a key it disables; another view cannot turn it on.
+      if (rec.disabledBySpec) continue;
       const transition = adoptRemoteState(
         rec,
         {
@@ -904,6 +952,7 @@ function snapshotOf(rec: KeyRecord): KeySnapshot {
     ...(rec.stateSinceMs ? { sinceMs: rec.stateSinceMs } : {}),
     ...(rec.stateBeforeDrain ? { stateBeforeDrain: rec.stateBeforeDrain } : {}),
     ...(rec.stateBeforeDrainUntilMs ? { stateBeforeDrainUntilMs: rec.stateBeforeDrainUntilMs } : {}),
+    ...(rec.disabledBySpec ? { disabledBySpec: true as const } : {}),
     healthScore: rec.healthScore,
     ...(rec.latencyMs !== undefined ? { latencyMs: rec.latencyMs } : {}),
     requests: rec.requests,
@@ -921,6 +970,7 @@ function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
   rec.untilMs = saved.untilMs ?? 0;
   rec.stateBeforeDrain = saved.stateBeforeDrain;
   rec.stateBeforeDrainUntilMs = saved.stateBeforeDrainUntilMs ?? 0;
+  rec.disabledBySpec = saved.disabledBySpec === true;
   rec.health = saved.healthScore / 100;
   rec.latencyMs = saved.latencyMs;
   rec.requests = saved.requests;

@@ -86,6 +86,11 @@ export class KeyRecord {
   /** The state to return to when a Draining key comes back into its Secret. */
   stateBeforeDrain: KeyState | undefined;
   stateBeforeDrainUntilMs = 0;
+  /**
+   * spec.disabledKeys lists the key: it is Disabled (or returns to Disabled from Draining) and
+   * nothing but the spec turns it on again (engine setDisabledKeys).
+   */
+  disabledBySpec = false;
   consecutiveErrors = 0;
   lastErrorAtMs = 0;
   /** Exponentially weighted success ratio, 0..1. */
@@ -377,7 +382,7 @@ export function stateUsableAt(rec: KeyRecord): number {
  * Explicit operator action: forget what the key did wrong. A Draining key stays Draining (it is
  * no longer in its source) but comes back Healthy if it returns.
  */
-export function resetKey(rec: KeyRecord): Transition | undefined {
+export function resetKey(rec: KeyRecord, reason = "reset"): Transition | undefined {
   rec.consecutiveErrors = 0;
   rec.health = Math.max(rec.health, 0.5);
   if (rec.state === "Draining") {
@@ -385,7 +390,13 @@ export function resetKey(rec: KeyRecord): Transition | undefined {
     rec.stateBeforeDrainUntilMs = 0;
     return undefined;
   }
-  return moveTo(rec, "Healthy", "reset");
+  return moveTo(rec, "Healthy", reason);
+}
+
+/** An operator switched the key off (the admin action, or spec.disabledKeys). Draining stays Draining. */
+export function disableKey(rec: KeyRecord, reason: string): Transition | undefined {
+  if (rec.state === "Disabled" || rec.state === "Draining") return undefined;
+  return moveTo(rec, "Disabled", reason);
 }
 
 export function startDraining(rec: KeyRecord, untilMs: number): Transition | undefined {

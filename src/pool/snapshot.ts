@@ -16,6 +16,8 @@ export const KeySnapshot = z.object({
   /** Draining: the state to return to when the key is back in its source, and that state's end. */
   stateBeforeDrain: KeyState.optional(),
   stateBeforeDrainUntilMs: z.number().optional(),
+  /** spec.disabledKeys listed the key (KeyRecord.disabledBySpec). */
+  disabledBySpec: z.literal(true).optional(),
   healthScore: z.number().min(0).max(100),
   /** Average time the key's calls took (exponentially weighted), when any reported one. */
   latencyMs: z.number().min(0).optional(),
