@@ -12,6 +12,7 @@ import { ProxyMetrics } from "./proxy/metrics.ts";
 import { createProxy } from "./proxy/proxy.ts";
 import { SessionAffinity } from "./server/affinity.ts";
 import { createDispenserApp, type DispenserOptions, type RequestHandler } from "./server/dispenser.ts";
+import { DispenseMetrics } from "./server/metrics.ts";
 import type { HealthSource } from "./server/probes.ts";
 
 export const systemClock: Clock = { now: () => Date.now() };
@@ -23,7 +24,7 @@ export const systemClock: Clock = { now: () => Date.now() };
 export function servingHandler(
   config: Pick<OperatorConfig, "proxyMaxBody" | "proxyRetryBody" | "proxyMaxWaitLimit">,
   metrics: Registry,
-  options: Omit<DispenserOptions, "affinity" | "proxy">,
+  options: Omit<DispenserOptions, "affinity" | "proxy" | "countDispense">,
 ): RequestHandler {
   const affinity = new SessionAffinity();
   const proxy = createProxy({
@@ -40,7 +41,8 @@ export function servingHandler(
     metrics: new ProxyMetrics(metrics),
     coordinator: options.coordinator,
   });
-  return createDispenserApp({ ...options, affinity, proxy });
+  const dispenses = new DispenseMetrics(metrics);
+  return createDispenserApp({ ...options, affinity, proxy, countDispense: dispenses.count });
 }
 
 export function addressPort(server: Server): number | undefined {

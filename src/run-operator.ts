@@ -90,6 +90,7 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     isLeader: () => operator.isLeader,
     watchStaleSeconds: () => Number(operator.health().details.watchStaleMs ?? 0) / 1000,
     statusWrites: () => operator.statusWriter.stats.writes,
+    statusWriteFailures: () => operator.statusWriter.stats.failures,
     ...(state.shared ? { stateStoreUp: () => (state.shared as { up: boolean }).up } : {}),
     ...(auth instanceof KubernetesAuth ? { authStats: () => (auth as KubernetesAuth).stats } : {}),
   });

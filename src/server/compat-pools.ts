@@ -13,7 +13,7 @@ import type { SessionAffinity } from "./affinity.ts";
 import type { AuthVerb } from "./authorizer.ts";
 import { type Authorizer, bearerToken, refusal } from "./authorizer.ts";
 import type { KeyCoordinator } from "../state/coordinator.ts";
-import { type DispenseResult, dispense, requirePool } from "./dispense.ts";
+import { type DispenseOptions, type DispenseResult, dispense, requirePool } from "./dispense.ts";
 import type { KeyPoolError } from "./errors.ts";
 import { kubeName } from "./names.ts";
 
@@ -28,6 +28,8 @@ export interface CompatContext {
   defaultNamespace: string;
   /** The state store's side of picks and reports (default: the memory store). */
   coordinator?: KeyCoordinator | undefined;
+  /** Told how each dispense of an existing pool ended (keypool_dispenses_total). */
+  countDispense?: DispenseOptions["count"];
 }
 
 /** Paths of the compatibility routes: bodies are read as JSON whatever their content type, and
@@ -114,7 +116,10 @@ export async function dispenseModel(
   param: string,
 ): Promise<{ result: DispenseResult; model: string; keys: KeyView[] }> {
   const { ref, caller } = await authorizedModelPool(o, req, param, "use");
-  const result = await dispense(o.registry, o.affinity, o.clock, ref, { coordinator: o.coordinator });
+  const result = await dispense(o.registry, o.affinity, o.clock, ref, {
+    coordinator: o.coordinator,
+    count: o.countDispense,
+  });
   o.logger.info(
     {
       audit: "dispense",

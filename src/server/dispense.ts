@@ -36,6 +36,30 @@ export interface DispenseOptions {
   accept?: (runtime: PoolRuntime) => boolean;
   /** The state store's side of a pick (default: the memory store, nothing to ask). */
   coordinator?: KeyCoordinator;
+  /**
+   * Told how each dispense of a pool that exists ended (keypool_dispenses_total). Unknown pools
+   * are not counted: callers choose the names, and must not choose series.
+   */
+  count?: ((ref: PoolRef, outcome: DispenseOutcome) => void) | undefined;
+}
+
+/** How a dispense ended, as keypool_dispenses_total's `outcome` label says it. */
+export type DispenseOutcome =
+  /** The pool asked for handed out a key. */
+  | "dispensed"
+  /** A pool of its fallback chain did. */
+  | "fallback"
+  /** No pool of the chain had a usable key. */
+  | "no_usable_key"
+  /** The shared state store was unreachable and --state-store-failure is closed. */
+  | "state_store_unavailable"
+  /** Anything else (a bug, or a store error): logged where it is answered. */
+  | "error";
+
+function failedOutcome(err: unknown): DispenseOutcome {
+  if (err instanceof KeyPoolError && (err.code === "no_usable_key" || err.code === "state_store_unavailable"))
+    return err.code;
+  return "error";
 }
 
 /** What asking one pool gave: a key, or when its earliest key becomes usable. */
@@ -58,6 +82,32 @@ export function dispense(
   options: DispenseOptions = {},
 ): DispenseResult | Promise<DispenseResult> {
   const first = requirePool(registry, ref);
+  const count = options.count;
+  if (!count) return dispenseFrom(registry, affinity, clock, first, options);
+  const counted = (result: DispenseResult) => {
+    count(ref, result.fallbackFrom.length ? "fallback" : "dispensed");
+    return result;
+  };
+  const failed = (err: unknown): never => {
+    count(ref, failedOutcome(err));
+    throw err;
+  };
+  try {
+    const result = dispenseFrom(registry, affinity, clock, first, options);
+    return result instanceof Promise ? result.then(counted, failed) : counted(result);
+  } catch (err) {
+    return failed(err);
+  }
+}
+
+/** dispense() from a pool that exists, uncounted. */
+function dispenseFrom(
+  registry: PoolRegistry,
+  affinity: SessionAffinity,
+  clock: Clock,
+  first: PoolRuntime,
+  options: DispenseOptions,
+): DispenseResult | Promise<DispenseResult> {
   const tried: PoolRef[] = [];
   const seen = new Set<PoolRuntime>();
   let earliest: number | undefined;

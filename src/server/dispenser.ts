@@ -19,7 +19,14 @@ import { createCompatRouter, type RuntimeKeys } from "./compat.ts";
 import { createAgentCompatRouter } from "./compat-agent.ts";
 import { COMPAT_PATH_RE, compatErrorBody } from "./compat-pools.ts";
 import { parseBody } from "./body.ts";
-import { type DispenseResult, dispense, poolView, report, requirePool } from "./dispense.ts";
+import {
+  type DispenseOptions,
+  type DispenseResult,
+  dispense,
+  poolView,
+  report,
+  requirePool,
+} from "./dispense.ts";
 import { KeyPoolError, writeError } from "./errors.ts";
 import type { KeyCoordinator } from "../state/coordinator.ts";
 import { kubeName, nameSegment } from "./names.ts";
@@ -45,6 +52,8 @@ export interface DispenserOptions {
   proxy?: RequestHandler;
   /** The state store's side of picks and reports (default: the memory store). */
   coordinator?: KeyCoordinator;
+  /** Told how each dispense of an existing pool ended (keypool_dispenses_total). */
+  countDispense?: DispenseOptions["count"];
 }
 const KEY_ID_RE = /^[0-9a-f]{12}$/;
 
@@ -128,6 +137,7 @@ export function createDispenserApp(options: DispenserOptions): RequestHandler {
       session,
       exclude,
       coordinator: options.coordinator,
+      count: options.countDispense,
     });
     if (result instanceof Promise) {
       result
@@ -306,6 +316,7 @@ function createExpressApp(
       defaultNamespace: options.defaultNamespace,
       runtimeKeys: options.runtimeKeys,
       coordinator: options.coordinator,
+      countDispense: options.countDispense,
     }),
   );
   app.use(
@@ -317,6 +328,7 @@ function createExpressApp(
       affinity,
       defaultNamespace: options.defaultNamespace,
       coordinator: options.coordinator,
+      countDispense: options.countDispense,
     }),
   );
 

@@ -3,8 +3,9 @@
  * unbounded cardinality and the status already lists them).
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import type { PoolRegistry } from "../pool/registry.ts";
+import type { PoolRef, PoolRegistry } from "../pool/registry.ts";
 import type { AuthStats } from "./auth.ts";
+import type { DispenseOutcome } from "./dispense.ts";
 
 export interface MetricsSources {
   pools: PoolRegistry;
@@ -12,6 +13,8 @@ export interface MetricsSources {
   watchStaleSeconds: () => number;
   /** Status writes so far (a counter the status writer keeps). */
   statusWrites: () => number;
+  /** Status writes refused or lost so far (each retry counts), when a status writer runs. */
+  statusWriteFailures?: () => number;
   /** Kubernetes auth counters, when that auth is in use. */
   authStats?: () => AuthStats;
   /** Whether the shared state store answers, when one is configured (--state-store redis://). */
@@ -82,6 +85,15 @@ export function createMetrics(sources: MetricsSources): Registry {
       reported = now;
     },
   });
+  if (sources.statusWriteFailures) {
+    const failures = sources.statusWriteFailures;
+    counterFrom(registry, {
+      name: "keypool_status_write_failures_total",
+      help: "KeyPool status merge-patches that failed (each retry counts; they are retried with backoff up to 5 min).",
+      labelNames: [],
+      read: () => [[{}, failures()]],
+    });
+  }
   if (sources.authStats) {
     const stats = sources.authStats;
     new Gauge({
@@ -139,6 +151,29 @@ export function createMetrics(sources: MetricsSources): Registry {
     });
   }
   return registry;
+}
+
+/**
+ * keypool_dispenses_total: keys handed out by the dispensing API and the compatibility routes
+ * (not the proxy, which counts its calls in keypool_proxy_requests_total), by the pool asked for
+ * and how it ended.
+ */
+export class DispenseMetrics {
+  readonly #dispenses: Counter<"namespace" | "pool" | "outcome">;
+
+  constructor(registry: Registry) {
+    this.#dispenses = new Counter({
+      name: "keypool_dispenses_total",
+      help: "Key dispenses (GET /v1/pools/{namespace}/{pool}/key and the compatibility routes) by the pool asked for and outcome (dispensed, fallback, no_usable_key, state_store_unavailable, error).",
+      labelNames: ["namespace", "pool", "outcome"],
+      registers: [registry],
+    });
+  }
+
+  /** Counts one dispense of `ref` (a pool that exists). */
+  readonly count = (ref: PoolRef, outcome: DispenseOutcome): void => {
+    this.#dispenses.inc({ namespace: ref.namespace, pool: ref.name, outcome });
+  };
 }
 
 /** A counter that follows running totals kept elsewhere: each scrape adds what they grew by. */

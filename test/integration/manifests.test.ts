@@ -36,6 +36,24 @@ spec:
         openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
 `;
 
+/** The same for deploy/monitoring/'s PrometheusRule (prometheus-rules.yaml). */
+const PROMETHEUS_RULE_CRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: { plural: prometheusrules, singular: prometheusrule, kind: PrometheusRule, listKind: PrometheusRuleList }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
+`;
+
 async function build(dir: string): Promise<string> {
   const res = await kubectl(["kustomize", join(ROOT, dir)]);
   expect(res.code, res.stderr).toBe(0);
@@ -51,9 +69,16 @@ beforeAll(async () => {
   await installKeyPoolCrd();
   // Namespaced objects need their namespace to exist, even in a dry-run.
   for (const ns of ["keypool-system", "team-a"]) await kubectl(["create", "namespace", ns]);
-  const crd = await kubectl(["apply", "-f", "-"], { input: SERVICE_MONITOR_CRD });
-  expect(crd.code, crd.stderr).toBe(0);
-  await kubectl(["wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"]);
+  for (const input of [SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD]) {
+    const crd = await kubectl(["apply", "-f", "-"], { input });
+    expect(crd.code, crd.stderr).toBe(0);
+  }
+  await kubectl([
+    "wait",
+    "--for=condition=Established",
+    "crd/servicemonitors.monitoring.coreos.com",
+    "crd/prometheusrules.monitoring.coreos.com",
+  ]);
 });
 
 describe("deploy/ passes a server-side dry-run", () => {
