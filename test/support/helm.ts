@@ -16,12 +16,13 @@
  * for comparing the chart with deploy/.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { cacheRoot, type Env, isExecutable } from "./control-plane/binaries.ts";
-import { type Log, run, withLock } from "./control-plane/build.ts";
+import { cacheRoot, type Env } from "./control-plane/binaries.ts";
+import type { Log } from "./control-plane/build.ts";
+import { ensureGoTool } from "./go-tool.ts";
 
 /** The Helm release the chart is tested with: the latest v4 on the Go module proxy. */
 export const HELM_VERSION = "v4.3.2";
@@ -49,45 +50,18 @@ export function helmDir(version: string, env: Env = process.env): string {
 export async function ensureHelm(options: { version?: string; env?: Env; log?: Log } = {}): Promise<string> {
   const version = options.version ?? HELM_VERSION;
   const env = options.env ?? process.env;
-  const log = options.log ?? stderrLog;
   const module = helmModule(version);
-  const dir = helmDir(version, env);
-  const binary = join(dir, "helm");
-  if (await isExecutable(binary)) return binary;
-  return withLock(dir, log, async () => {
-    if (await isExecutable(binary)) return binary;
-    const started = Date.now();
-    log(`building helm ${version} (${module}) from the Go module proxy into ${dir}`);
-    await mkdir(dir, { recursive: true });
-    // go install writes into GOBIN; a folder of our own, renamed into place, so an interrupted
-    // build never leaves a half-written helm behind.
-    const gobin = await mkdtemp(join(dir, ".build-"));
-    try {
-      await run(
-        "go",
-        [
-          "install",
-          "-trimpath",
-          // What Helm's Makefile stamps: `helm version` says the release, not "v4.3".
-          "-ldflags",
-          `-s -w -X ${module}/internal/version.version=${version}`,
-          `${module}/cmd/helm@${version}`,
-        ],
-        {
-          cwd: dir,
-          env: { ...process.env, ...env, GOBIN: gobin, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" },
-          log,
-          missing:
-            `Building helm ${version} for the chart tests needs the Go toolchain on PATH (go >= 1.26, or an older ` +
-            "go with GOTOOLCHAIN=auto) and the Go module proxy. Install Go (https://go.dev/dl/), then run the tests again.",
-        },
-      );
-      await rename(join(gobin, "helm"), binary);
-    } finally {
-      await rm(gobin, { recursive: true, force: true });
-    }
-    log(`built helm ${version} in ${Math.round((Date.now() - started) / 1000)} s`);
-    return binary;
+  return ensureGoTool({
+    name: "helm",
+    pkg: `${module}/cmd/helm@${version}`,
+    // What Helm's Makefile stamps: `helm version` says the release, not "v4.3".
+    ldflags: `-s -w -X ${module}/internal/version.version=${version}`,
+    dir: helmDir(version, env),
+    env: { ...env, GOFLAGS: "-mod=mod" },
+    log: options.log ?? stderrLog,
+    missing:
+      `Building helm ${version} for the chart tests needs the Go toolchain on PATH (go >= 1.26, or an older ` +
+      "go with GOTOOLCHAIN=auto) and the Go module proxy. Install Go (https://go.dev/dl/), then run the tests again.",
   });
 }
 

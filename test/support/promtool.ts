@@ -16,10 +16,10 @@
  * test's timeout, so call ensurePromtool() in a `beforeAll` with a long timeout (900_000) first.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { cacheRoot, type Env, isExecutable } from "./control-plane/binaries.ts";
-import { type Log, run, withLock } from "./control-plane/build.ts";
+import { cacheRoot, type Env } from "./control-plane/binaries.ts";
+import type { Log } from "./control-plane/build.ts";
+import { ensureGoTool } from "./go-tool.ts";
 
 /** The github.com/prometheus/prometheus module version promtool is built from (Prometheus 3.16.0). */
 export const PROMETHEUS_VERSION = "v0.316.0";
@@ -49,57 +49,23 @@ export async function ensurePromtool(
 ): Promise<string> {
   const version = options.version ?? PROMETHEUS_VERSION;
   const env = options.env ?? process.env;
-  const log = options.log ?? stderrLog;
-  const dir = promtoolDir(version, env);
-  const binary = join(dir, "promtool");
-  if (await isExecutable(binary)) return binary;
-  return withLock(dir, log, async () => {
-    if (await isExecutable(binary)) return binary;
-    const started = Date.now();
-    log(`building promtool ${version} (${MODULE}/cmd/promtool) from the Go module proxy into ${dir}`);
-    await mkdir(dir, { recursive: true });
-    // go install writes into GOBIN: a folder of our own, renamed into place, so an interrupted
-    // build never leaves a half-written promtool behind.
-    const gobin = await mkdtemp(join(dir, ".build-"));
-    const stamp = `github.com/prometheus/common/version`;
-    try {
-      await run(
-        "go",
-        [
-          "install",
-          "-trimpath",
-          "-ldflags",
-          [
-            "-s -w",
-            `-X ${stamp}.Version=${prometheusRelease(version)}`,
-            `-X ${stamp}.Revision=${version}`,
-            `-X ${stamp}.Branch=${version}`,
-          ].join(" "),
-          `${MODULE}/cmd/promtool@${version}`,
-        ],
-        {
-          cwd: dir,
-          // GOWORK=off and GOFLAGS without -mod: `go install pkg@version` ignores any go.mod around.
-          env: {
-            ...process.env,
-            ...env,
-            GOBIN: gobin,
-            GOWORK: "off",
-            GOFLAGS: "-buildvcs=false",
-            CGO_ENABLED: "0",
-          },
-          log,
-          missing:
-            `Building promtool ${version} for the monitoring tests needs the Go toolchain on PATH (go >= 1.26, ` +
-            "or an older go with GOTOOLCHAIN=auto) and the Go module proxy. Install Go (https://go.dev/dl/), then run the tests again.",
-        },
-      );
-      await rename(join(gobin, "promtool"), binary);
-    } finally {
-      await rm(gobin, { recursive: true, force: true });
-    }
-    log(`built promtool ${version} in ${Math.round((Date.now() - started) / 1000)} s`);
-    return binary;
+  const stamp = `github.com/prometheus/common/version`;
+  return ensureGoTool({
+    name: "promtool",
+    pkg: `${MODULE}/cmd/promtool@${version}`,
+    ldflags: [
+      "-s -w",
+      `-X ${stamp}.Version=${prometheusRelease(version)}`,
+      `-X ${stamp}.Revision=${version}`,
+      `-X ${stamp}.Branch=${version}`,
+    ].join(" "),
+    dir: promtoolDir(version, env),
+    // GOWORK=off and GOFLAGS without -mod: `go install pkg@version` ignores any go.mod around.
+    env: { ...env, GOWORK: "off", GOFLAGS: "-buildvcs=false" },
+    log: options.log ?? stderrLog,
+    missing:
+      `Building promtool ${version} for the monitoring tests needs the Go toolchain on PATH (go >= 1.26, ` +
+      "or an older go with GOTOOLCHAIN=auto) and the Go module proxy. Install Go (https://go.dev/dl/), then run the tests again.",
   });
 }
 
