@@ -33,7 +33,7 @@ import { callerCredential, downstreamHeaders, resetDuration, upstreamHeaders } f
 import type { ProxyMetrics } from "./metrics.ts";
 import { type UpstreamAnswer, callUpstream } from "./upstream.ts";
 import { UsageMeter } from "./usage.ts";
-import type { KeyCoordinator } from "../state/coordinator.ts";
+import { type KeyCoordinator, localCoordinator } from "../state/coordinator.ts";
 
 export interface ProxyOptions {
   registry: PoolRegistry;
@@ -392,16 +392,14 @@ export function createProxy(options: ProxyOptions) {
   }
 
   function reportTo(runtime: PoolRuntime, picked: DispenseResult, outcome: Outcome): void {
-    if (!options.coordinator || options.coordinator.store === "memory") {
-      runtime.engine.report({ leaseId: picked.leaseId }, outcome);
-    } else {
-      // The store's lease end is sent now, before the answer goes out: the caller's next call
-      // is reserved after it on the same connection, so its tokens count.
-      Promise.resolve(options.coordinator.report(runtime, { leaseId: picked.leaseId }, outcome)).catch(
-        (err: unknown) =>
-          log.warn({ pool: refKey(runtime.ref), err: (err as Error).message }, "report failed"),
+    const coordinator = options.coordinator ?? localCoordinator;
+    // A shared store's lease end is sent now, before the answer goes out: the caller's next call
+    // is reserved after it on the same connection, so its tokens count.
+    const reported = coordinator.report(runtime, { leaseId: picked.leaseId }, outcome);
+    if (reported instanceof Promise)
+      reported.catch((err: unknown) =>
+        log.warn({ pool: refKey(runtime.ref), err: (err as Error).message }, "report failed"),
       );
-    }
     options.registry.touched(runtime.ref);
   }
 

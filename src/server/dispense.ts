@@ -9,7 +9,7 @@ import type { Clock } from "../pool/clock.ts";
 import type { Dispensed } from "../pool/engine.ts";
 import type { Outcome } from "../pool/outcome.ts";
 import { getProvider } from "../providers/index.ts";
-import { type KeyCoordinator, localCoordinator } from "../state/coordinator.ts";
+import { type Confirmed, type KeyCoordinator, localCoordinator } from "../state/coordinator.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import { KeyPoolError } from "./errors.ts";
 
@@ -84,21 +84,32 @@ export function dispense(
   const first = requirePool(registry, ref);
   const count = options.count;
   if (!count) return dispenseFrom(registry, affinity, clock, first, options);
-  const counted = (result: DispenseResult) => {
-    count(ref, result.fallbackFrom.length ? "fallback" : "dispensed");
+  try {
+    const result = dispenseFrom(registry, affinity, clock, first, options);
+    if (result instanceof Promise) return result.then(countedResult(count, ref), countedFailure(count, ref));
+    count(ref, servedOutcome(result));
     return result;
-  };
-  const failed = (err: unknown): never => {
+  } catch (err) {
+    return countedFailure(count, ref)(err);
+  }
+}
+
+const servedOutcome = (result: DispenseResult): DispenseOutcome =>
+  result.fallbackFrom.length ? "fallback" : "dispensed";
+
+type Count = NonNullable<DispenseOptions["count"]>;
+
+const countedResult = (count: Count, ref: PoolRef) => (result: DispenseResult) => {
+  count(ref, servedOutcome(result));
+  return result;
+};
+
+const countedFailure =
+  (count: Count, ref: PoolRef) =>
+  (err: unknown): never => {
     count(ref, failedOutcome(err));
     throw err;
   };
-  try {
-    const result = dispenseFrom(registry, affinity, clock, first, options);
-    return result instanceof Promise ? result.then(counted, failed) : counted(result);
-  } catch (err) {
-    return failed(err);
-  }
-}
 
 /** dispense() from a pool that exists, uncounted. */
 function dispenseFrom(
@@ -173,18 +184,22 @@ function pickIn(
     if (!result.ok) return { picked: undefined, retryAtMs: result.retryAtMs };
     picked = result;
   }
-  if (coordinator.store === "memory") return { picked, retryAtMs: undefined };
-  return Promise.resolve(coordinator.confirm(runtime, picked, options.exclude)).then((confirmed) => {
-    if (confirmed.ok) return { picked: confirmed, retryAtMs: undefined };
-    if ("storeUnavailable" in confirmed) {
-      throw new KeyPoolError(
-        "state_store_unavailable",
-        "The shared state store is unreachable and --state-store-failure is closed: no key is handed out until it is back",
-        { retryAfterSeconds: confirmed.retryAfterSeconds },
-      );
-    }
-    return { picked: undefined, retryAtMs: confirmed.retryAtMs };
-  });
+  const confirmed = coordinator.confirm(runtime, picked, options.exclude);
+  // The memory store confirms at once: no promise tick on the dispenser's hot path.
+  return confirmed instanceof Promise ? confirmed.then(answerOf) : answerOf(confirmed);
+}
+
+/** What a pool gave, from the store's confirmation of its engine's pick. */
+function answerOf(confirmed: Confirmed): PoolAnswer {
+  if (confirmed.ok) return { picked: confirmed, retryAtMs: undefined };
+  if ("storeUnavailable" in confirmed) {
+    throw new KeyPoolError(
+      "state_store_unavailable",
+      "The shared state store is unreachable and --state-store-failure is closed: no key is handed out until it is back",
+      { retryAfterSeconds: confirmed.retryAfterSeconds },
+    );
+  }
+  return { picked: undefined, retryAtMs: confirmed.retryAtMs };
 }
 
 function noUsableKey(clock: Clock, tried: readonly PoolRef[], earliest: number | undefined): KeyPoolError {

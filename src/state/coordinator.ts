@@ -18,8 +18,6 @@ export interface StoreUnavailable {
 export type Confirmed = PickResult | StoreUnavailable;
 
 export interface KeyCoordinator {
-  /** "memory" or "redis". */
-  readonly store: "memory" | "redis";
   /** Before a pool's engine picks: it follows the store's availability; LeastLoaded learns other replicas' in-flight calls. */
   beforePick(runtime: PoolRuntime): Promise<void> | undefined;
   /** After the engine picked `picked`: makes it count everywhere, or picks again when the store refuses it. */
@@ -39,7 +37,6 @@ export interface KeyCoordinator {
 
 /** The memory store: each process's engine is the whole truth. */
 export const localCoordinator: KeyCoordinator = {
-  store: "memory",
   beforePick: () => undefined,
   confirm: (_runtime, picked) => picked,
   report: (runtime, ref, outcome, origin) => runtime.engine.report(ref, outcome, origin),

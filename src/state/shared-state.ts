@@ -15,13 +15,7 @@
  */
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
-import type {
-  Dispensed,
-  KeyPoolEngine,
-  KeyTransitionEvent,
-  ReportRef,
-  ReportResult,
-} from "../pool/engine.ts";
+import type { Dispensed, KeyTransitionEvent, ReportRef, ReportResult } from "../pool/engine.ts";
 import type { OutcomeOrigin } from "../pool/key.ts";
 import type { Outcome } from "../pool/outcome.ts";
 import {
@@ -92,11 +86,8 @@ function snapshotOf(keyId: string, s: SharedKeyState, takenAtMs: number): Engine
 }
 
 export class SharedState implements KeyCoordinator {
-  readonly store = "redis" as const;
   readonly #o: SharedStateOptions;
   readonly #log: Logger;
-  /** Each engine's mode: true while the store enforces its limits. */
-  readonly #modes = new WeakMap<KeyPoolEngine, boolean>();
   /** Writes to the store not yet answered (a report waits for its own). */
   readonly #pending = new Set<Promise<unknown>>();
   /** When this replica last told the others it used each pool. */
@@ -155,7 +146,7 @@ export class SharedState implements KeyCoordinator {
 
   beforePick(runtime: PoolRuntime): Promise<void> | undefined {
     const up = this.#o.store.up;
-    this.#setMode(runtime.engine, up);
+    runtime.engine.setSharedLimits(up);
     if (!up || runtime.engine.config.strategy !== "LeastLoaded") return undefined;
     return this.#o.store.inFlight(refKey(runtime.ref)).then(
       (counts) => runtime.engine.setSharedInFlight(counts),
@@ -168,7 +159,7 @@ export class SharedState implements KeyCoordinator {
     const pool = refKey(runtime.ref);
     let current = picked;
     for (let attempt = 1; ; attempt++) {
-      const sharedAtPick = this.#modes.get(engine) === true;
+      const sharedAtPick = engine.sharedLimits;
       if (!this.#o.store.up) return this.#alone(runtime, current, sharedAtPick);
       const limits = engine.limitsOf(current.keyId);
       const leaseId = sharedLeaseId(current.leaseId, this.#o.store.replicaTag);
@@ -216,14 +207,8 @@ export class SharedState implements KeyCoordinator {
       return { ok: false, storeUnavailable: true, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS };
     }
     if (sharedAtPick) runtime.engine.countUse(picked.keyId);
-    this.#setMode(runtime.engine, false);
+    runtime.engine.setSharedLimits(false);
     return picked;
-  }
-
-  #setMode(engine: KeyPoolEngine, shared: boolean) {
-    if (this.#modes.get(engine) === shared) return;
-    this.#modes.set(engine, shared);
-    engine.setSharedLimits(shared);
   }
 
   // --- reports -----------------------------------------------------------------------------

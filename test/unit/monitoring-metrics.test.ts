@@ -59,7 +59,6 @@ function setUp() {
 
 /** A shared store that is down with --state-store-failure=closed. */
 const closedStore: KeyCoordinator = {
-  store: "redis",
   beforePick: () => Promise.resolve(),
   confirm: () => Promise.resolve({ ok: false, storeUnavailable: true, retryAfterSeconds: 1 }),
   report: () => {
