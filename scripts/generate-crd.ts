@@ -7,10 +7,11 @@
  *   table from the flag schemas in src/config.ts.
  * With --check, exits 1 when a committed file differs (what the unit tests also assert).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { renderCrdYaml, CRD_PATH } from "../src/api/crd-yaml.ts";
 import { readmeWithReference } from "./readme-reference.ts";
+import { writeGenerated } from "./write-generated.ts";
 
 const README_PATH = fileURLToPath(new URL("../README.md", import.meta.url));
 const PACKAGE_JSON_PATH = fileURLToPath(new URL("../package.json", import.meta.url));
@@ -52,20 +53,7 @@ export async function generatedFiles(): Promise<Array<[string, string]>> {
 }
 
 async function main(check: boolean): Promise<boolean> {
-  let stale = false;
-  for (const [path, text] of await generatedFiles()) {
-    const committed = await readFile(path, "utf8").catch(() => "");
-    if (committed === text) {
-      console.log(`${path} is up to date`);
-    } else if (check) {
-      console.error(`${path} is out of date: run npm run generate:crd`);
-      stale = true;
-    } else {
-      await writeFile(path, text);
-      console.log(`wrote ${path}`);
-    }
-  }
-  return !stale;
+  return writeGenerated(await generatedFiles(), { check, command: "npm run generate:crd" });
 }
 
 if (import.meta.main && !(await main(process.argv.includes("--check")))) process.exit(1);

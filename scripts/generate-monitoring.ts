@@ -10,8 +10,9 @@
  * With --check, exits 1 when a committed file differs (what test/unit/monitoring-files.test.ts
  * also asserts).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { writeGenerated } from "./write-generated.ts";
 
 const at = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 
@@ -64,20 +65,7 @@ export async function monitoringFiles(): Promise<Array<[string, string]>> {
 }
 
 async function main(check: boolean): Promise<boolean> {
-  let stale = false;
-  for (const [path, text] of await monitoringFiles()) {
-    const committed = await readFile(path, "utf8").catch(() => "");
-    if (committed === text) {
-      console.log(`${path} is up to date`);
-    } else if (check) {
-      console.error(`${path} is out of date: run node scripts/generate-monitoring.ts`);
-      stale = true;
-    } else {
-      await writeFile(path, text);
-      console.log(`wrote ${path}`);
-    }
-  }
-  return !stale;
+  return writeGenerated(await monitoringFiles(), { check, command: "npm run generate:monitoring" });
 }
 
 if (import.meta.main && !(await main(process.argv.includes("--check")))) process.exit(1);
