@@ -22,28 +22,34 @@ afterAll(async () => {
   await fake?.close();
 });
 
-describe("graceful shutdown", () => {
-  it("finishes the request in flight, refuses new ones, saves state and exits 0", async () => {
-    fake = await startFakeProvider("openai", { [SLOW_KEY]: { kind: "slow", delayMs: 1500 } });
-    const dir = await mkdtemp(join(tmpdir(), "keypool-graceful-"));
-    await mkdir(join(dir, "manifests"));
-    await writeFile(
-      join(dir, "tokens.yaml"),
-      `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
-    );
-    await writeFile(
-      join(dir, "manifests", "pool.yaml"),
-      `apiVersion: v1
+/** A `keypool serve` directory: the admin token, and one pool `name` of one key (at `baseURL`). */
+async function serveDir(name: string, key: string, baseURL?: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `keypool-${name}-`));
+  await mkdir(join(dir, "manifests"));
+  await writeFile(
+    join(dir, "tokens.yaml"),
+    `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
+  );
+  await writeFile(
+    join(dir, "manifests", "pool.yaml"),
+    `apiVersion: v1
 kind: Secret
 metadata: {name: keys}
-stringData: {slow: ${SLOW_KEY}}
+stringData: {${name}: ${key}}
 ---
 apiVersion: keypool.dev/v1alpha1
 kind: KeyPool
-metadata: {name: slow}
-spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}}]}
+metadata: {name: ${name}}
+spec: {provider: openai, ${baseURL ? `baseURL: "${baseURL}", ` : ""}keys: [{secretRef: {name: keys}}]}
 `,
-    );
+  );
+  return dir;
+}
+
+describe("graceful shutdown", () => {
+  it("finishes the request in flight, refuses new ones, saves state and exits 0", async () => {
+    fake = await startFakeProvider("openai", { [SLOW_KEY]: { kind: "slow", delayMs: 1500 } });
+    const dir = await serveDir("slow", SLOW_KEY, fake.url);
     const server = await startServe(dir);
     const base = server.url;
 
@@ -67,25 +73,7 @@ spec: {provider: openai, baseURL: "${fake.url}", keys: [{secretRef: {name: keys}
   });
 
   it("with --shutdown-delay, is not ready but keeps serving for the delay, then stops", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "keypool-drain-"));
-    await mkdir(join(dir, "manifests"));
-    await writeFile(
-      join(dir, "tokens.yaml"),
-      `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
-    );
-    await writeFile(
-      join(dir, "manifests", "pool.yaml"),
-      `apiVersion: v1
-kind: Secret
-metadata: {name: keys}
-stringData: {a: sk-test-graceful-drain-00000002}
----
-apiVersion: keypool.dev/v1alpha1
-kind: KeyPool
-metadata: {name: drain}
-spec: {provider: openai, keys: [{secretRef: {name: keys}}]}
-`,
-    );
+    const dir = await serveDir("drain", "sk-test-graceful-drain-00000002");
     const probesPort = await freePort();
     const server = await startServe(dir, {
       KEYPOOL_SHUTDOWN_DELAY: "2s",

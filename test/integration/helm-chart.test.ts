@@ -37,6 +37,7 @@ import {
   withoutHelmLabels,
 } from "../support/helm.ts";
 import { adminKubeConfig, createTestNamespace, kubectl } from "../support/kube.ts";
+import { MONITORING_CRDS } from "../support/monitoring-crds.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CHART = join(ROOT, "charts/keypool-operator");
@@ -87,33 +88,6 @@ const ALL_ON = {
     dashboard: { enabled: true },
   },
 };
-
-/**
- * The Prometheus Operator's CRDs are not part of this project: stand-ins with the same group,
- * version and kind (and an open schema) let the API server take the chart's ServiceMonitor and
- * PrometheusRule through a dry-run. servicemonitors is the same as manifests.test.ts's.
- */
-const MONITORING_CRDS = ["servicemonitors:ServiceMonitor", "prometheusrules:PrometheusRule"]
-  .map((entry) => {
-    const [plural, kind] = entry.split(":") as [string, string];
-    return `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: ${plural}.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: { plural: ${plural}, singular: ${kind.toLowerCase()}, kind: ${kind}, listKind: ${kind}List }
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
-`;
-  })
-  .join("---");
 
 let helm: string;
 let helm3: string;

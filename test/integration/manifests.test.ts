@@ -10,49 +10,10 @@ import { parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { installKeyPoolCrd } from "../support/crd.ts";
 import { adminKubeConfig, createTestNamespace, kubectl } from "../support/kube.ts";
+import { MONITORING_CRDS } from "../support/monitoring-crds.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const VARIANTS = ["deploy", "deploy/namespaced", "deploy/monitoring", "deploy/ha"];
-
-/**
- * The Prometheus Operator's ServiceMonitor CRD is not part of this project: a stand-in with the
- * same group, version and kind (and an open schema) lets the API server take the ServiceMonitor
- * of deploy/monitoring/ through a dry-run. Its fields are checked by the assertions below.
- */
-const SERVICE_MONITOR_CRD = `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: { plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList }
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
-`;
-
-/** The same for deploy/monitoring/'s PrometheusRule (prometheus-rules.yaml). */
-const PROMETHEUS_RULE_CRD = `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: prometheusrules.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: { plural: prometheusrules, singular: prometheusrule, kind: PrometheusRule, listKind: PrometheusRuleList }
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
-`;
 
 async function build(dir: string): Promise<string> {
   const res = await kubectl(["kustomize", join(ROOT, dir)]);
@@ -69,10 +30,8 @@ beforeAll(async () => {
   await installKeyPoolCrd();
   // Namespaced objects need their namespace to exist, even in a dry-run.
   for (const ns of ["keypool-system", "team-a"]) await kubectl(["create", "namespace", ns]);
-  for (const input of [SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD]) {
-    const crd = await kubectl(["apply", "-f", "-"], { input });
-    expect(crd.code, crd.stderr).toBe(0);
-  }
+  const crds = await kubectl(["apply", "-f", "-"], { input: MONITORING_CRDS });
+  expect(crds.code, crds.stderr).toBe(0);
   await kubectl([
     "wait",
     "--for=condition=Established",
