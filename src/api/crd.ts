@@ -62,10 +62,13 @@ function listMap(schema: JsonSchema, path: string[], keys: string[]) {
 export function keyPoolCrd() {
   const spec = jsonSchema(KeyPoolSpec, "input");
   listMap(spec, ["quotaGroups"], ["name"]);
+  listMap(spec, ["pricing"], ["model"]);
+  listMap(spec, ["notifications", "webhooks"], ["name"]);
   const status = jsonSchema(KeyPoolStatus, "output");
   status.description = "Observed state of the pool. Written by the operator through the status subresource.";
   listMap(status, ["conditions"], ["type"]);
   listMap(status, ["keyStatuses"], ["id"]);
+  listMap(status, ["costByModel"], ["model"]);
 
   return {
     apiVersion: "apiextensions.k8s.io/v1",

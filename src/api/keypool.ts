@@ -42,11 +42,12 @@ export type Provider = z.infer<typeof Provider>;
 
 /** How the pool chooses the next key. */
 export const Strategy = z
-  .enum(["RoundRobin", "LeastLoaded", "LeastRecentlyUsed", "Weighted"])
+  .enum(["RoundRobin", "LeastLoaded", "LeastRecentlyUsed", "Weighted", "LowestCost"])
   .describe(
     "How a key is chosen among the usable ones. RoundRobin: in turn. LeastLoaded: fewest open " +
       "leases and recent requests relative to each key's limits. LeastRecentlyUsed: the key idle " +
-      "longest. Weighted: smooth weighted round-robin by weight x health score.",
+      "longest. Weighted: smooth weighted round-robin by weight x health score. LowestCost: the key " +
+      "with the lowest costMultiplier first, spilling to the next as its limits or budget fill.",
   );
 export type Strategy = z.infer<typeof Strategy>;
 
@@ -113,11 +114,35 @@ const quotaGroupName = z
 
 const weight = z.number().int().min(1).max(1000).describe("Relative share for the Weighted strategy.");
 
+const usd = (description: string) => z.number().positive().max(1_000_000_000).describe(description);
+
+/** Spend limits in USD over calendar windows (spec.budget.timeZone, UTC by default). */
+export const BudgetLimits = z
+  .object({
+    dailyUSD: usd("Most the key (or pool) may cost in one calendar day, USD.").optional(),
+    monthlyUSD: usd("Most the key (or pool) may cost in one calendar month, USD.").optional(),
+  })
+  .describe(
+    "Spend limits. A key over its budget is QuotaExhausted (reason budget_exhausted) until the window resets.",
+  );
+export type BudgetLimits = z.infer<typeof BudgetLimits>;
+
+const costMultiplier = z
+  .number()
+  .positive()
+  .max(1000)
+  .describe(
+    "Multiplies the price list for this key's calls (an account with a discount: 0.8; with credits: 0). " +
+      "LowestCost hands out the lowest multiplier first. Default 1.",
+  );
+
 export const KeySource = z.object({
   secretRef: SecretKeySelector,
   weight: weight.optional(),
   limits: Limits.optional(),
   quotaGroup: quotaGroupName.optional(),
+  costMultiplier: costMultiplier.optional(),
+  budget: BudgetLimits.optional(),
 });
 export type KeySource = z.infer<typeof KeySource>;
 
@@ -225,6 +250,163 @@ export const ProxySettings = z
   .describe("How the proxy (/proxy/{namespace}/{pool}/...) calls the provider.");
 export type ProxySettings = z.infer<typeof ProxySettings>;
 
+const perMillion = (description: string) => z.number().min(0).max(1_000_000).describe(description);
+
+/** One model's prices, USD per million tokens. */
+export const ModelPrice = z
+  .object({
+    model: z
+      .string()
+      .min(1)
+      .max(200)
+      .describe(
+        "The model name as callers send it (gpt-4o-mini). A trailing * matches every name that starts " +
+          "with the rest (claude-3-5-haiku-*); an exact name wins over a pattern, a longer pattern over a shorter.",
+      ),
+    inputPerMillion: perMillion("USD per million input (prompt) tokens."),
+    outputPerMillion: perMillion("USD per million output (completion) tokens."),
+    cachedInputPerMillion: perMillion(
+      "USD per million input tokens read from the provider's prompt cache; without it they cost inputPerMillion.",
+    ).optional(),
+  })
+  .describe("Prices of one model.");
+export type ModelPrice = z.infer<typeof ModelPrice>;
+
+export const PriceList = z.array(ModelPrice).max(1000);
+
+export const Budget = z
+  .object({
+    dailyUSD: usd("Most the whole pool may cost in one calendar day, USD.").optional(),
+    monthlyUSD: usd("Most the whole pool may cost in one calendar month, USD.").optional(),
+    warnAtPercent: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(80)
+      .describe(
+        "Share of a budget (pool or key) at which a Warning Event, the BudgetWarning condition and a notification say so.",
+      ),
+    timeZone: z
+      .string()
+      .min(1)
+      .max(64)
+      .default("UTC")
+      .describe(
+        "IANA time zone whose midnight starts a budget day and month (Europe/Berlin). UTC by default.",
+      ),
+  })
+  .describe(
+    "Spend limits of the whole pool; at 100% no key is handed out until the window resets. Keys' own budgets are keys[].budget.",
+  );
+
+export const Forecast = z
+  .object({
+    balance: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Weight keys by forecast headroom (the share of their tightest limit or budget left), so a pool's " +
+          "keys run out together at the end of the window instead of one after another early. Not with LowestCost.",
+      ),
+    halfLife: duration(
+      "Half-life of the consumption-rate average (an exponentially weighted moving average) forecasts are made from.",
+      { minMs: 10_000, maxMs: 86_400_000 },
+    ).default("5m"),
+  })
+  .describe("Exhaustion forecasts: when each limit and budget runs out at the recent consumption rate.");
+
+export const Alerts = z
+  .object({
+    errorRatePercent: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(20)
+      .describe(
+        "A key whose share of failed calls in errorRateWindow exceeds this is Degraded (reason error_rate_high).",
+      ),
+    errorRateWindow: duration("The window the error rate is measured over.", {
+      minMs: 10_000,
+      maxMs: 86_400_000,
+    }).default("5m"),
+    errorRateMinCalls: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10)
+      .describe(
+        "Calls in the window before the error rate counts: two failures of three calls are not a trend.",
+      ),
+    latencyThreshold: duration(
+      "A key whose average call latency (reports' latencyMs, the proxy's time to the answer's headers) exceeds this is Degraded (reason latency_high).",
+      { minMs: 100, maxMs: 3_600_000 },
+    ).default("30s"),
+  })
+  .describe(
+    "Key alerts beyond health.failureThreshold (consecutive failures, 3 by default): each is a transition " +
+      "to Degraded with its reason, an Event and a notification; Healthy again after health.degradedCooldown without trouble.",
+  );
+
+/** What a webhook can be told about; the notifier (src/notify) delivers these. */
+export const NOTIFICATION_TYPES = [
+  "KeyInvalid",
+  "KeyRecovered",
+  "PoolUnavailable",
+  "PoolRecovered",
+  "BudgetWarning",
+  "BudgetExhausted",
+  "ExhaustionPredicted",
+  "KeyAlert",
+] as const;
+export const NotificationType = z
+  .enum(NOTIFICATION_TYPES)
+  .describe(
+    "KeyInvalid: the provider rejected a key. KeyRecovered: a key is usable again after Invalid, QuotaExhausted or an alert. " +
+      "PoolUnavailable / PoolRecovered: the pool has no usable key / has one again. BudgetWarning / BudgetExhausted: " +
+      "a pool or key budget reached warnAtPercent / 100%. ExhaustionPredicted: the forecast says a limit runs out " +
+      "before its window resets. KeyAlert: consecutive failures, error rate or latency over its threshold.",
+  );
+
+export type NotificationType = z.infer<typeof NotificationType>;
+
+const secretValueRef = (description: string) =>
+  z
+    .object({
+      name: z.string().min(1).max(253).regex(KUBE_NAME_RE, "must be a valid Secret name"),
+      key: z.string().min(1).max(253).regex(SECRET_KEY_RE, "must be a valid Secret data key"),
+    })
+    .describe(description);
+
+export const Webhook = z.object({
+  name: z
+    .string()
+    .min(1)
+    .max(63)
+    .regex(GROUP_NAME_RE, "must be a lower-case DNS label")
+    .describe("Names the webhook in metrics and logs."),
+  urlSecretRef: secretValueRef(
+    "The Secret entry holding the webhook URL (a Slack incoming-webhook URL is itself a secret).",
+  ),
+  signingKeySecretRef: secretValueRef(
+    "The Secret entry holding the HMAC-SHA256 key that signs each delivery (X-KeyPool-Signature).",
+  ).optional(),
+  events: z
+    .array(NotificationType)
+    .max(NOTIFICATION_TYPES.length)
+    .meta({ "x-kubernetes-list-type": "set" })
+    .describe("Which notifications this webhook gets; all of them when empty or absent.")
+    .optional(),
+});
+
+export const Notifications = z
+  .object({
+    webhooks: z.array(Webhook).max(10).describe("Webhooks told about the pool's transitions.").optional(),
+  })
+  .describe("Who is told when keys or the pool change (one message per transition, signed, retried).");
+
 const HTTP_URL_MESSAGE = "must be an http or https URL";
 
 /** A set of key ids (status.keyStatuses[].id): server-side apply merges it item by item. */
@@ -246,6 +428,8 @@ export const SPEC_RULES: ReadonlyArray<
     baseURL?: string | undefined;
     keys?: unknown[] | undefined;
     secretSelector?: unknown;
+    strategy?: Strategy | undefined;
+    forecast?: { balance?: boolean | undefined } | undefined;
   }>
 > = [
   {
@@ -260,6 +444,14 @@ export const SPEC_RULES: ReadonlyArray<
     fieldPath: ".baseURL",
     reason: "FieldValueRequired",
     holds: (spec) => spec.provider !== "openai-compatible" || spec.baseURL !== undefined,
+  },
+  {
+    rule: "!(has(self.strategy) && self.strategy == 'LowestCost' && has(self.forecast) && has(self.forecast.balance) && self.forecast.balance)",
+    message:
+      "forecast.balance spreads use by headroom, LowestCost concentrates it on the cheapest key: choose one",
+    fieldPath: ".forecast.balance",
+    reason: "FieldValueInvalid",
+    holds: (spec) => !(spec.strategy === "LowestCost" && spec.forecast?.balance === true),
   },
 ];
 
@@ -307,6 +499,28 @@ export const KeyPoolSpec = z
         "for rotation.drainPeriod (nothing new is handed out, reports are still accepted), then gone. Taking " +
         "the id off the list brings the key back.",
     ).optional(),
+    pricing: PriceList.describe(
+      "USD per million tokens per model: what a call costs (status cost fields, keypool_cost_usd_total, budgets). " +
+        "Entries here win over pricingRef's for the same model. No price list is built in.",
+    ).optional(),
+    pricingRef: z
+      .object({
+        name: z.string().min(1).max(253).regex(KUBE_NAME_RE, "must be a valid ConfigMap name"),
+        key: z
+          .string()
+          .min(1)
+          .max(253)
+          .regex(SECRET_KEY_RE, "must be a valid ConfigMap data key")
+          .default("pricing.yaml"),
+      })
+      .describe(
+        "A ConfigMap entry (YAML or JSON) holding a price list like spec.pricing, shared by many pools.",
+      )
+      .optional(),
+    budget: Budget.prefault({}),
+    forecast: Forecast.prefault({}),
+    alerts: Alerts.prefault({}),
+    notifications: Notifications.optional(),
   })
   .meta({ "x-kubernetes-validations": celRules(SPEC_RULES) })
   .describe("What the pool holds and how it hands keys out.");

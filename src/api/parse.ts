@@ -43,7 +43,45 @@ export const KeyPoolSpecChecked = KeyPoolSpec.superRefine(refineWith(SPEC_RULES)
     }
     groups.add(group.name);
   });
+  if (!isTimeZone(spec.budget.timeZone)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["budget", "timeZone"],
+      message: `"${spec.budget.timeZone}" is not an IANA time zone (UTC, Europe/Berlin, America/New_York)`,
+    });
+  }
+  // The CRD keeps webhooks as a map by name: the API server refuses a duplicate too.
+  const hooks = new Set<string>();
+  spec.notifications?.webhooks?.forEach((hook, i) => {
+    if (hooks.has(hook.name))
+      ctx.addIssue({
+        code: "custom",
+        path: ["notifications", "webhooks", i, "name"],
+        message: `webhook "${hook.name}" is named twice`,
+      });
+    hooks.add(hook.name);
+  });
+  const models = new Set<string>();
+  spec.pricing?.forEach((price, i) => {
+    if (models.has(price.model))
+      ctx.addIssue({
+        code: "custom",
+        path: ["pricing", i, "model"],
+        message: `model "${price.model}" is priced twice`,
+      });
+    models.add(price.model);
+  });
 });
+
+/** Whether Intl (Node's ICU data) knows the time zone. */
+function isTimeZone(timeZone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const KeyPoolMetadata = z.looseObject({
   name: z.string().min(1),

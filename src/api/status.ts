@@ -25,6 +25,31 @@ export const LastError = z.object({
   at: time,
 });
 
+const usd = (description: string) => z.number().min(0).describe(description);
+
+export const BudgetUse = z.object({
+  limitUSD: usd("The budget."),
+  spentUSD: usd("What was spent of it in the current window."),
+  resetsAt: time.describe("When the window ends and spending starts again from 0."),
+});
+
+export const BudgetStatus = z
+  .object({ daily: BudgetUse.optional(), monthly: BudgetUse.optional() })
+  .describe("Where each budget stands.");
+
+export const ForecastStatus = z
+  .object({
+    limit: z
+      .string()
+      .describe(
+        "Which limit: requestsPerDay, tokensPerMinute, dailyBudget, monthlyBudget, poolDailyBudget, poolMonthlyBudget.",
+      ),
+    exhaustsAt: time.describe("When it runs out at the recent consumption rate (spec.forecast.halfLife)."),
+    resetsAt: time.describe("When its window resets (budgets), or the horizon of a sliding window."),
+    beforeReset: z.boolean().describe("It runs out before it resets: callers will be refused."),
+  })
+  .describe("The most pressing exhaustion forecast.");
+
 export const KeyStatus = z.object({
   id: z
     .string()
@@ -56,6 +81,15 @@ export const KeyStatus = z.object({
   consecutiveErrors: z.number().int().min(0).optional(),
   lastUsed: time.optional(),
   lastError: LastError.optional(),
+  reason: z
+    .string()
+    .max(256)
+    .optional()
+    .describe("Why the key is in its state: budget_exhausted, error_rate_high, rate_limit_exceeded, ..."),
+  costTodayUSD: usd("What the key's calls cost today (status.costWindow.day), USD.").optional(),
+  costThisMonthUSD: usd("What the key's calls cost this month, USD.").optional(),
+  budget: BudgetStatus.optional(),
+  forecast: ForecastStatus.optional(),
 });
 export type KeyStatus = z.infer<typeof KeyStatus>;
 
@@ -70,6 +104,25 @@ export const KeyPoolStatus = z.object({
   conditions: z.array(Condition).max(16).optional(),
   keys: KeyCounts.optional(),
   keyStatuses: z.array(KeyStatus).max(2000).optional(),
+  costWindow: z
+    .object({ day: z.string(), month: z.string(), timeZone: z.string() })
+    .describe("The budget day and month the cost fields count (spec.budget.timeZone).")
+    .optional(),
+  costTodayUSD: usd("What the pool's calls cost today, USD.").optional(),
+  costThisMonthUSD: usd("What the pool's calls cost this month, USD.").optional(),
+  costByModel: z
+    .array(
+      z.object({
+        model: z.string(),
+        costTodayUSD: usd("Today, USD."),
+        costThisMonthUSD: usd("This month, USD."),
+      }),
+    )
+    .max(100)
+    .describe("The pool's cost per model, most expensive this month first.")
+    .optional(),
+  budget: BudgetStatus.optional(),
+  forecast: ForecastStatus.optional(),
   lastProbeRequest: z
     .string()
     .optional()

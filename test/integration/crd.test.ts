@@ -144,6 +144,46 @@ const refused: RefusedCase[] = [
     field: "spec.quotaGroups[1].name",
   },
   {
+    name: "forecast.balance with the LowestCost strategy (a CEL rule)",
+    spec: { provider: "openai", keys, strategy: "LowestCost", forecast: { balance: true } },
+    stderr: ["spec.forecast.balance", "LowestCost concentrates it on the cheapest key: choose one"],
+    field: "spec.forecast.balance",
+  },
+  {
+    name: "two webhooks of the same name (the list is a map by name)",
+    spec: {
+      provider: "openai",
+      keys,
+      notifications: {
+        webhooks: [
+          { name: "ops", urlSecretRef: { name: "hooks", key: "a" } },
+          { name: "ops", urlSecretRef: { name: "hooks", key: "b" } },
+        ],
+      },
+    },
+    stderr: ['spec.notifications.webhooks[1]: Duplicate value: {"name":"ops"}'],
+    field: "spec.notifications.webhooks[1].name",
+  },
+  {
+    name: "a model priced twice (the list is a map by model)",
+    spec: {
+      provider: "openai",
+      keys,
+      pricing: [
+        { model: "gpt-4o", inputPerMillion: 2.5, outputPerMillion: 10 },
+        { model: "gpt-4o", inputPerMillion: 5, outputPerMillion: 15 },
+      ],
+    },
+    stderr: ['spec.pricing[1]: Duplicate value: {"model":"gpt-4o"}'],
+    field: "spec.pricing[1].model",
+  },
+  {
+    name: "a budget of zero dollars",
+    spec: { provider: "openai", keys, budget: { dailyUSD: 0 } },
+    stderr: ["spec.budget.dailyUSD", "should be greater than 0"],
+    field: "spec.budget.dailyUSD",
+  },
+  {
     name: "a misspelled field, instead of silently dropping it",
     spec: { provider: "openai", strategey: "Weighted", keys },
     stderr: ['unknown field "spec.strategey"'],
@@ -194,6 +234,9 @@ describe("the API server fills in the spec defaults", () => {
       rotation: { drainPeriod: "10m" },
       leases: { duration: "5m" },
       proxy: { maxAttempts: 3, maxWait: "5s", timeout: "10m" },
+      budget: { warnAtPercent: 80, timeZone: "UTC" },
+      forecast: { balance: false, halfLife: "5m" },
+      alerts: { errorRatePercent: 20, errorRateWindow: "5m", errorRateMinCalls: 10, latencyThreshold: "30s" },
     });
     expect(stored.spec).toEqual(KeyPoolSpec.parse(minimal));
   });

@@ -22,6 +22,9 @@ const DEFAULTED = {
   rotation: { drainPeriod: "10m" },
   leases: { duration: "5m" },
   proxy: { maxAttempts: 3, maxWait: "5s", timeout: "10m" },
+  budget: { warnAtPercent: 80, timeZone: "UTC" },
+  forecast: { balance: false, halfLife: "5m" },
+  alerts: { errorRatePercent: 20, errorRateWindow: "5m", errorRateMinCalls: 10, latencyThreshold: "30s" },
 };
 
 describe("parsing a valid KeyPool", () => {
@@ -49,6 +52,8 @@ describe("parsing a valid KeyPool", () => {
           secretRef: { name: "vllm-batch", key: "tier-5" },
           weight: 40,
           limits: { requestsPerMinute: 600, tokensPerMinute: 90_000, requestsPerDay: 10_000 },
+          costMultiplier: 0.8,
+          budget: { dailyUSD: 25, monthlyUSD: 500 },
         },
       ],
       secretSelector: {
@@ -69,6 +74,24 @@ describe("parsing a valid KeyPool", () => {
       leases: { duration: "10m" },
       proxy: { maxAttempts: 5, maxWait: "30s", timeout: "2m" },
       fallbackPoolRef: { name: "openai-prod" },
+      pricing: [
+        { model: "llama-3.1-70b", inputPerMillion: 0.6, outputPerMillion: 0.8, cachedInputPerMillion: 0.3 },
+        { model: "llama-*", inputPerMillion: 0.2, outputPerMillion: 0.2 },
+      ],
+      pricingRef: { name: "llm-prices", key: "prices.yaml" },
+      budget: { dailyUSD: 100, monthlyUSD: 2000, warnAtPercent: 90, timeZone: "Europe/Berlin" },
+      forecast: { balance: true, halfLife: "15m" },
+      alerts: { errorRatePercent: 10, errorRateWindow: "10m", errorRateMinCalls: 20, latencyThreshold: "5s" },
+      notifications: {
+        webhooks: [
+          {
+            name: "slack",
+            urlSecretRef: { name: "slack-webhook", key: "url" },
+            signingKeySecretRef: { name: "slack-webhook", key: "signing-key" },
+            events: ["KeyInvalid", "BudgetExhausted"],
+          },
+        ],
+      },
     };
     expect(parseKeyPool(pool(spec, "vllm-local"))).toEqual({ ok: true, value: pool(spec, "vllm-local") });
   });
@@ -285,6 +308,37 @@ const schemaCases: BadCase[] = [
     field: "spec.baseURL",
     message: "provider openai-compatible needs spec.baseURL, the root of the endpoint's OpenAI-style API",
   },
+  {
+    name: "forecast.balance with the LowestCost strategy (a CEL rule in the CRD)",
+    spec: { provider: "openai", keys, strategy: "LowestCost", forecast: { balance: true } },
+    field: "spec.forecast.balance",
+    message:
+      "forecast.balance spreads use by headroom, LowestCost concentrates it on the cheapest key: choose one",
+  },
+  {
+    name: "a negative price",
+    spec: { provider: "openai", keys, pricing: [{ model: "m", inputPerMillion: -1, outputPerMillion: 1 }] },
+    field: "spec.pricing[0].inputPerMillion",
+    message: "Too small",
+  },
+  {
+    name: "a zero daily budget",
+    spec: { provider: "openai", keys, budget: { dailyUSD: 0 } },
+    field: "spec.budget.dailyUSD",
+    message: "Too small",
+  },
+  {
+    name: "an unknown notification event",
+    spec: {
+      provider: "openai",
+      keys,
+      notifications: {
+        webhooks: [{ name: "ops", urlSecretRef: { name: "h", key: "u" }, events: ["KeyLost"] }],
+      },
+    },
+    field: "spec.notifications.webhooks[0].events[0]",
+    message: "Invalid option",
+  },
 ];
 
 /** What only the parser checks: the CRD has no way to say these. */
@@ -331,6 +385,40 @@ const runtimeCases: BadCase[] = [
     spec: { provider: "openai", keys, quotaGroups: [{ name: "org" }, { name: "other" }, { name: "org" }] },
     field: "spec.quotaGroups[2].name",
     message: 'quota group "org" is declared twice',
+  },
+  {
+    name: "two webhooks of the same name",
+    spec: {
+      provider: "openai",
+      keys,
+      notifications: {
+        webhooks: [
+          { name: "ops", urlSecretRef: { name: "hooks", key: "a" } },
+          { name: "ops", urlSecretRef: { name: "hooks", key: "b" } },
+        ],
+      },
+    },
+    field: "spec.notifications.webhooks[1].name",
+    message: 'webhook "ops" is named twice',
+  },
+  {
+    name: "a budget time zone Intl does not know",
+    spec: { provider: "openai", keys, budget: { timeZone: "Mars/Olympus" } },
+    field: "spec.budget.timeZone",
+    message: '"Mars/Olympus" is not an IANA time zone (UTC, Europe/Berlin, America/New_York)',
+  },
+  {
+    name: "a model priced twice",
+    spec: {
+      provider: "openai",
+      keys,
+      pricing: [
+        { model: "gpt-4o", inputPerMillion: 2.5, outputPerMillion: 10 },
+        { model: "gpt-4o", inputPerMillion: 5, outputPerMillion: 15 },
+      ],
+    },
+    field: "spec.pricing[1].model",
+    message: 'model "gpt-4o" is priced twice',
   },
 ];
 
