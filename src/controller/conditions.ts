@@ -18,6 +18,10 @@ export const ConditionType = {
    * Argo CD's kstatus users) reads it as Failed, so a pool that still serves is never Stalled.
    */
   Stalled: "Stalled",
+  /** True while the pool's budget (or a key's) has reached spec.budget.warnAtPercent or more. */
+  BudgetWarning: "BudgetWarning",
+  /** True while the forecast says a limit or budget of the pool runs out before it resets. */
+  ExhaustionPredicted: "ExhaustionPredicted",
 } as const;
 
 export const Reason = {
@@ -56,6 +60,14 @@ export const Reason = {
   KeysUnusable: "KeysUnusable",
   /** Degraded=False. */
   AllKeysUsable: "AllKeysUsable",
+  /** BudgetWarning=True: a budget is at its warning share; BudgetExhausted: at 100%. */
+  BudgetNearLimit: "BudgetNearLimit",
+  BudgetExhausted: "BudgetExhausted",
+  /** BudgetWarning=False. */
+  WithinBudget: "WithinBudget",
+  /** ExhaustionPredicted=True / False. */
+  RunsOutBeforeReset: "RunsOutBeforeReset",
+  NoExhaustionPredicted: "NoExhaustionPredicted",
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -116,5 +128,11 @@ export const EventReason = {
   ProbeRequested: "ProbeRequested",
   /** Warning: the API server refused a status write with 403 or 422 (once per failure episode). */
   StatusWriteFailed: "StatusWriteFailed",
+  /** Warning: a pool or key budget reached spec.budget.warnAtPercent (once per window). */
+  BudgetWarning: "BudgetWarning",
+  /** Warning: a pool or key budget is spent: its keys are QuotaExhausted until the window resets. */
+  BudgetExhausted: "BudgetExhausted",
+  /** Warning: ExhaustionPredicted turned True (once per flip). */
+  ExhaustionPredicted: "ExhaustionPredicted",
 } as const;
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];

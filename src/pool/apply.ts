@@ -8,7 +8,7 @@
  * Secret), and the engine keeps the disabled ones Disabled. Pure: no I/O.
  */
 import { createHash } from "node:crypto";
-import type { KeyPoolSpec } from "../api/keypool.ts";
+import type { KeyPoolSpec, ModelPrice } from "../api/keypool.ts";
 import { poolConfigFromSpec } from "./config.ts";
 import { type EngineOptions, KeyPoolEngine } from "./engine.ts";
 import { keyId } from "./identity.ts";
@@ -22,6 +22,8 @@ export interface PoolApplication {
   uid: string | undefined;
   generation: number | undefined;
   spec: KeyPoolSpec;
+  /** The price list spec.pricingRef names, when the source read one (spec.pricing wins over it). */
+  referencedPrices?: readonly ModelPrice[] | undefined;
   /** The keys its sources hold now. */
   entries: readonly KeyEntry[];
   /** State to start a new engine from (a state file, a status); read only when it is created. */
@@ -52,13 +54,13 @@ const appliedSpecs = new WeakMap<KeyPoolEngine, string>();
 
 /** Makes `registry` hold the pool as `app` describes it; see the module header. */
 export function applyPool(registry: PoolRegistry, app: PoolApplication): AppliedPool {
-  const specJson = JSON.stringify(app.spec);
+  const specJson = JSON.stringify([app.spec, app.referencedPrices]);
   let runtime = registry.get(app.ref);
   let created = false;
   let configChanged = false;
   if (runtime && runtime.uid === app.uid) {
     if (appliedSpecs.get(runtime.engine) !== specJson) {
-      runtime.engine.setConfig(poolConfigFromSpec(app.spec));
+      runtime.engine.setConfig(poolConfigFromSpec(app.spec, app.referencedPrices));
       appliedSpecs.set(runtime.engine, specJson);
       configChanged = true;
     }
@@ -69,11 +71,16 @@ export function applyPool(registry: PoolRegistry, app: PoolApplication): Applied
   } else {
     const ref = { namespace: app.ref.namespace, name: app.ref.name };
     const own = app.engine.onTransition;
-    const engine = new KeyPoolEngine(poolConfigFromSpec(app.spec), {
+    const ownBudget = app.engine.onBudget;
+    const engine = new KeyPoolEngine(poolConfigFromSpec(app.spec, app.referencedPrices), {
       ...app.engine,
       onTransition: (event) => {
         own?.(event);
         registry.transitioned(ref, event);
+      },
+      onBudget: (notice) => {
+        ownBudget?.(notice);
+        registry.budgetNoticed(ref, notice);
       },
     });
     // Before the first setKeys: saved cooldowns and Invalid marks apply as the keys arrive.

@@ -3,7 +3,14 @@
  * generation, so the hot path never parses strings.
  */
 import { parseDuration } from "../api/duration.ts";
-import { KeyPoolSpec, type Limits, type Strategy } from "../api/keypool.ts";
+import {
+  type BudgetLimits,
+  KeyPoolSpec,
+  type Limits,
+  type ModelPrice,
+  type Strategy,
+} from "../api/keypool.ts";
+import { NO_PRICES, PriceTable } from "./pricing.ts";
 
 export interface PoolConfig {
   strategy: Strategy;
@@ -31,6 +38,19 @@ export interface PoolConfig {
     /** How long the provider may take to start answering one attempt. */
     timeoutMs: number;
   };
+  /** spec.pricing over spec.pricingRef's list: what calls cost. */
+  prices: PriceTable;
+  /** spec.budget: the pool's own limits, the warning share, and the zone its days start in. */
+  budget: { limits: BudgetLimits; warnAtPercent: number; timeZone: string };
+  /** spec.forecast: balance by headroom; the consumption-rate half-life. */
+  forecast: { balance: boolean; halfLifeMs: number };
+  /** spec.alerts: error-rate and latency thresholds (consecutive failures: failureThreshold). */
+  alerts: {
+    errorRatePercent: number;
+    errorRateWindowMs: number;
+    errorRateMinCalls: number;
+    latencyThresholdMs: number;
+  };
 }
 
 function ms(text: string): number {
@@ -39,8 +59,12 @@ function ms(text: string): number {
   return value;
 }
 
-/** A config from a parsed spec (schema defaults already applied by zod). */
-export function poolConfigFromSpec(spec: KeyPoolSpec): PoolConfig {
+/**
+ * A config from a parsed spec (schema defaults already applied by zod). `referencedPrices`: the
+ * price list spec.pricingRef names, read by the caller (its entries lose to spec.pricing's).
+ */
+export function poolConfigFromSpec(spec: KeyPoolSpec, referencedPrices?: readonly ModelPrice[]): PoolConfig {
+  const { dailyUSD, monthlyUSD } = spec.budget;
   return {
     strategy: spec.strategy,
     failureThreshold: spec.health.failureThreshold,
@@ -61,6 +85,22 @@ export function poolConfigFromSpec(spec: KeyPoolSpec): PoolConfig {
       maxAttempts: spec.proxy.maxAttempts,
       maxWaitMs: ms(spec.proxy.maxWait),
       timeoutMs: ms(spec.proxy.timeout),
+    },
+    prices: spec.pricing || referencedPrices ? new PriceTable(referencedPrices, spec.pricing) : NO_PRICES,
+    budget: {
+      limits: {
+        ...(dailyUSD !== undefined ? { dailyUSD } : {}),
+        ...(monthlyUSD !== undefined ? { monthlyUSD } : {}),
+      },
+      warnAtPercent: spec.budget.warnAtPercent,
+      timeZone: spec.budget.timeZone,
+    },
+    forecast: { balance: spec.forecast.balance, halfLifeMs: ms(spec.forecast.halfLife) },
+    alerts: {
+      errorRatePercent: spec.alerts.errorRatePercent,
+      errorRateWindowMs: ms(spec.alerts.errorRateWindow),
+      errorRateMinCalls: spec.alerts.errorRateMinCalls,
+      latencyThresholdMs: ms(spec.alerts.latencyThreshold),
     },
   };
 }

@@ -35,6 +35,7 @@ import type { PoolConfig } from "./config.ts";
 import { IndexedHeap } from "./heap.ts";
 import {
   adoptRemoteState,
+  applyAlerts,
   applyOutcome,
   coolDown,
   disableKey,
@@ -54,9 +55,23 @@ import {
   windowsUtilization,
 } from "./key.ts";
 import { LeaseTable } from "./leases.ts";
-import { type Outcome, OutcomeKind, type RateLimitInfo } from "./outcome.ts";
+import { type CallUsage, type Outcome, OutcomeKind, type RateLimitInfo } from "./outcome.ts";
 import { type ActiveSet, createActiveSet } from "./strategies.ts";
 import { type EngineSnapshot, type KeySnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
+import type { BudgetWindows } from "./budget-window.ts";
+import { type Forecast, tauOf } from "./forecast.ts";
+import {
+  type BudgetNotice,
+  type BudgetStatus,
+  budgetNotices,
+  budgetStatus,
+  keyForecast,
+  keyHeadroom,
+  NoticeMemory,
+  overBudgetUntil,
+  PoolSpending,
+} from "./spending.ts";
+import type { SpendTotals } from "./spend.ts";
 
 export interface KeyTransitionEvent extends Transition {
   /** Taken from another replica's view (merge()), not learned here: already reported there. */
@@ -77,6 +92,21 @@ export interface EngineOptions {
   newLeaseToken: () => number;
   /** Told about every state transition (for Kubernetes Events and status writes). */
   onTransition?: (event: KeyTransitionEvent) => void;
+  /** Told when a pool or key budget reaches its warning share or its limit (once per window). */
+  onBudget?: (notice: BudgetNotice) => void;
+}
+
+/** What the pool and its keys cost, their budgets and forecasts (KeyPoolEngine.spendingView). */
+export interface SpendingView {
+  /** The budget day and month now (ids like 2026-12-04 and 2026-12), in budget.timeZone. */
+  day: string;
+  month: string;
+  timeZone: string;
+  costTodayUSD: number;
+  costThisMonthUSD: number;
+  byModel: Array<{ model: string; costTodayUSD: number; costThisMonthUSD: number }>;
+  budget: BudgetStatus;
+  forecast: Forecast | undefined;
 }
 
 export interface Dispensed {
@@ -154,6 +184,15 @@ export interface KeyView {
   disabledBySpec?: boolean | undefined;
   /** Average time of the key's calls (ms, rounded, exponentially weighted); undefined before any. */
   latencyMs?: number | undefined;
+  /** Why the key is in its state (the last transition's reason); absent when not known. */
+  reason?: string | undefined;
+  /** What the key cost in the budget day and month (0 without a price list). */
+  costTodayUSD?: number | undefined;
+  costThisMonthUSD?: number | undefined;
+  /** The key's budgets, when it has any (keys[].budget). */
+  budget?: BudgetStatus | undefined;
+  /** When the key runs out of a limit or budget at its recent rate; absent when it does not. */
+  forecast?: Forecast | undefined;
 }
 
 export class KeyPoolEngine {
@@ -161,6 +200,10 @@ export class KeyPoolEngine {
   readonly #clock: Clock;
   readonly #newLeaseToken: () => number;
   readonly #onTransition: ((event: KeyTransitionEvent) => void) | undefined;
+  readonly #onBudget: ((notice: BudgetNotice) => void) | undefined;
+  readonly #spending = new PoolSpending();
+  /** Budget notices given per key (once per window and level). */
+  readonly #keyNotices = new WeakMap<KeyRecord, NoticeMemory>();
   readonly #keys = new Map<string, KeyRecord>();
   readonly #groups = new Map<string, QuotaGroupState>();
   #active: ActiveSet;
@@ -182,7 +225,8 @@ export class KeyPoolEngine {
     this.#clock = options.clock;
     this.#newLeaseToken = options.newLeaseToken;
     this.#onTransition = options.onTransition;
-    this.#active = createActiveSet(config.strategy);
+    this.#onBudget = options.onBudget;
+    this.#active = createActiveSet(config.strategy, config.forecast.balance);
   }
 
   get config(): PoolConfig {
@@ -195,16 +239,22 @@ export class KeyPoolEngine {
 
   /** Applies a new spec: strategy, cooldowns, defaults and group limits. Key state is kept. */
   setConfig(config: PoolConfig): void {
-    const strategyChanged = config.strategy !== this.#config.strategy;
+    const strategyChanged =
+      config.strategy !== this.#config.strategy || config.forecast.balance !== this.#config.forecast.balance;
     const limitsChanged = config.defaultLimits !== this.#config.defaultLimits;
     this.#config = config;
     for (const group of this.#groups.values()) this.#syncGroupLimits(group);
     if (strategyChanged) {
       const members = [...this.#active.values()];
-      this.#active = createActiveSet(config.strategy);
-      for (const rec of members) this.#active.add(rec);
+      this.#active = createActiveSet(config.strategy, config.forecast.balance);
+      const now = this.#clock.now();
+      for (const rec of members) {
+        rec.headroom = this.#headroom(rec, now);
+        this.#active.add(rec);
+      }
     }
     if (limitsChanged) this.#replaceAll();
+    this.#reviewBudgets(this.#clock.now());
   }
 
   /**
@@ -237,6 +287,7 @@ export class KeyPoolEngine {
       if (restored) {
         this.#pending.delete(probe.id);
         applySnapshot(probe, restored);
+        if (restored.spend) probe.spend.restore(restored.spend, this.#spending.windows(this.#config, now));
         stopDraining(probe); // it is in a source again
       }
       this.#applySpecDisabled(probe, now);
@@ -250,6 +301,7 @@ export class KeyPoolEngine {
       removed.push(rec.id);
     }
     if (added.length || removed.length) this.#keySetVersion++;
+    this.#reviewBudgets(now);
     return { added, removed };
   }
 
@@ -311,10 +363,12 @@ export class KeyPoolEngine {
     rec.lastUsedMs = now;
     rec.lastUseSeq = ++this.#useSeq;
     rec.inFlight++;
+    rec.requestRate.add(now, 1, tauOf(this.#config.forecast.halfLifeMs));
     // Shared limits: the store counts this request (the coordinator reserves it, then countUse).
     const shared = this.#sharedLimits;
     const group = shared ? undefined : this.#countRequest(rec, now);
     this.#updateLoad(rec, now);
+    if (this.#config.forecast.balance) rec.headroom = this.#headroom(rec, now);
     this.#active.used(rec);
 
     const expiresAtMs = now + this.#config.leaseDurationMs;
@@ -326,7 +380,7 @@ export class KeyPoolEngine {
       keyId: rec.id,
       leaseId,
       expiresAtMs,
-      strategy: this.#active.strategy,
+      strategy: this.#config.strategy,
     };
   }
 
@@ -505,6 +559,9 @@ export class KeyPoolEngine {
     }
 
     if (outcome.rateLimit) rec.rateLimit = outcome.rateLimit;
+    if (outcome.tokens && outcome.tokens > 0)
+      rec.tokenRate.add(now, outcome.tokens, tauOf(this.#config.forecast.halfLifeMs));
+    if (outcome.usage) this.#charge(rec, outcome, now);
     if (outcome.tokens && outcome.tokens > 0) {
       rec.windows.tokens?.add(now, outcome.tokens);
       const group = rec.quotaGroup ? this.#groups.get(rec.quotaGroup) : undefined;
@@ -513,11 +570,135 @@ export class KeyPoolEngine {
         for (const member of group.keys) this.#place(member, now);
     }
 
-    const transition = applyOutcome(rec, outcome, this.#config, now, origin);
+    const transition =
+      applyOutcome(rec, outcome, this.#config, now, origin) ??
+      (origin === "report" ? applyAlerts(rec, outcome, this.#config, now) : undefined);
     this.#emit(rec, transition, now);
     this.#place(rec, now);
     this.#spreadToGroup(rec, outcome, now);
     return { ok: true, keyId: rec.id, state: rec.state, transition };
+  }
+
+  // --- cost, budgets, forecasts -----------------------------------------------------------
+
+  /** Adds what the call cost to the key's and the pool's spend, then holds what is over budget. */
+  #charge(rec: KeyRecord, outcome: Outcome, now: number) {
+    const usd = this.#config.prices.costUSD(outcome.usage, rec.costMultiplier);
+    if (!(usd > 0)) return;
+    const w = this.#spending.windows(this.#config, now);
+    const model = outcome.usage?.model;
+    rec.spend.add(w, usd, model);
+    this.#spending.spend.add(w, usd, model);
+    const name = model ?? "";
+    this.#spending.lifetime.set(name, (this.#spending.lifetime.get(name) ?? 0) + usd);
+    const tau = tauOf(this.#config.forecast.halfLifeMs);
+    rec.costRate.add(now, usd, tau);
+    this.#spending.costRate.add(now, usd, tau);
+    this.#enforceBudgets(rec, w, now);
+  }
+
+  /**
+   * Spend counted elsewhere (a shared store: all replicas' calls) for a key and for the pool:
+   * the counters rise to it, and what is over budget is held, as if this replica had spent it.
+   */
+  applySharedSpend(keyId: string, totals: { key: SpendTotals; pool: SpendTotals }): void {
+    const rec = this.#keys.get(keyId);
+    if (!rec) return;
+    const now = this.#clock.now();
+    const w = this.#spending.windows(this.#config, now);
+    rec.spend.raiseTo(w, totals.key);
+    this.#spending.spend.raiseTo(w, totals.pool);
+    this.#enforceBudgets(rec, w, now);
+  }
+
+  /** Gives the notices `rec`'s and the pool's spend crossed; over a budget: QuotaExhausted until it resets. */
+  #enforceBudgets(rec: KeyRecord, w: BudgetWindows, now: number) {
+    const { warnAtPercent, limits } = this.#config.budget;
+    let memory = this.#keyNotices.get(rec);
+    if (!memory) this.#keyNotices.set(rec, (memory = new NoticeMemory()));
+    const keyTotals = rec.spend.totals(w);
+    const poolTotals = this.#spending.spend.totals(w);
+    const notices = [
+      ...budgetNotices(rec.budget, keyTotals, w, warnAtPercent, memory, {
+        scope: "key",
+        keyId: rec.id,
+        masked: rec.masked,
+      }),
+      ...budgetNotices(limits, poolTotals, w, warnAtPercent, this.#spending.notices, { scope: "pool" }),
+    ];
+    const keyUntil = overBudgetUntil(rec.budget, keyTotals, w);
+    if (keyUntil !== undefined) this.#holdForBudget(rec, keyUntil, "budget_exhausted", now);
+    const poolUntil = overBudgetUntil(limits, poolTotals, w);
+    if (poolUntil !== undefined)
+      for (const member of this.#keys.values())
+        this.#holdForBudget(member, poolUntil, "pool_budget_exhausted", now);
+    if (this.#onBudget) for (const notice of notices) this.#onBudget(notice);
+  }
+
+  #holdForBudget(rec: KeyRecord, untilMs: number, reason: string, now: number) {
+    this.#emit(rec, coolDown(rec, "QuotaExhausted", untilMs, reason), now);
+    this.#place(rec, now);
+  }
+
+  /**
+   * After the spec or the keys changed: a key that joins a pool over its budget is held with the
+   * others; a key held for a budget that was raised (or removed) is Healthy again.
+   */
+  #reviewBudgets(now: number) {
+    const w = this.#spending.windows(this.#config, now);
+    const poolUntil = overBudgetUntil(this.#config.budget.limits, this.#spending.spend.totals(w), w);
+    for (const rec of this.#keys.values()) {
+      const keyUntil = overBudgetUntil(rec.budget, rec.spend.totals(w), w);
+      if (keyUntil !== undefined) this.#holdForBudget(rec, keyUntil, "budget_exhausted", now);
+      else if (poolUntil !== undefined) this.#holdForBudget(rec, poolUntil, "pool_budget_exhausted", now);
+      else if (
+        rec.state === "QuotaExhausted" &&
+        (rec.stateReason === "budget_exhausted" || rec.stateReason === "pool_budget_exhausted")
+      ) {
+        this.#emit(rec, resetKey(rec, "budget_raised"), now);
+        this.#place(rec, now);
+      }
+    }
+  }
+
+  #headroom(rec: KeyRecord, now: number): number {
+    if (!this.#config.forecast.balance) return 1;
+    return keyHeadroom(rec, this.#config, this.#spending.windows(this.#config, now), now);
+  }
+
+  /** What a call with `usage` on `keyId` costs by the price list and the key's multiplier (0: unknown). */
+  costOf(keyId: string, usage: CallUsage | undefined): number {
+    const rec = this.#keys.get(keyId);
+    return rec ? this.#config.prices.costUSD(usage, rec.costMultiplier) : 0;
+  }
+
+  /** The budget day and month now (spec.budget.timeZone). */
+  budgetWindows(): BudgetWindows {
+    return this.#spending.windows(this.#config, this.#clock.now());
+  }
+
+  /** USD per model since this engine started (a counter's source: never goes down). */
+  costTotals(): ReadonlyMap<string, number> {
+    return this.#spending.lifetime;
+  }
+
+  /** The pool's cost today and this month (in total and per model), its budgets and its forecast. */
+  spendingView(): SpendingView {
+    const now = this.#clock.now();
+    const w = this.#spending.windows(this.#config, now);
+    const totals = this.#spending.spend.totals(w);
+    return {
+      day: w.day.id,
+      month: w.month.id,
+      timeZone: this.#config.budget.timeZone,
+      costTodayUSD: totals.dayUSD,
+      costThisMonthUSD: totals.monthUSD,
+      byModel: this.#spending.spend
+        .byModel(w)
+        .map((m) => ({ model: m.model, costTodayUSD: m.dayUSD, costThisMonthUSD: m.monthUSD })),
+      budget: budgetStatus(this.#config.budget.limits, totals, w),
+      forecast: this.#spending.forecast(this.#keys.values(), this.#config, w, now),
+    };
   }
 
   /** A cooldown on one key of a quota group is a cooldown on the account: all its keys rest. */
@@ -708,6 +889,8 @@ export class KeyPoolEngine {
   /** Every key as the status shows it (no key material), in the order keys joined. */
   keys(): KeyView[] {
     this.tick();
+    const now = this.#clock.now();
+    const w = this.#spending.windows(this.#config, now);
     return [...this.#keys.values()]
       .sort((a, b) => a.order - b.order)
       .map((rec) => ({
@@ -734,15 +917,30 @@ export class KeyPoolEngine {
           : {}),
         ...(rec.disabledBySpec ? { disabledBySpec: true } : {}),
         latencyMs: rec.latencyMs === undefined ? undefined : Math.round(rec.latencyMs),
+        ...(rec.stateReason ? { reason: rec.stateReason } : {}),
+        ...this.#keyMoney(rec, w, now),
       }));
+  }
+
+  #keyMoney(rec: KeyRecord, w: BudgetWindows, now: number) {
+    const totals = rec.spend.totals(w);
+    const forecast = keyForecast(rec, this.#config, w, now);
+    return {
+      costTodayUSD: totals.dayUSD,
+      costThisMonthUSD: totals.monthUSD,
+      ...(rec.budget ? { budget: budgetStatus(rec.budget, totals, w) } : {}),
+      ...(forecast ? { forecast } : {}),
+    };
   }
 
   /** All state as plain JSON (no key material), for the status subresource or a state file. */
   snapshot(): EngineSnapshot {
+    const spend = this.#spending.snapshot();
     return {
       version: SNAPSHOT_VERSION,
       takenAtMs: this.#clock.now(),
       keys: [...this.#keys.values()].map(snapshotOf),
+      ...(spend ? { spend } : {}),
     };
   }
 
@@ -752,6 +950,7 @@ export class KeyPoolEngine {
    */
   restore(snapshot: EngineSnapshot): void {
     const now = this.#clock.now();
+    this.#restoreSpend(snapshot, now);
     for (const saved of snapshot.keys) {
       const rec = this.#keys.get(saved.id);
       if (rec) {
@@ -776,6 +975,7 @@ export class KeyPoolEngine {
    */
   merge(snapshot: EngineSnapshot, options: { authoritative?: boolean } = {}): void {
     const now = this.#clock.now();
+    this.#restoreSpend(snapshot, now);
     for (const saved of snapshot.keys) {
       const rec = this.#keys.get(saved.id);
       if (!rec) {
@@ -798,6 +998,7 @@ export class KeyPoolEngine {
           untilMs: saved.untilMs ?? 0,
           consecutiveErrors: saved.consecutiveErrors,
           lastErrorAtMs: saved.lastErrorAtMs ?? 0,
+          reason: saved.reason,
         },
         now,
         options.authoritative,
@@ -806,6 +1007,16 @@ export class KeyPoolEngine {
       this.#place(rec, now);
     }
     this.tick();
+  }
+
+  /** Spend a snapshot kept for the windows still current: counters take the larger amount. */
+  #restoreSpend(snapshot: EngineSnapshot, now: number) {
+    const w = this.#spending.windows(this.#config, now);
+    if (snapshot.spend) this.#spending.spend.restore(snapshot.spend, w);
+    for (const saved of snapshot.keys) {
+      const rec = saved.spend ? this.#keys.get(saved.id) : undefined;
+      if (rec && saved.spend) rec.spend.restore(saved.spend, w);
+    }
   }
 
   // --- placement --------------------------------------------------------------------------
@@ -833,6 +1044,7 @@ export class KeyPoolEngine {
       rec.wakeAtMs = Number.POSITIVE_INFINITY;
       if (!this.#active.has(rec)) {
         this.#updateLoad(rec, now);
+        rec.headroom = this.#headroom(rec, now);
         this.#active.add(rec);
       }
       return;
@@ -874,6 +1086,12 @@ export class KeyPoolEngine {
 
   #updateEntry(rec: KeyRecord, entry: KeyEntry) {
     rec.source = entry.source;
+    rec.budget = entry.budget;
+    const multiplier = entry.costMultiplier ?? 1;
+    if (multiplier !== rec.costMultiplier) {
+      rec.costMultiplier = multiplier;
+      if (this.#active.has(rec)) this.#active.changed(rec);
+    }
     const weight = entry.weight ?? this.#config.defaultWeight;
     if (weight !== rec.weight) {
       rec.weight = weight;
@@ -961,7 +1179,14 @@ function snapshotOf(rec: KeyRecord): KeySnapshot {
     ...(rec.lastUsedMs ? { lastUsedMs: rec.lastUsedMs } : {}),
     ...(rec.lastErrorAtMs ? { lastErrorAtMs: rec.lastErrorAtMs } : {}),
     ...(rec.lastError ? { lastError: { ...rec.lastError } } : {}),
+    ...(rec.stateReason ? { reason: rec.stateReason } : {}),
+    ...spendOf(rec),
   };
+}
+
+function spendOf(rec: KeyRecord): { spend?: NonNullable<KeySnapshot["spend"]> } {
+  const spend = rec.spend.snapshot();
+  return spend ? { spend } : {};
 }
 
 function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
@@ -979,4 +1204,5 @@ function applySnapshot(rec: KeyRecord, saved: KeySnapshot) {
   rec.lastUsedMs = saved.lastUsedMs ?? 0;
   rec.lastErrorAtMs = saved.lastErrorAtMs ?? 0;
   rec.lastError = saved.lastError ? { ...saved.lastError } : undefined;
+  rec.stateReason = saved.reason ?? "";
 }

@@ -2,8 +2,10 @@
  * One key's record and its state machine. Transitions are driven by outcomes (applyOutcome)
  * and by time (refreshState); both are pure functions of the record, the config and `now`.
  */
-import type { KeyState, Limits } from "../api/keypool.ts";
+import type { BudgetLimits, KeyState, Limits } from "../api/keypool.ts";
 import type { PoolConfig } from "./config.ts";
+import { RateAverage } from "./forecast.ts";
+import { SpendCounter } from "./spend.ts";
 import { keyId, maskKey } from "./identity.ts";
 import { OutcomeKind, type Outcome, type RateLimitInfo } from "./outcome.ts";
 import { createWindow, type UsageWindow } from "./window.ts";
@@ -26,6 +28,10 @@ export interface KeyEntry {
   weight?: number;
   limits?: Limits;
   quotaGroup?: string;
+  /** Multiplies the price list for this key's calls (keys[].costMultiplier); 1 when absent. */
+  costMultiplier?: number;
+  /** The key's own spend limits (keys[].budget). */
+  budget?: BudgetLimits;
 }
 
 /** Client-side limit windows of a key or a quota group. */
@@ -77,8 +83,12 @@ export class KeyRecord {
   limits: Limits | undefined;
   quotaGroup: string | undefined;
   windows: LimitWindows;
+  costMultiplier: number;
+  budget: BudgetLimits | undefined;
 
   state: KeyState = "Healthy";
+  /** Why the key is in its state (the transition's reason); "" when not known. */
+  stateReason = "";
   /** When the key entered `state` (epoch ms; 0: not known, e.g. restored from an older status). */
   stateSinceMs = 0;
   /** End of RateLimited / QuotaExhausted / Draining; 0 when the state has no end by time. */
@@ -117,6 +127,20 @@ export class KeyRecord {
   heldUntilMs = 0;
   /** The provider's rate-limit headers on the last answer that carried any. */
   rateLimit: RateLimitInfo | undefined;
+  /** What the key cost this budget day and month (pricing.ts, spend.ts). */
+  readonly spend = new SpendCounter();
+  /** Consumption rates for forecasts (forecast.ts): requests, tokens, USD per ms. */
+  readonly requestRate = new RateAverage();
+  readonly tokenRate = new RateAverage();
+  readonly costRate = new RateAverage();
+  /** Error-rate alert: calls and failed calls, exponentially weighted over alerts.errorRateWindow. */
+  readonly callRate = new RateAverage();
+  readonly failureRate = new RateAverage();
+  /**
+   * spec.forecast.balance: what the key has left of its tightest day-long limit (requestsPerDay,
+   * daily or monthly budget), in calls; scales its weight. 1 without balance.
+   */
+  headroom = 1;
 
   // Bookkeeping of the engine's structures.
   activeIndex = -1;
@@ -140,6 +164,8 @@ export class KeyRecord {
     this.limits = entry.limits ?? config.defaultLimits;
     this.quotaGroup = entry.quotaGroup ?? config.defaultQuotaGroup;
     this.windows = limitWindows(this.limits);
+    this.costMultiplier = entry.costMultiplier ?? 1;
+    this.budget = entry.budget;
   }
 
   get healthScore(): number {
@@ -162,6 +188,7 @@ function moveTo(rec: KeyRecord, to: KeyState, reason: string, untilMs = 0): Tran
   rec.untilMs = untilMs;
   if (from === to) return undefined;
   rec.state = to;
+  rec.stateReason = reason;
   return { from, to, reason };
 }
 
@@ -206,6 +233,8 @@ export interface RemoteKeyState {
   untilMs: number;
   consecutiveErrors: number;
   lastErrorAtMs: number;
+  /** Why the other replica's key is in its state, when it said. */
+  reason?: string | undefined;
 }
 
 /**
@@ -234,7 +263,12 @@ export function adoptRemoteState(
     remote.sinceMs > rec.stateSinceMs ||
     (remote.sinceMs === rec.stateSinceMs && RESTRICTIVENESS[remote.state] > RESTRICTIVENESS[rec.state]);
   if (!(newer || authoritative) || (cooling && remote.untilMs <= now)) return undefined;
-  const transition = moveTo(rec, remote.state, "leader_status", cooling ? remote.untilMs : 0);
+  const transition = moveTo(
+    rec,
+    remote.state,
+    remote.reason ?? "leader_status",
+    cooling ? remote.untilMs : 0,
+  );
   rec.stateSinceMs = remote.sinceMs;
   if (remote.state === "Degraded") {
     rec.consecutiveErrors = Math.max(rec.consecutiveErrors, remote.consecutiveErrors);
@@ -286,7 +320,9 @@ export function applyOutcome(
       recordHealth(rec, true);
       const soft = applyRateLimitHeaders(rec, outcome, now);
       if (soft) return soft;
-      if (rec.state === "Degraded") return moveTo(rec, "Healthy", "succeeded");
+      // An alert (error rate, latency) is about a trend: one success does not end it, a quiet period does.
+      if (rec.state === "Degraded" && !ALERT_REASONS.has(rec.stateReason))
+        return moveTo(rec, "Healthy", "succeeded");
       // Only a probe proves that an Invalid key works again: a late report of a call made before
       // the key was marked says nothing about now. A QuotaExhausted key waits for its time even
       // then: a list-models probe succeeds without credit, so it cannot prove quota is back.
@@ -416,4 +452,60 @@ export function stopDraining(rec: KeyRecord): Transition | undefined {
   rec.stateBeforeDrain = undefined;
   rec.stateBeforeDrainUntilMs = 0;
   return t;
+}
+
+/** Reasons of the Degraded states alerts cause (applyAlerts). */
+const ALERT_REASONS: ReadonlySet<string> = new Set(["error_rate_high", "latency_high"]);
+
+/** Outcomes the error-rate alert counts as failed calls: the key's or its account's trouble. */
+const FAILED_CALL: ReadonlySet<string> = new Set<string>([
+  OutcomeKind.ServerError,
+  OutcomeKind.NetworkError,
+  OutcomeKind.Degraded,
+  OutcomeKind.InvalidKey,
+]);
+
+/**
+ * The alerts beyond consecutive failures (spec.alerts): a Healthy key whose share of failed calls
+ * over errorRateWindow (exponentially weighted, once errorRateMinCalls calls are in it) exceeds
+ * errorRatePercent, or whose average latency exceeds latencyThreshold, turns Degraded with
+ * reason error_rate_high or latency_high. A slow call counts as trouble for degradedCooldown, so
+ * the key stays Degraded while it stays slow. Call after applyOutcome when it made no transition.
+ */
+export function applyAlerts(
+  rec: KeyRecord,
+  outcome: Outcome,
+  config: PoolConfig,
+  now: number,
+): Transition | undefined {
+  if (outcome.kind === OutcomeKind.RequestError || outcome.kind === OutcomeKind.ProviderOverloaded)
+    return undefined;
+  const { errorRatePercent, errorRateWindowMs, errorRateMinCalls, latencyThresholdMs } = config.alerts;
+  const failed = FAILED_CALL.has(outcome.kind);
+  rec.callRate.add(now, 1, errorRateWindowMs);
+  if (failed) rec.failureRate.add(now, 1, errorRateWindowMs);
+  const slow = rec.latencyMs !== undefined && rec.latencyMs > latencyThresholdMs;
+  if (slow && outcome.latencyMs !== undefined && outcome.latencyMs > latencyThresholdMs)
+    rec.lastErrorAtMs = now;
+  if (rec.state !== "Healthy") return undefined;
+  // Calls in the window: the weighted rate times the window (what a steady rate would have put there).
+  const calls = rec.callRate.at(now, errorRateWindowMs) * errorRateWindowMs;
+  if (failed && calls >= errorRateMinCalls) {
+    const share = rec.failureRate.at(now, errorRateWindowMs) / rec.callRate.at(now, errorRateWindowMs);
+    if (share * 100 > errorRatePercent) {
+      rec.lastErrorAtMs = now;
+      return moveTo(rec, "Degraded", "error_rate_high");
+    }
+  }
+  if (slow) {
+    rec.lastErrorAtMs = now;
+    return moveTo(rec, "Degraded", "latency_high");
+  }
+  return undefined;
+}
+
+/** The error-rate alert's measure: the share of failed calls in the window, 0..1 (0 before any call). */
+export function errorShare(rec: KeyRecord, config: PoolConfig, now: number): number {
+  const calls = rec.callRate.at(now, config.alerts.errorRateWindowMs);
+  return calls > 0 ? rec.failureRate.at(now, config.alerts.errorRateWindowMs) / calls : 0;
 }

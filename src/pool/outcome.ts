@@ -40,6 +40,16 @@ export interface RateLimitInfo {
   resetTokensAtMs?: number;
 }
 
+/** A call's model and tokens by kind, as the price list charges them. */
+export interface CallUsage {
+  model?: string;
+  /** Input (prompt) tokens, including cachedInputTokens. */
+  inputTokens?: number;
+  /** Of inputTokens, those read from the provider's prompt cache (cheaper on most price lists). */
+  cachedInputTokens?: number;
+  outputTokens?: number;
+}
+
 export interface Outcome {
   kind: OutcomeKind;
   /** Until when the key should not be used (rateLimited/quotaExhausted), epoch ms, when the provider said. */
@@ -50,6 +60,11 @@ export interface Outcome {
   statusCode?: number;
   /** Tokens the call used (success), counted against tokensPerMinute. */
   tokens?: number;
+  /**
+   * What the call cost, from the pool's price list: the model it named and its tokens by kind.
+   * Any may be missing; without a model, or a price for it, the call costs nothing known.
+   */
+  usage?: CallUsage;
   /** Rate-limit headers seen on the answer (any outcome). */
   rateLimit?: RateLimitInfo;
   /**

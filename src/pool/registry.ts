@@ -7,6 +7,8 @@
  */
 import type { KeyPoolSpec } from "../api/keypool.ts";
 import type { KeyPoolEngine, KeyTransitionEvent } from "./engine.ts";
+import type { BudgetNotice } from "./spending.ts";
+import type { NotificationType } from "../api/keypool.ts";
 
 /** A KeyPool by namespace and name. */
 export interface PoolRef {
@@ -52,12 +54,24 @@ export interface PoolRuntime {
    * status write may not be back in the cache yet); undefined: status.lastProbeRequest says.
    */
   probeRequest?: string | undefined;
+  /** spec.notifications.webhooks with their URLs and signing keys read from Secrets (never logged). */
+  webhooks?: readonly PoolWebhook[] | undefined;
+}
+
+/** A webhook of a pool, resolved: where to post, what to sign with, which notifications it wants. */
+export interface PoolWebhook {
+  name: string;
+  url: string;
+  signingKey?: string | undefined;
+  /** Empty: every notification type. */
+  events: readonly NotificationType[];
 }
 
 export class PoolRegistry {
   readonly #pools = new Map<string, PoolRuntime>();
   readonly #listeners = new Set<(ref: PoolRef) => void>();
   readonly #transitionListeners = new Set<(ref: PoolRef, event: KeyTransitionEvent) => void>();
+  readonly #budgetListeners = new Set<(ref: PoolRef, notice: BudgetNotice) => void>();
 
   get(ref: PoolRef): PoolRuntime | undefined {
     return this.#pools.get(refKey(ref));
@@ -107,5 +121,16 @@ export class PoolRegistry {
   onTransition(listener: (ref: PoolRef, event: KeyTransitionEvent) => void): () => void {
     this.#transitionListeners.add(listener);
     return () => this.#transitionListeners.delete(listener);
+  }
+
+  /** A pool or key budget of a pool reached its warning share or its limit (engine onBudget). */
+  budgetNoticed(ref: PoolRef, notice: BudgetNotice): void {
+    for (const listener of this.#budgetListeners) listener(ref, notice);
+  }
+
+  /** Hears every budget notice of every pool (Events, notifications). */
+  onBudget(listener: (ref: PoolRef, notice: BudgetNotice) => void): () => void {
+    this.#budgetListeners.add(listener);
+    return () => this.#budgetListeners.delete(listener);
   }
 }

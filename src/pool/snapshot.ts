@@ -7,6 +7,15 @@ import { KeyState } from "../api/keypool.ts";
 
 export const SNAPSHOT_VERSION = 1;
 
+/** What a spend counter keeps (spend.ts SpendSnapshot): the windows by id and their USD. */
+export const SpendSnapshot = z.object({
+  day: z.string(),
+  dayUSD: z.number().min(0),
+  month: z.string(),
+  monthUSD: z.number().min(0),
+  models: z.record(z.string(), z.tuple([z.number().min(0), z.number().min(0)])).optional(),
+});
+
 export const KeySnapshot = z.object({
   id: z.string().regex(/^[0-9a-f]{12}$/),
   state: KeyState,
@@ -27,6 +36,10 @@ export const KeySnapshot = z.object({
   lastUsedMs: z.number().optional(),
   lastErrorAtMs: z.number().optional(),
   lastError: z.object({ code: z.number().int().optional(), reason: z.string(), atMs: z.number() }).optional(),
+  /** The reason of the key's last transition (budget_exhausted, error_rate_high, ...). */
+  reason: z.string().optional(),
+  /** What the key cost in the budget day and month it was saved in. */
+  spend: SpendSnapshot.optional(),
 });
 export type KeySnapshot = z.infer<typeof KeySnapshot>;
 
@@ -34,5 +47,7 @@ export const EngineSnapshot = z.object({
   version: z.literal(SNAPSHOT_VERSION),
   takenAtMs: z.number(),
   keys: z.array(KeySnapshot),
+  /** What the whole pool cost (it outlives keys that left). */
+  spend: SpendSnapshot.optional(),
 });
 export type EngineSnapshot = z.infer<typeof EngineSnapshot>;

@@ -152,9 +152,12 @@ export class LeastLoadedSet extends HeapSet {
   }
 }
 
-/** Effective weight: the configured weight scaled by health, never below 1% so a key can recover. */
+/**
+ * Effective weight: the configured weight scaled by health, never below 1% so a key can recover,
+ * and by the key's headroom (1 unless spec.forecast.balance: see KeyRecord.headroom).
+ */
 export function effectiveWeight(rec: KeyRecord): number {
-  return rec.weight * Math.max(rec.health, 0.01);
+  return rec.weight * Math.max(rec.health, 0.01) * rec.headroom;
 }
 
 /**
@@ -186,7 +189,29 @@ export class WeightedSet extends HeapSet {
   override changed(): void {}
 }
 
-export function createActiveSet(strategy: Strategy): ActiveSet {
+/**
+ * The cheapest key first: lowest costMultiplier, then the order keys joined. A key at a limit or
+ * over its budget leaves the set, so calls spill to the next cheapest as limits fill.
+ */
+export class LowestCostSet extends HeapSet {
+  readonly strategy = "LowestCost" as const;
+  constructor() {
+    super(
+      (a, b) =>
+        a.costMultiplier < b.costMultiplier || (a.costMultiplier === b.costMultiplier && a.order < b.order),
+    );
+  }
+}
+
+/**
+ * The active set for a pool: its strategy's, or with spec.forecast.balance, a weighted one whose
+ * weights carry each key's headroom (every strategy then shares calls by what keys have left).
+ */
+export function createActiveSet(strategy: Strategy, balance = false): ActiveSet {
+  return balance && strategy !== "LowestCost" ? new WeightedSet() : createStrategySet(strategy);
+}
+
+function createStrategySet(strategy: Strategy): ActiveSet {
   switch (strategy) {
     case "RoundRobin":
       return new RoundRobinSet();
@@ -196,5 +221,7 @@ export function createActiveSet(strategy: Strategy): ActiveSet {
       return new LeastLoadedSet();
     case "Weighted":
       return new WeightedSet();
+    case "LowestCost":
+      return new LowestCostSet();
   }
 }

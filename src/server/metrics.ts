@@ -85,6 +85,64 @@ export function createMetrics(sources: MetricsSources): Registry {
       reported = now;
     },
   });
+  counterFrom(registry, {
+    name: "keypool_cost_usd_total",
+    help: "What calls cost by the pool's price list (spec.pricing), USD, per model.",
+    labelNames: ["namespace", "pool", "model"],
+    read: () =>
+      [...sources.pools.values()].flatMap((pool) =>
+        [...pool.engine.costTotals()].map(
+          ([model, usd]) =>
+            [{ namespace: pool.ref.namespace, pool: pool.ref.name, model }, usd] as [
+              Partial<Record<"namespace" | "pool" | "model", string>>,
+              number,
+            ],
+        ),
+      ),
+  });
+  new Gauge({
+    name: "keypool_budget_spent_ratio",
+    help: "Share of each pool budget spent in its current window (1 = exhausted).",
+    labelNames: ["namespace", "pool", "period"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pool of sources.pools.values()) {
+        const { budget } = pool.engine.spendingView();
+        for (const [period, use] of [
+          ["daily", budget.daily],
+          ["monthly", budget.monthly],
+        ] as const)
+          if (use)
+            this.set(
+              { namespace: pool.ref.namespace, pool: pool.ref.name, period },
+              use.spentUSD / use.limitUSD,
+            );
+      }
+    },
+  });
+  new Gauge({
+    name: "keypool_forecast_exhaustion_timestamp_seconds",
+    help: "When the pool's most pressing limit or budget runs out at the recent rate, Unix seconds (pools whose forecast says it will; before_reset: before its window resets).",
+    labelNames: ["namespace", "pool", "limit", "before_reset"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pool of sources.pools.values()) {
+        const { forecast } = pool.engine.spendingView();
+        if (!forecast) continue;
+        this.set(
+          {
+            namespace: pool.ref.namespace,
+            pool: pool.ref.name,
+            limit: forecast.limit,
+            before_reset: String(forecast.beforeReset),
+          },
+          Math.floor(forecast.exhaustsAtMs / 1000),
+        );
+      }
+    },
+  });
   if (sources.statusWriteFailures) {
     const failures = sources.statusWriteFailures;
     counterFrom(registry, {

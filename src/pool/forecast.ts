@@ -1,0 +1,109 @@
+/**
+ * Exhaustion forecasts: when a limit runs out at the recent consumption rate, and whether that
+ * is before its window resets.
+ *
+ * The rate is an exponentially weighted moving average over irregular events (spec.forecast.
+ * halfLife, 5 minutes by default): each use of `amount` adds amount/tau, and the rate decays by
+ * e^(-dt/tau) (tau = halfLife / ln 2). A steady rate r reads as r after a few half-lives; a
+ * stop decays to half in one half-life.
+ *
+ * Two kinds of window:
+ * - calendar (budgets): `remaining / rate` from now; predicted when that is before the window's end.
+ * - sliding (requestsPerDay, tokensPerMinute): use also leaves the window as it ages. Taking the
+ *   window's use as spread evenly over it, it leaves at used / windowMs, so the window fills
+ *   only while the rate exceeds that: at now + remaining / (rate - used/windowMs). Predicted
+ *   when that is within one window length (a sliding window has no single reset).
+ */
+
+export class RateAverage {
+  #rate = 0;
+  #lastMs = 0;
+
+  /** Records `amount` used at `nowMs`. */
+  add(nowMs: number, amount: number, tauMs: number): void {
+    this.#rate = this.at(nowMs, tauMs) + amount / tauMs;
+    this.#lastMs = nowMs;
+  }
+
+  /** Units per ms at `nowMs`. */
+  at(nowMs: number, tauMs: number): number {
+    if (this.#rate === 0) return 0;
+    const dt = Math.max(0, nowMs - this.#lastMs);
+    return this.#rate * Math.exp(-dt / tauMs);
+  }
+}
+
+/** tau of an EWMA with half-life `halfLifeMs`. */
+export const tauOf = (halfLifeMs: number): number => halfLifeMs / Math.LN2;
+
+/** Which limit a forecast is about. */
+export type ForecastLimit =
+  | "requestsPerDay"
+  | "tokensPerMinute"
+  | "dailyBudget"
+  | "monthlyBudget"
+  | "poolDailyBudget"
+  | "poolMonthlyBudget";
+
+export interface Forecast {
+  limit: ForecastLimit;
+  /** When the limit runs out at the current rate (epoch ms). */
+  exhaustsAtMs: number;
+  /** When the window resets (calendar) or the horizon a sliding window is judged over. */
+  resetsAtMs: number;
+  /** Runs out before the reset: the pool (or key) will be short, not just busy. */
+  beforeReset: boolean;
+}
+
+export interface CalendarUse {
+  limit: ForecastLimit;
+  used: number;
+  capacity: number;
+  /** units per ms */
+  rate: number;
+  endMs: number;
+}
+
+export interface SlidingUse {
+  limit: ForecastLimit;
+  used: number;
+  capacity: number;
+  rate: number;
+  windowMs: number;
+}
+
+/** A calendar window's forecast; undefined when nothing is being used. */
+export function calendarForecast(use: CalendarUse, nowMs: number): Forecast | undefined {
+  const remaining = Math.max(0, use.capacity - use.used);
+  if (remaining === 0)
+    return { limit: use.limit, exhaustsAtMs: nowMs, resetsAtMs: use.endMs, beforeReset: true };
+  if (!(use.rate > 0)) return undefined;
+  const exhaustsAtMs = nowMs + remaining / use.rate;
+  return { limit: use.limit, exhaustsAtMs, resetsAtMs: use.endMs, beforeReset: exhaustsAtMs < use.endMs };
+}
+
+/** A sliding window's forecast; undefined when it does not fill at this rate. */
+export function slidingForecast(use: SlidingUse, nowMs: number): Forecast | undefined {
+  const remaining = Math.max(0, use.capacity - use.used);
+  const resetsAtMs = nowMs + use.windowMs;
+  if (remaining === 0) return { limit: use.limit, exhaustsAtMs: nowMs, resetsAtMs, beforeReset: true };
+  const net = use.rate - use.used / use.windowMs;
+  if (!(net > 0)) return undefined;
+  const exhaustsAtMs = nowMs + remaining / net;
+  return { limit: use.limit, exhaustsAtMs, resetsAtMs, beforeReset: exhaustsAtMs < resetsAtMs };
+}
+
+/** The forecast that matters most: the earliest that runs out before its reset, else the earliest. */
+export function mostPressing(forecasts: ReadonlyArray<Forecast | undefined>): Forecast | undefined {
+  let best: Forecast | undefined;
+  for (const f of forecasts) {
+    if (!f) continue;
+    if (
+      !best ||
+      (f.beforeReset && !best.beforeReset) ||
+      (f.beforeReset === best.beforeReset && f.exhaustsAtMs < best.exhaustsAtMs)
+    )
+      best = f;
+  }
+  return best;
+}
