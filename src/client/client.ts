@@ -97,8 +97,15 @@ export interface GetKeyOptions {
 }
 
 export interface ReportExtra {
-  /** Tokens the call used, counted against the key's tokensPerMinute. */
+  /** Tokens the call used, counted against the key's tokensPerMinute (default: inputTokens + outputTokens). */
   tokens?: number;
+  /** The model the call asked for (at most 200 characters): the pool's price list prices it. */
+  model?: string;
+  /** Input (prompt) tokens, cachedInputTokens included. */
+  inputTokens?: number;
+  /** Of inputTokens, those read from the provider's prompt cache (at most inputTokens). */
+  cachedInputTokens?: number;
+  outputTokens?: number;
   latencyMs?: number;
   /** Rest the key at least this long (seconds). */
   retryAfterSeconds?: number;
@@ -126,6 +133,12 @@ export interface WithKeyOptions {
   session?: string;
   signal?: AbortSignal;
   retryOn?: (status: number) => boolean;
+  /**
+   * The model the call asks for, reported with every attempt to price it. Default: the model a
+   * successful answer names (OpenAI and Anthropic name a dated snapshot, e.g. "gpt-4o-2024-08-06"
+   * for "gpt-4o", which a price list may not know).
+   */
+  model?: string;
 }
 
 function positiveInteger(value: number, name: string): number {
@@ -311,6 +324,8 @@ export class KeyPoolClient {
       await this.#report(lease, verdict.report, {
         latencyMs: Math.round(performance.now() - started),
         ...(verdict.tokens === undefined ? {} : { tokens: verdict.tokens }),
+        ...verdict.usage,
+        ...(options.model === undefined ? {} : { model: options.model }),
       }).catch(this.#onReportError);
       if (!verdict.retry || signal?.aborted) break;
     }

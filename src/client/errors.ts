@@ -18,6 +18,7 @@ export const SERVER_ERROR_CODES = [
   "method_not_allowed",
   "invalid_request",
   "invalid_path",
+  "invalid_usage",
   "conflict",
   "payload_too_large",
   "unsupported_media_type",

@@ -32,6 +32,7 @@ export {
   type ServerErrorCode,
 } from "./errors.ts";
 export {
+  type CallUsage,
   type HeadersLike,
   type HttpResult,
   isNetworkError,

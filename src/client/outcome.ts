@@ -197,11 +197,75 @@ export function usageTokens(value: unknown): number | undefined {
   return count(gemini?.["totalTokenCount"]);
 }
 
+/** A call's model and tokens by kind, as the report's `model`, `inputTokens`, ... fields carry them. */
+export interface CallUsage {
+  /** The model the call asked for: the pool's price list prices it. */
+  model?: string;
+  /** Input (prompt) tokens, cachedInputTokens included. */
+  inputTokens?: number;
+  /** Of inputTokens, those read from the provider's prompt cache. */
+  cachedInputTokens?: number;
+  outputTokens?: number;
+}
+
+/** The server's limits on a report's usage (src/server/dispenser.ts ReportBody). */
+const MODEL_MAX = 200;
+const TOKENS_MAX = 100_000_000;
+
+/**
+ * The model and tokens by kind a parsed provider answer states: OpenAI chat completions (`usage`
+ * prompt/completion tokens, `prompt_tokens_details.cached_tokens`) and Responses API (`usage`
+ * input/output tokens, `input_tokens_details.cached_tokens`), Anthropic (`usage`: input, cache
+ * creation and cache read tokens are the input, cache reads its cached part), Gemini
+ * (`usageMetadata`: prompt, cached content, candidates + thoughts as output). The model is the one
+ * the answer names (`model`, Gemini's `modelVersion`): often a dated snapshot of the one asked for
+ * (withKey's `model` option names that one instead). Undefined when the answer says neither.
+ */
+export function answerUsage(value: unknown): CallUsage | undefined {
+  if (!isRecord(value) || httpStatusOf(value) !== undefined) return undefined;
+  const count = (n: unknown) =>
+    typeof n === "number" && Number.isFinite(n) && n >= 0 ? Math.min(TOKENS_MAX, Math.round(n)) : undefined;
+  const sum = (...ns: unknown[]) =>
+    ns.some((n) => count(n) !== undefined) ? ns.reduce<number>((a, n) => a + (count(n) ?? 0), 0) : undefined;
+  const u = isRecord(value["usage"]) ? value["usage"] : undefined;
+  const gemini = isRecord(value["usageMetadata"]) ? value["usageMetadata"] : undefined;
+  let input: number | undefined;
+  let cached: number | undefined;
+  let output: number | undefined;
+  if (u && (u["prompt_tokens"] !== undefined || u["completion_tokens"] !== undefined)) {
+    input = count(u["prompt_tokens"]);
+    cached = count(
+      isRecord(u["prompt_tokens_details"]) ? u["prompt_tokens_details"]["cached_tokens"] : undefined,
+    );
+    output = count(u["completion_tokens"]);
+  } else if (u) {
+    input = sum(u["input_tokens"], u["cache_creation_input_tokens"], u["cache_read_input_tokens"]);
+    cached =
+      count(u["cache_read_input_tokens"]) ??
+      count(isRecord(u["input_tokens_details"]) ? u["input_tokens_details"]["cached_tokens"] : undefined);
+    output = count(u["output_tokens"]);
+  } else if (gemini) {
+    input = count(gemini["promptTokenCount"]);
+    cached = count(gemini["cachedContentTokenCount"]);
+    output = sum(gemini["candidatesTokenCount"], gemini["thoughtsTokenCount"]);
+  }
+  const usage: CallUsage = {};
+  const model = typeof value["model"] === "string" ? value["model"] : value["modelVersion"];
+  if (typeof model === "string" && model.length > 0 && model.length <= MODEL_MAX) usage.model = model;
+  // Cached tokens are part of the input: the server refuses more of them than of input tokens.
+  if (input !== undefined || cached !== undefined) usage.inputTokens = Math.max(input ?? 0, cached ?? 0);
+  if (cached !== undefined) usage.cachedInputTokens = cached;
+  if (output !== undefined) usage.outputTokens = output;
+  return Object.keys(usage).length > 0 ? usage : undefined;
+}
+
 /** How one attempt of `withKey` ended: what to report, and whether another key may do better. */
 export interface Verdict {
   report: ReportFields;
   retry: boolean;
   tokens?: number;
+  /** The answer's model and tokens by kind (a success's). */
+  usage?: CallUsage;
 }
 
 /** The verdict on what `fn` returned: an HTTP answer is reported as such, anything else is a success. */
@@ -212,7 +276,13 @@ export async function verdictOfValue(value: unknown, retryOn: (status: number) =
     return { report, retry: retryOn(status) };
   }
   const tokens = usageTokens(value);
-  return { report: { outcome: "success" }, retry: false, ...(tokens === undefined ? {} : { tokens }) };
+  const usage = answerUsage(value);
+  return {
+    report: { outcome: "success" },
+    retry: false,
+    ...(tokens === undefined ? {} : { tokens }),
+    ...(usage === undefined ? {} : { usage }),
+  };
 }
 
 /** The verdict on what `fn` threw: its HTTP answer, a network error (retried), or the caller's own failure. */

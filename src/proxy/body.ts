@@ -11,8 +11,16 @@ export type ProxyBody =
   | { kind: "none" }
   /** The whole body: every attempt sends it. */
   | { kind: "buffered"; bytes: Buffer }
-  /** Too large to hold: one attempt streams it. `take()` gives the stream once. */
-  | { kind: "streamed"; length: number | undefined; take(): AsyncIterable<Buffer> };
+  /**
+   * Too large to hold: one attempt streams it. `take()` gives the stream once; `observer` sees
+   * each chunk as it is sent (the proxy reads the model from it: model.ts).
+   */
+  | { kind: "streamed"; length: number | undefined; take(observer?: ChunkObserver): AsyncIterable<Buffer> };
+
+/** Sees a streamed body's chunks as they go by. */
+export interface ChunkObserver {
+  push(chunk: Buffer): void;
+}
 
 export interface BodyLimits {
   maxBytes: number;
@@ -41,13 +49,14 @@ export async function readProxyBody(req: IncomingMessage, limits: BodyLimits): P
   return {
     kind: "streamed",
     length,
-    take() {
+    take(observer) {
       if (taken) throw new Error("a streamed request body can be sent once");
       taken = true;
       return (async function* stream() {
         let sent = 0;
         for (const chunk of held) {
           sent += chunk.length;
+          observer?.push(chunk);
           yield chunk;
         }
         for (;;) {
@@ -55,6 +64,7 @@ export async function readProxyBody(req: IncomingMessage, limits: BodyLimits): P
           if (next.done) return;
           sent += next.value.length;
           if (sent > limits.maxBytes) throw tooLarge(limits.maxBytes);
+          observer?.push(next.value);
           yield next.value;
         }
       })();

@@ -16,8 +16,14 @@ export function copyBody(
   body: Readable,
   res: ServerResponse,
   onChunk: (chunk: Buffer) => void,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+  /**
+   * Keep the last chunk back and settle with it: the caller of an answer with a content-length
+   * has it all only when the caller of copyBody writes it (after the call's report, say).
+   */
+  holdLast = false,
+): Promise<Buffer | undefined> {
+  let held: Buffer | undefined;
+  return new Promise<Buffer | undefined>((resolve, reject) => {
     let settled = false;
     const stop = (err?: Error) => {
       if (settled) return;
@@ -31,12 +37,14 @@ export function copyBody(
         body.destroy();
         reject(err);
       } else {
-        resolve();
+        resolve(held);
       }
     };
     const onData = (chunk: Buffer) => {
       onChunk(chunk);
-      if (!res.write(chunk)) body.pause();
+      const out = holdLast ? held : chunk;
+      if (holdLast) held = chunk;
+      if (out && !res.write(out)) body.pause();
     };
     const onDrain = () => body.resume();
     const onEnd = () => stop();

@@ -4,7 +4,8 @@
  * SDK puts the API key; the proxy picks a key by the pool's strategy, injects it, and on a
  * retryable answer (429, 5xx, 529, a refused key, a network error) reports it and tries another
  * key, as long as nothing has been sent to the caller. Answers stream through with backpressure;
- * token usage and rate-limit headers update the key.
+ * token usage and rate-limit headers update the key, and each report carries the call's model
+ * and tokens by kind (input, cached input, output) for its price.
  * May import: src/api, src/pool, src/providers, src/server (errors, names, dispensing: the server
  * never imports this folder; run-common.ts mounts the handler), src/log.
  */
@@ -16,7 +17,7 @@ import { Agent } from "undici";
 import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
-import type { Outcome } from "../pool/outcome.ts";
+import type { CallUsage, Outcome } from "../pool/outcome.ts";
 import { classifyNetworkError, getProvider, providerUrl } from "../providers/index.ts";
 import type { Classification, ProviderName } from "../providers/types.ts";
 import type { SessionAffinity } from "../server/affinity.ts";
@@ -26,6 +27,7 @@ import { KeyPoolError, writeError } from "../server/errors.ts";
 import { nameSegment } from "../server/names.ts";
 import { parseDuration } from "../api/duration.ts";
 import { type BodyLimits, type ProxyBody, readProxyBody } from "./body.ts";
+import { ModelScanner, requestModel } from "./model.ts";
 import { providerErrorBody } from "./errors.ts";
 import { copyBody } from "./copy-body.ts";
 import { confinedPath, isWithinBase } from "./path.ts";
@@ -90,7 +92,14 @@ interface Call {
   waitedMs: number;
   abort: AbortController;
   keyIds: string[];
+  body: ProxyBody;
+  /** The request's model once looked for (model.ts); null: it names none. */
+  model: string | null | undefined;
+  /** Reads the model of a streamed body as it is sent. */
+  scanner: ModelScanner | undefined;
 }
+
+const NO_BODY: ProxyBody = { kind: "none" };
 
 export function createProxy(options: ProxyOptions) {
   const log = options.logger.child({ component: "proxy" });
@@ -122,6 +131,9 @@ export function createProxy(options: ProxyOptions) {
       waitedMs: 0,
       abort,
       keyIds: [],
+      body: NO_BODY,
+      model: undefined,
+      scanner: undefined,
     };
     try {
       const { ref, path, query } = parseProxyPath(req.url);
@@ -143,6 +155,7 @@ export function createProxy(options: ProxyOptions) {
       call.caller = decision.caller.username;
       if (!pool) throw new KeyPoolError("pool_not_found", `KeyPool ${ref.namespace}/${ref.name} not found`);
       const body = await readProxyBody(req, options.limits);
+      call.body = body;
       await forward(call, pool, body);
     } catch (err) {
       if (abort.signal.aborted) {
@@ -211,9 +224,11 @@ export function createProxy(options: ProxyOptions) {
       const base = runtime.spec.baseURL ?? profile.defaultBaseURL;
       const url = providerUrl(base, queryPath(call));
       if (!isWithinBase(url, base)) {
-        reportTo(runtime, picked, { kind: "requestError", reason: "invalid_path" });
+        reportTo(call, runtime, picked, { kind: "requestError", reason: "invalid_path" });
         throw new KeyPoolError("invalid_path", "The proxied path would leave the pool's base URL");
       }
+      // A streamed body is sent once: its model is read as it goes (a held one's when needed).
+      if (body.kind === "streamed") call.scanner = new ModelScanner();
       const sentAt = performance.now();
       let answer: UpstreamAnswer;
       try {
@@ -230,7 +245,7 @@ export function createProxy(options: ProxyOptions) {
             body.kind === "buffered"
               ? body.bytes
               : body.kind === "streamed"
-                ? Readable.from(body.take(), { objectMode: false })
+                ? Readable.from(body.take(call.scanner), { objectMode: false })
                 : null,
           signal: call.abort.signal,
           headersTimeout: runtime.engine.config.proxy.timeoutMs,
@@ -239,17 +254,17 @@ export function createProxy(options: ProxyOptions) {
       } catch (err) {
         call.upstreamMs += performance.now() - sentAt;
         if (call.abort.signal.aborted) {
-          reportTo(runtime, picked, { kind: "requestError", reason: "client_aborted" });
+          reportTo(call, runtime, picked, { kind: "requestError", reason: "client_aborted" });
           throw err;
         }
         const ownError = keyPoolErrorIn(err);
         if (ownError) {
           // The request body broke the limit while streaming: the request's fault, not the key's.
-          reportTo(runtime, picked, { kind: "requestError", reason: "body_too_large" });
+          reportTo(call, runtime, picked, { kind: "requestError", reason: "body_too_large" });
           throw ownError;
         }
         const outcome = classifyNetworkError(err);
-        reportTo(runtime, picked, outcome);
+        reportTo(call, runtime, picked, outcome);
         metrics?.attempts.inc({ ...labels(call.ref), result: outcome.kind });
         lastNetworkError = outcome;
         held = undefined;
@@ -269,7 +284,7 @@ export function createProxy(options: ProxyOptions) {
         { status: answer.statusCode, headers: answer.headers, body: errorBody.bytes.toString("utf8") },
         options.clock.now(),
       );
-      reportTo(runtime, picked, { ...outcomeOf(classification), latencyMs: headersMs });
+      reportTo(call, runtime, picked, { ...outcomeOf(classification), latencyMs: headersMs });
       metrics?.attempts.inc({ ...labels(call.ref), result: classification.kind });
       lastNetworkError = undefined;
       held = { runtime, status: answer.statusCode, headers: answer.headers, body: errorBody.bytes };
@@ -321,19 +336,26 @@ export function createProxy(options: ProxyOptions) {
     // a separate write of the headers cost a syscall and a wake-up of the caller on every call.
     if (!prefix && answer.body.readableLength === 0) res.flushHeaders();
     observeAdded(call);
+    let last: Buffer | undefined;
     try {
       if (prefix) res.write(prefix);
-      await copyBody(answer.body, res, (chunk) => meter.push(chunk));
-      res.end();
+      // An answer with a length is complete for the caller at its last byte: that byte waits for
+      // the report below. A stream without one is complete at its end (res.end()).
+      last = await copyBody(
+        answer.body,
+        res,
+        (chunk) => meter.push(chunk),
+        success && answer.headers["content-length"] !== undefined,
+      );
     } catch (err) {
       // The caller left (abort) or the provider's stream broke: nothing can be retried now.
       answer.body.destroy();
       const aborted = call.abort.signal.aborted;
-      reportTo(
-        runtime,
-        picked,
-        aborted ? { kind: "requestError", reason: "client_aborted" } : classifyNetworkError(err),
-      );
+      const failure: Outcome = aborted
+        ? { kind: "requestError", reason: "client_aborted" }
+        : classifyNetworkError(err);
+      // What the stream said before it broke off (Anthropic's input tokens, say) was billed.
+      reportTo(call, runtime, picked, { ...failure, usage: usageOf(call, meter.usage(), true) });
       res.destroy();
       finish(call, aborted ? "client_aborted" : "upstream_unavailable", answer.statusCode);
       return;
@@ -341,9 +363,19 @@ export function createProxy(options: ProxyOptions) {
     const tokens = meter.tokens();
     if (tokens > 0) metrics?.tokens.inc(labels(call.ref), tokens);
     if (success) {
-      reportTo(runtime, picked, { ...outcomeOf(classification), tokens, latencyMs: call.headersMs });
+      const reported = reportTo(call, runtime, picked, {
+        ...outcomeOf(classification),
+        tokens,
+        latencyMs: call.headersMs,
+        usage: usageOf(call, meter.usage(), false),
+      });
+      // With a shared store the answer ends once its report (tokens, cost, a budget it spent) is
+      // in the store: a caller's next call, on any replica, is counted after it. The memory
+      // store's report is synchronous: nothing waits.
+      if (reported) await reported;
       metrics?.attempts.inc({ ...labels(call.ref), result: "success" });
     }
+    res.end(last);
     finish(call, success ? "success" : "upstream_error", answer.statusCode);
   }
 
@@ -391,16 +423,28 @@ export function createProxy(options: ProxyOptions) {
     return headers;
   }
 
-  function reportTo(runtime: PoolRuntime, picked: DispenseResult, outcome: Outcome): void {
+  /** Reports an attempt's outcome; a failure without usage gets the model with no tokens, when known. */
+  /** Reports a call's outcome; a promise (never rejecting) when the coordinator answers later. */
+  function reportTo(
+    call: Call,
+    runtime: PoolRuntime,
+    picked: DispenseResult,
+    outcome: Outcome,
+  ): Promise<void> | undefined {
+    if (outcome.usage === undefined && outcome.kind !== "success") {
+      const usage = usageOf(call, undefined, true);
+      if (usage) outcome = { ...outcome, usage };
+    }
     const coordinator = options.coordinator ?? localCoordinator;
     // A shared store's lease end is sent now, before the answer goes out: the caller's next call
     // is reserved after it on the same connection, so its tokens count.
     const reported = coordinator.report(runtime, { leaseId: picked.leaseId }, outcome);
-    if (reported instanceof Promise)
-      reported.catch((err: unknown) =>
-        log.warn({ pool: refKey(runtime.ref), err: (err as Error).message }, "report failed"),
-      );
     options.registry.touched(runtime.ref);
+    if (!(reported instanceof Promise)) return undefined;
+    return reported.then(
+      () => undefined,
+      (err: unknown) => log.warn({ pool: refKey(runtime.ref), err: (err as Error).message }, "report failed"),
+    );
   }
 
   function observeAdded(call: Call): void {
@@ -493,6 +537,36 @@ function keyPoolErrorIn(err: unknown): KeyPoolError | undefined {
     if (e instanceof KeyPoolError) return e;
   }
   return undefined;
+}
+
+/**
+ * The request's model (model.ts), looked for once: in the path, or in the body when it was held
+ * in memory; a streamed body's as far as it has been sent.
+ */
+function modelOf(call: Call): string | undefined {
+  if (call.model === undefined) {
+    const provider = call.pool?.spec.provider;
+    const model = provider ? requestModel(provider, call.path, call.body) : undefined;
+    if (model === undefined && call.scanner) return call.scanner.model;
+    call.model = model ?? null;
+  }
+  return call.model ?? undefined;
+}
+
+/**
+ * An outcome's usage: the model and the answer's tokens by kind. Without counts from the answer,
+ * a failure cost no tokens (0 of each); a success's counts are unknown (left out: a stream
+ * without include_usage, say). Undefined when nothing is known.
+ */
+function usageOf(
+  call: Call,
+  kinds: Omit<CallUsage, "model"> | undefined,
+  failed: boolean,
+): CallUsage | undefined {
+  const model = modelOf(call);
+  if (kinds) return model === undefined ? kinds : { model, ...kinds };
+  if (model === undefined) return undefined;
+  return failed ? { model, inputTokens: 0, cachedInputTokens: 0, outputTokens: 0 } : { model };
 }
 
 function outcomeOf(c: Classification): Outcome {

@@ -1,13 +1,25 @@
 /**
  * Token usage read from answers as they stream through the proxy: from a JSON body at its end,
- * or from server-sent events as each one completes. Counts go against the key's tokensPerMinute.
+ * or from server-sent events as each one completes. The total counts against the key's
+ * tokensPerMinute (`tokens()`); the tokens by kind (input, cached input, output) price the call
+ * (`usage()`).
  *
- * - OpenAI (and OpenAI-compatible, Mistral): `usage.total_tokens`, or prompt + completion; in a
- *   stream, the final chunk's `usage` (sent with stream_options.include_usage).
- * - Anthropic: `usage.input_tokens` + `usage.output_tokens` (+ cache tokens); in a stream,
+ * - OpenAI chat completions (and OpenAI-compatible, Mistral): `usage.total_tokens`, or prompt +
+ *   completion; by kind `prompt_tokens` (cached included), `prompt_tokens_details.cached_tokens`,
+ *   `completion_tokens`. In a stream, the final chunk's `usage` (with stream_options.include_usage).
+ * - OpenAI Responses API: `usage.total_tokens`; by kind `input_tokens` (cached included),
+ *   `input_tokens_details.cached_tokens`, `output_tokens`. In a stream, `response.completed`'s
+ *   `response.usage`.
+ * - Anthropic: `usage.input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`
+ *   are the input (the cache reads its cached part), `output_tokens` the output; in a stream,
  *   message_start carries the input tokens and message_delta the output tokens so far.
- * - Gemini: `usageMetadata.totalTokenCount`; in a stream, every chunk repeats the running total.
+ *   https://docs.claude.com/en/api/messages#response-usage
+ * - Gemini: `usageMetadata.totalTokenCount`; by kind `promptTokenCount` (cached included),
+ *   `cachedContentTokenCount`, `candidatesTokenCount` + `thoughtsTokenCount` (thinking is billed
+ *   as output). In a stream, every chunk repeats the running totals.
+ *   https://ai.google.dev/api/generate-content#UsageMetadata
  */
+import type { CallUsage } from "../pool/outcome.ts";
 import { isRecord } from "../providers/errors-body.ts";
 
 /** Largest JSON body read for usage; larger bodies pass through uncounted. */
@@ -21,8 +33,34 @@ const num = (v: unknown): number => (typeof v === "number" && Number.isFinite(v)
 interface UsageReading {
   /** Tokens in total, when the object says so. */
   total?: number;
+  /** Anthropic's input (cache included) and output, added up when there is no total. */
   input?: number;
   output?: number;
+  /** By kind, for pricing: input (cached included), its cached part, output. */
+  inputTokens?: number;
+  cachedInputTokens?: number;
+  outputTokens?: number;
+}
+
+/** Tokens by kind of an OpenAI, Anthropic or Responses API `usage` object (fields it has only). */
+function kindsOf(usage: Record<string, unknown>, reading: UsageReading): void {
+  if (usage["prompt_tokens"] !== undefined || usage["completion_tokens"] !== undefined) {
+    if (usage["prompt_tokens"] !== undefined) reading.inputTokens = num(usage["prompt_tokens"]);
+    const details = usage["prompt_tokens_details"];
+    if (isRecord(details) && details["cached_tokens"] !== undefined)
+      reading.cachedInputTokens = num(details["cached_tokens"]);
+    if (usage["completion_tokens"] !== undefined) reading.outputTokens = num(usage["completion_tokens"]);
+    return;
+  }
+  const created = usage["cache_creation_input_tokens"];
+  const read = usage["cache_read_input_tokens"];
+  if (usage["input_tokens"] !== undefined || created !== undefined || read !== undefined)
+    reading.inputTokens = num(usage["input_tokens"]) + num(created) + num(read);
+  const details = usage["input_tokens_details"];
+  if (read !== undefined) reading.cachedInputTokens = num(read);
+  else if (isRecord(details) && details["cached_tokens"] !== undefined)
+    reading.cachedInputTokens = num(details["cached_tokens"]);
+  if (usage["output_tokens"] !== undefined) reading.outputTokens = num(usage["output_tokens"]);
 }
 
 function readUsage(value: unknown): UsageReading | undefined {
@@ -40,24 +78,34 @@ function readUsage(value: unknown): UsageReading | undefined {
       ? message["usage"]
       : undefined;
   if (usage) {
-    if (usage["total_tokens"] !== undefined) return { total: num(usage["total_tokens"]) };
-    if (usage["prompt_tokens"] !== undefined || usage["completion_tokens"] !== undefined)
-      return { total: num(usage["prompt_tokens"]) + num(usage["completion_tokens"]) };
-    const input =
-      num(usage["input_tokens"]) +
-      num(usage["cache_creation_input_tokens"]) +
-      num(usage["cache_read_input_tokens"]);
     const reading: UsageReading = {};
-    if (input > 0) reading.input = input;
-    if (usage["output_tokens"] !== undefined) reading.output = num(usage["output_tokens"]);
-    return reading.input !== undefined || reading.output !== undefined ? reading : undefined;
+    kindsOf(usage, reading);
+    if (usage["total_tokens"] !== undefined) reading.total = num(usage["total_tokens"]);
+    else if (usage["prompt_tokens"] !== undefined || usage["completion_tokens"] !== undefined)
+      reading.total = num(usage["prompt_tokens"]) + num(usage["completion_tokens"]);
+    else {
+      const input =
+        num(usage["input_tokens"]) +
+        num(usage["cache_creation_input_tokens"]) +
+        num(usage["cache_read_input_tokens"]);
+      if (input > 0) reading.input = input;
+      if (usage["output_tokens"] !== undefined) reading.output = num(usage["output_tokens"]);
+    }
+    return reading;
   }
   const meta = value["usageMetadata"];
-  if (isRecord(meta) && meta["totalTokenCount"] !== undefined) return { total: num(meta["totalTokenCount"]) };
-  return undefined;
+  if (!isRecord(meta)) return undefined;
+  const reading: UsageReading = {};
+  if (meta["totalTokenCount"] !== undefined) reading.total = num(meta["totalTokenCount"]);
+  if (meta["promptTokenCount"] !== undefined) reading.inputTokens = num(meta["promptTokenCount"]);
+  if (meta["cachedContentTokenCount"] !== undefined)
+    reading.cachedInputTokens = num(meta["cachedContentTokenCount"]);
+  if (meta["candidatesTokenCount"] !== undefined || meta["thoughtsTokenCount"] !== undefined)
+    reading.outputTokens = num(meta["candidatesTokenCount"]) + num(meta["thoughtsTokenCount"]);
+  return reading;
 }
 
-/** Watches an answer's bytes go by and says how many tokens it used. */
+/** Watches an answer's bytes go by and says how many tokens it used, in total and by kind. */
 export class UsageMeter {
   readonly #mode: "json" | "sse" | "none";
   readonly #decoder = new TextDecoder();
@@ -68,6 +116,10 @@ export class UsageMeter {
   #total = 0;
   #input = 0;
   #output = 0;
+  /** Tokens by kind; -1 until the answer states that kind. */
+  #inputTokens = -1;
+  #cachedInputTokens = -1;
+  #outputTokens = -1;
 
   constructor(contentType: string | undefined) {
     const type = (contentType ?? "").toLowerCase();
@@ -136,10 +188,16 @@ export class UsageMeter {
     if (reading.total !== undefined) this.#total = Math.max(this.#total, reading.total);
     if (reading.input !== undefined) this.#input = Math.max(this.#input, reading.input);
     if (reading.output !== undefined) this.#output = Math.max(this.#output, reading.output);
+    if (reading.inputTokens !== undefined)
+      this.#inputTokens = Math.max(this.#inputTokens, reading.inputTokens);
+    if (reading.cachedInputTokens !== undefined)
+      this.#cachedInputTokens = Math.max(this.#cachedInputTokens, reading.cachedInputTokens);
+    if (reading.outputTokens !== undefined)
+      this.#outputTokens = Math.max(this.#outputTokens, reading.outputTokens);
   }
 
-  /** Tokens the answer used (0 when it did not say). Call once the body has ended. */
-  tokens(): number {
+  /** A JSON answer is read once, at its end. */
+  #finish(): void {
     if (this.#mode === "json" && this.#json.length > 0) {
       try {
         this.#apply(readUsage(JSON.parse(Buffer.concat(this.#json).toString("utf8"))));
@@ -148,6 +206,27 @@ export class UsageMeter {
       }
       this.#json = [];
     }
+  }
+
+  /** Tokens the answer used (0 when it did not say). Call once the body has ended. */
+  tokens(): number {
+    this.#finish();
     return Math.max(this.#total, this.#input + this.#output);
+  }
+
+  /**
+   * The answer's tokens by kind, each 0 when it states others but not that one; undefined when it
+   * states none (no usage in the answer: a stream without include_usage, a model list, an error).
+   * Cached input never exceeds input. Call once the body has ended (or broke off: what came so far).
+   */
+  usage(): Omit<CallUsage, "model"> | undefined {
+    this.#finish();
+    if (this.#inputTokens < 0 && this.#cachedInputTokens < 0 && this.#outputTokens < 0) return undefined;
+    const inputTokens = Math.max(0, this.#inputTokens, this.#cachedInputTokens);
+    return {
+      inputTokens,
+      cachedInputTokens: Math.max(0, this.#cachedInputTokens),
+      outputTokens: Math.max(0, this.#outputTokens),
+    };
   }
 }

@@ -7,11 +7,13 @@ import type { KeyState } from "../api/keypool.ts";
 import { type PoolRef, type PoolRegistry, type PoolRuntime, refKey } from "../pool/registry.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { Dispensed } from "../pool/engine.ts";
-import type { Outcome } from "../pool/outcome.ts";
+import type { CallUsage, Outcome } from "../pool/outcome.ts";
 import { getProvider } from "../providers/index.ts";
 import { type Confirmed, type KeyCoordinator, localCoordinator } from "../state/coordinator.ts";
 import type { SessionAffinity } from "./affinity.ts";
 import { KeyPoolError } from "./errors.ts";
+import type { Forecast } from "../pool/forecast.ts";
+import type { BudgetStatus, BudgetUse } from "../pool/spending.ts";
 
 export interface DispenseResult extends Dispensed {
   /** The pool that served: the one asked for, or a fallback. */
@@ -226,9 +228,41 @@ export interface ReportInput {
   retryAfterSeconds?: number;
   /** A rate limit the report gives no end for (no retry-after, no reset header) rests this long. */
   defaultRetryAfterSeconds?: number;
+  /** Tokens counted against tokensPerMinute; inputTokens + outputTokens when not given. */
   tokens?: number;
   /** How long the call took (ms): feeds the key's average latency. */
   latencyMs?: number;
+  /** The model the call asked for: prices it (outcome.usage). */
+  model?: string;
+  /** Input tokens, cachedInputTokens included. */
+  inputTokens?: number;
+  /** Of inputTokens, those read from the provider's prompt cache. */
+  cachedInputTokens?: number;
+  outputTokens?: number;
+}
+
+/**
+ * A report's model and tokens by kind as the outcome's usage, as given (undefined when it gives
+ * none). Cached input tokens are part of the input tokens: more of them than of those, or without
+ * them, is refused (invalid_usage) rather than priced.
+ */
+export function reportedUsage(input: ReportInput): CallUsage | undefined {
+  const { model, inputTokens, cachedInputTokens, outputTokens } = input;
+  if (cachedInputTokens !== undefined && (inputTokens === undefined || cachedInputTokens > inputTokens)) {
+    throw new KeyPoolError(
+      "invalid_usage",
+      inputTokens === undefined
+        ? "cachedInputTokens needs inputTokens (the input tokens, cached ones included)"
+        : `cachedInputTokens (${cachedInputTokens}) is more than inputTokens (${inputTokens}), which counts the cached ones too`,
+    );
+  }
+  if (model === undefined && inputTokens === undefined && outputTokens === undefined) return undefined;
+  const usage: CallUsage = {};
+  if (model !== undefined) usage.model = model;
+  if (inputTokens !== undefined) usage.inputTokens = inputTokens;
+  if (cachedInputTokens !== undefined) usage.cachedInputTokens = cachedInputTokens;
+  if (outputTokens !== undefined) usage.outputTokens = outputTokens;
+  return usage;
 }
 
 /** Turns a report into an engine outcome: an explicit outcome, or the provider's classification. */
@@ -251,7 +285,11 @@ export function outcomeOf(runtime: PoolRuntime, input: ReportInput, nowMs: numbe
     outcome = { ...outcome, untilMs: nowMs + input.defaultRetryAfterSeconds * 1000 };
   }
   if (input.tokens !== undefined) outcome = { ...outcome, tokens: input.tokens };
+  else if (input.inputTokens !== undefined || input.outputTokens !== undefined)
+    outcome = { ...outcome, tokens: (input.inputTokens ?? 0) + (input.outputTokens ?? 0) };
   if (input.latencyMs !== undefined) outcome = { ...outcome, latencyMs: input.latencyMs };
+  const usage = reportedUsage(input);
+  if (usage) outcome = { ...outcome, usage };
   return outcome;
 }
 
@@ -287,11 +325,32 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undef
 export function poolView(runtime: PoolRuntime) {
   const keys = runtime.engine.keys();
   const byState = Object.fromEntries(Object.entries(runtime.engine.stateCounts()).filter(([, n]) => n > 0));
+  const spending = runtime.engine.spendingView();
   return {
     pool: runtime.ref,
     provider: runtime.spec.provider,
     strategy: runtime.spec.strategy,
     keys: { total: keys.length, usable: runtime.engine.usableCount, byState },
+    costWindow: { day: spending.day, month: spending.month, timeZone: spending.timeZone },
+    costTodayUSD: usd(spending.costTodayUSD),
+    costThisMonthUSD: usd(spending.costThisMonthUSD),
+    costByModel: spending.byModel.map((m) => ({
+      model: m.model,
+      costTodayUSD: usd(m.costTodayUSD),
+      costThisMonthUSD: usd(m.costThisMonthUSD),
+    })),
+    budget: budgetView(spending.budget),
+    forecast: forecastView(spending.forecast),
+    // Keys an alert made Degraded (error rate, latency, consecutive failures), newest first.
+    alerts: keys
+      .filter((k) => k.state === "Degraded")
+      .map((k) => ({
+        keyId: k.id,
+        type: k.reason ?? "degraded",
+        message: `Key ${k.id} (${k.masked}) is Degraded: ${k.reason ?? "failing"}`,
+        at: iso(k.sinceMs),
+      }))
+      .sort((a, b) => (b.at ?? "").localeCompare(a.at ?? "")),
     keyStatuses: keys.map((k) => ({
       id: k.id,
       masked: k.masked,
@@ -305,6 +364,33 @@ export function poolView(runtime: PoolRuntime) {
       latencyMs: k.latencyMs,
       lastUsed: iso(k.lastUsedMs),
       lastError: k.lastError ? { ...k.lastError, at: iso(k.lastError.atMs), atMs: undefined } : undefined,
+      reason: k.reason,
+      costTodayUSD: usd(k.costTodayUSD ?? 0),
+      costThisMonthUSD: usd(k.costThisMonthUSD ?? 0),
+      budget: k.budget ? budgetView(k.budget) : undefined,
+      forecast: forecastView(k.forecast),
     })),
   };
+}
+
+/** USD to the micro-dollar (no float noise in the answer). */
+const usd = (n: number) => Math.round(n * 1e6) / 1e6;
+
+function budgetView(budget: BudgetStatus) {
+  const use = (u: BudgetUse | undefined) =>
+    u && { limitUSD: u.limitUSD, spentUSD: usd(u.spentUSD), resetsAt: iso(u.resetsAtMs) };
+  return budget.daily || budget.monthly
+    ? { daily: use(budget.daily), monthly: use(budget.monthly) }
+    : undefined;
+}
+
+function forecastView(f: Forecast | undefined) {
+  return (
+    f && {
+      limit: f.limit,
+      exhaustsAt: iso(f.exhaustsAtMs),
+      resetsAt: iso(f.resetsAtMs),
+      beforeReset: f.beforeReset,
+    }
+  );
 }

@@ -61,6 +61,11 @@ function nameParam(req: Request, param: string): string {
   return kubeName(req.params[param], param);
 }
 
+/** A report's token count: what one call can use, with room to spare. */
+const TokenCount = z.number().int().min(0).max(100_000_000);
+/** Longest model name a report may give (the proxy takes the same from requests). */
+const MAX_MODEL_LENGTH = 200;
+
 export const ReportBody = z
   .strictObject({
     leaseId: z.string().min(1).max(128).optional(),
@@ -75,8 +80,14 @@ export const ReportBody = z
       .min(0)
       .max(7 * 86_400)
       .optional(),
-    tokens: z.number().int().min(0).max(100_000_000).optional(),
+    tokens: TokenCount.optional(),
     latencyMs: z.number().min(0).max(86_400_000).optional(),
+    // What the call cost, for the pool's price list (outcome.usage); cachedInputTokens is part of
+    // inputTokens, which dispense.ts checks (invalid_usage).
+    model: z.string().min(1).max(MAX_MODEL_LENGTH).optional(),
+    inputTokens: TokenCount.optional(),
+    cachedInputTokens: TokenCount.optional(),
+    outputTokens: TokenCount.optional(),
   })
   .refine((r) => r.leaseId !== undefined || r.keyId !== undefined, {
     message: "give leaseId (from the dispense answer) or keyId",

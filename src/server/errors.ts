@@ -26,6 +26,11 @@ export const ERROR_STATUS = {
    * slash (raw or percent-encoded), or would leave the pool's base URL: refused, nothing is sent.
    */
   invalid_path: 400,
+  /**
+   * A report's token counts contradict each other: cachedInputTokens without inputTokens, or more
+   * than it (inputTokens counts the cached ones too).
+   */
+  invalid_usage: 400,
   /** The key is already in the pool (compat POST /keys). */
   conflict: 409,
   /** The body is larger than the server accepts. */

@@ -21,6 +21,7 @@ import {
   textOf,
   valueAt,
 } from "./format.ts";
+import { anthropicCachePrefix, MIN_CACHED_TOKENS } from "./cache.ts";
 import type { Failure, Usage } from "./keys.ts";
 import type { Answer, Dialect, RequestHead, Route, RouteContext } from "./server.ts";
 
@@ -149,7 +150,7 @@ function sse(event: string, data: object): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
-async function messages({ body, exchange, consume }: RouteContext): Promise<void> {
+async function messages({ body, exchange, consume, promptCache }: RouteContext): Promise<void> {
   const missing = missingField(body);
   if (missing)
     return exchange.json(anthropicError(400, "invalid_request_error", `${missing}: Field required`));
@@ -158,10 +159,17 @@ async function messages({ body, exchange, consume }: RouteContext): Promise<void
   const stopReason = truncated ? "max_tokens" : "end_turn";
   const inputTokens = countTokens(textOf([valueAt(body, "system"), valueAt(body, "messages")]));
   const headers = successHeaders(consume(inputTokens, pieces.length));
+  // Up to the last cache_control breakpoint, when that prefix is long enough (cache.ts): written
+  // to the cache the first time, read from it after.
+  const prefix = anthropicCachePrefix(valueAt(body, "system"), valueAt(body, "messages"));
+  const prefixTokens = prefix ? Math.min(inputTokens, countTokens(textOf(prefix))) : 0;
+  const cached = prefix !== undefined && prefixTokens >= MIN_CACHED_TOKENS;
+  const cacheRead = cached && promptCache.seen(prefix) ? prefixTokens : 0;
+  const cacheCreation = cached && cacheRead === 0 ? prefixTokens : 0;
   const usage = (outputTokens: number) => ({
-    input_tokens: inputTokens,
-    cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
+    input_tokens: inputTokens - cacheRead - cacheCreation,
+    cache_creation_input_tokens: cacheCreation,
+    cache_read_input_tokens: cacheRead,
     output_tokens: outputTokens,
     service_tier: "standard",
   });

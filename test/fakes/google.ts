@@ -9,10 +9,13 @@
  * The Gemini API sends no rate-limit headers: its limits show only in 429 bodies.
  */
 import { ceilSeconds, countTokens, numberAt, randomId, replyPieces, textOf, valueAt } from "./format.ts";
+import { MIN_CACHED_TOKENS } from "./cache.ts";
 import type { Failure } from "./keys.ts";
 import type { Answer, Dialect, RequestHead, RequestInfo, Route, RouteContext } from "./server.ts";
 
 const CHUNK_GAP_MS = 5;
+/** Tokens a thinking model spends thinking, at most (the request's thinkingBudget may allow fewer). */
+const THOUGHT_TOKENS = 24;
 const SERVICE = "generativelanguage.googleapis.com";
 const QUOTA_MESSAGE =
   "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current usage, head to: https://ai.dev/usage?tab=rate-limit.";
@@ -153,7 +156,7 @@ function listModels({ exchange }: RouteContext): void {
 }
 
 async function generate(ctx: RouteContext): Promise<void> {
-  const { body, exchange, consume, match } = ctx;
+  const { body, exchange, consume, match, promptCache } = ctx;
   const model = match[1] ?? "";
   const contents = valueAt(body, "contents");
   if (!Array.isArray(contents) || contents.length === 0)
@@ -163,13 +166,24 @@ async function generate(ctx: RouteContext): Promise<void> {
   const { pieces, truncated } = replyPieces(numberAt(valueAt(body, "generationConfig"), "maxOutputTokens"));
   const finishReason = truncated ? "MAX_TOKENS" : "STOP";
   const promptTokens = countTokens(textOf([valueAt(body, "systemInstruction"), contents]));
-  consume(promptTokens, pieces.length);
+  // Implicit caching of long prompts (cache.ts): a lead of contents sent before, part of the prompt.
+  const cachedTokens =
+    promptTokens >= MIN_CACHED_TOKENS
+      ? Math.min(promptTokens, promptCache.cachedLead([valueAt(body, "systemInstruction"), ...contents]))
+      : 0;
+  // Thinking, when the request gives it a budget: billed as output, counted apart from candidates.
+  const budget = numberAt(valueAt(valueAt(body, "generationConfig"), "thinkingConfig"), "thinkingBudget");
+  const thoughts = budget !== undefined && budget > 0 ? Math.min(Math.floor(budget), THOUGHT_TOKENS) : 0;
+  consume(promptTokens, pieces.length + thoughts);
   const responseId = randomId(22);
   const usageMetadata = (candidates: number) => ({
     promptTokenCount: promptTokens,
     candidatesTokenCount: candidates,
-    totalTokenCount: promptTokens + candidates,
+    totalTokenCount: promptTokens + candidates + thoughts,
+    ...(cachedTokens > 0 ? { cachedContentTokenCount: cachedTokens } : {}),
+    ...(thoughts > 0 ? { thoughtsTokenCount: thoughts } : {}),
     promptTokensDetails: [{ modality: "TEXT", tokenCount: promptTokens }],
+    ...(cachedTokens > 0 ? { cacheTokensDetails: [{ modality: "TEXT", tokenCount: cachedTokens }] } : {}),
   });
   const response = (text: string, candidates: number, finish: string | undefined) => ({
     candidates: [

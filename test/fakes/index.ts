@@ -4,7 +4,8 @@
  * Only node:http: nothing here depends on the code under test.
  *
  * Files: types.ts (the public interface), server.ts (server, recording, streaming), keys.ts (per-key
- * behaviour and usage windows), format.ts (header formats, ids, reply text), one file per provider.
+ * behaviour and usage windows), format.ts (header formats, ids, reply text), cache.ts (prompt caching
+ * as the usage reports it), one file per provider.
  */
 import { anthropicDialect } from "./anthropic.ts";
 import { googleDialect } from "./google.ts";

@@ -8,6 +8,7 @@
  *   insufficient_quota, 500 server_error, 503 server_is_overloaded)
  * - https://platform.openai.com/docs/guides/rate-limits (`x-ratelimit-*`, resets as Go durations)
  */
+import { MIN_CACHED_TOKENS, openaiCachedTokens } from "./cache.ts";
 import type { Failure, Usage } from "./keys.ts";
 import {
   ceilSeconds,
@@ -142,7 +143,7 @@ function listModels({ exchange, consume }: RouteContext): void {
   });
 }
 
-async function chatCompletions({ body, exchange, consume }: RouteContext): Promise<void> {
+async function chatCompletions({ body, exchange, consume, promptCache }: RouteContext): Promise<void> {
   const model = stringAt(body, "model");
   const messages = valueAt(body, "messages");
   if (model === undefined)
@@ -163,11 +164,16 @@ async function chatCompletions({ body, exchange, consume }: RouteContext): Promi
   const { pieces, truncated } = replyPieces(maxTokens);
   const finishReason = truncated ? "length" : "stop";
   const promptTokens = countTokens(textOf(messages));
+  // Long prompts only: a lead of messages sent before is read from the cache (cache.ts).
+  const cachedTokens =
+    promptTokens >= MIN_CACHED_TOKENS
+      ? openaiCachedTokens(promptCache.cachedLead(messages as unknown[]), promptTokens)
+      : 0;
   const usage = {
     prompt_tokens: promptTokens,
     completion_tokens: pieces.length,
     total_tokens: promptTokens + pieces.length,
-    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: cachedTokens, audio_tokens: 0 },
     completion_tokens_details: {
       reasoning_tokens: 0,
       audio_tokens: 0,

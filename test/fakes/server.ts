@@ -8,6 +8,7 @@ import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { PromptCache } from "./cache.ts";
 import { type Failure, KeyBook, type Usage } from "./keys.ts";
 import type { FakeOptions, FakeProvider, FakeProviderName, KeyBehaviour, RecordedRequest } from "./types.ts";
 
@@ -39,6 +40,8 @@ export interface RouteContext extends RequestInfo {
   /** Counts this answer's request and tokens against the key's one-minute window. */
   consume(inputTokens: number, outputTokens: number): Usage;
   exchange: Exchange;
+  /** This server's prompt cache (cache.ts): which long prompts were sent before. */
+  promptCache: PromptCache;
 }
 
 export interface Route {
@@ -187,13 +190,14 @@ function findRoute(
 async function serve(ctx: {
   dialect: Dialect;
   book: KeyBook;
+  promptCache: PromptCache;
   head: RequestHead;
   key: string | undefined;
   req: AsyncIterable<Buffer>;
   record: RecordedRequest;
   exchange: Exchange;
 }): Promise<void> {
-  const { dialect, book, head, key, record, exchange } = ctx;
+  const { dialect, book, promptCache, head, key, record, exchange } = ctx;
   let raw: string;
   try {
     raw = await readBody(ctx.req);
@@ -223,6 +227,7 @@ async function serve(ctx: {
     match: found.match,
     consume: (input, output) => book.consume(key, input, output),
     exchange,
+    promptCache,
   });
 }
 
@@ -246,6 +251,7 @@ export async function startServer(
 ): Promise<FakeProvider> {
   const book = new KeyBook(Date.now, options.limitScale ?? 1);
   for (const [key, behaviour] of Object.entries(keys)) book.set(key, behaviour);
+  const promptCache = new PromptCache();
   const requests: RecordedRequest[] = [];
   const closing = new AbortController();
 
@@ -277,7 +283,7 @@ export async function startServer(
     const signal = AbortSignal.any([closing.signal, clientGone.signal]);
     const exchange = new Exchange(res, signal, dialect.baseHeaders(), dialect.jsonContentType);
 
-    void serve({ dialect, book, head, key, req, record, exchange }).catch((err: unknown) => {
+    void serve({ dialect, book, promptCache, head, key, req, record, exchange }).catch((err: unknown) => {
       // A bug in the fake itself: answer 500 so the test sees it rather than hanging.
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
       res.end(`fake ${dialect.name} failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -311,6 +311,24 @@ describe("report", () => {
     expect(await res.json()).toEqual({ error: { code: "insufficient_quota" } });
   });
 
+  it("sends the call's model and tokens by kind", async () => {
+    const kp = client();
+    const lease = await kp.getKey("team-a/openai");
+    const usage = {
+      model: "claude-sonnet-4-5",
+      inputTokens: 1200,
+      cachedInputTokens: 1000,
+      outputTokens: 80,
+    };
+    await kp.report(lease, "success", { ...usage, latencyMs: 900 });
+    expect(api.requests.at(-1)?.body).toEqual({
+      leaseId: lease.leaseId,
+      outcome: "success",
+      ...usage,
+      latencyMs: 900,
+    });
+  });
+
   it("reports by keyId when the lease expired meanwhile", async () => {
     const kp = client();
     const lease = await kp.getKey("openai");
@@ -387,6 +405,38 @@ describe("withKey", () => {
       },
       { outcome: "success", tokens: 42 },
     ]);
+  });
+
+  it("reports the success's model and tokens by kind, the answer's model unless `model` names the request's", async () => {
+    const answer = {
+      id: "chatcmpl-2",
+      model: "gpt-4o-2024-08-06",
+      usage: {
+        prompt_tokens: 2006,
+        completion_tokens: 300,
+        total_tokens: 2306,
+        prompt_tokens_details: { cached_tokens: 1920 },
+      },
+    };
+    await client().withKey("openai", () => answer);
+    await client().withKey("openai", () => answer, { model: "gpt-4o" });
+    const usage = { inputTokens: 2006, cachedInputTokens: 1920, outputTokens: 300, tokens: 2306 };
+    expect(reports()).toMatchObject([
+      { outcome: "success", model: "gpt-4o-2024-08-06", ...usage },
+      { outcome: "success", model: "gpt-4o", ...usage },
+    ]);
+  });
+
+  it("names the request's model on a failed attempt too, with no token counts", async () => {
+    await client().withKey(
+      "openai",
+      (_key, { number }) => (number === 1 ? new Response("{}", { status: 500 }) : { choices: [] }),
+      { model: "gpt-4o" },
+    );
+    const [failed, succeeded] = reports() as Array<Record<string, unknown>>;
+    expect(failed).toMatchObject({ statusCode: 500, model: "gpt-4o" });
+    expect(succeeded).toMatchObject({ outcome: "success", model: "gpt-4o" });
+    for (const report of [failed, succeeded]) expect(report).not.toHaveProperty("inputTokens");
   });
 
   it("moves on from a network error", async () => {

@@ -7,6 +7,7 @@ import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import {
   answerOfError,
+  answerUsage,
   isNetworkError,
   isRetryableStatus,
   rateLimitHeaders,
@@ -202,6 +203,110 @@ describe("usageTokens", () => {
     },
   ])("$name: $tokens", ({ value, tokens }) => {
     expect(usageTokens(value)).toBe(tokens);
+  });
+});
+
+describe("answerUsage: a parsed answer's model and tokens by kind", () => {
+  it.each([
+    {
+      name: "OpenAI chat completion",
+      value: {
+        model: "gpt-4o-mini-2024-07-18",
+        usage: {
+          prompt_tokens: 2006,
+          completion_tokens: 300,
+          total_tokens: 2306,
+          prompt_tokens_details: { cached_tokens: 1920, audio_tokens: 0 },
+        },
+      },
+      usage: {
+        model: "gpt-4o-mini-2024-07-18",
+        inputTokens: 2006,
+        cachedInputTokens: 1920,
+        outputTokens: 300,
+      },
+    },
+    {
+      name: "OpenAI embeddings",
+      value: { model: "text-embedding-3-small", usage: { prompt_tokens: 8, total_tokens: 8 } },
+      usage: { model: "text-embedding-3-small", inputTokens: 8 },
+    },
+    {
+      name: "OpenAI Responses API",
+      value: {
+        model: "gpt-4.1-mini-2025-04-14",
+        usage: {
+          input_tokens: 1500,
+          input_tokens_details: { cached_tokens: 1024 },
+          output_tokens: 80,
+          total_tokens: 1580,
+        },
+      },
+      usage: {
+        model: "gpt-4.1-mini-2025-04-14",
+        inputTokens: 1500,
+        cachedInputTokens: 1024,
+        outputTokens: 80,
+      },
+    },
+    {
+      name: "Anthropic message: cache writes and reads are input, the reads cached",
+      value: {
+        model: "claude-sonnet-4-5-20250929",
+        usage: {
+          input_tokens: 21,
+          cache_creation_input_tokens: 188,
+          cache_read_input_tokens: 1800,
+          output_tokens: 393,
+        },
+      },
+      usage: {
+        model: "claude-sonnet-4-5-20250929",
+        inputTokens: 2009,
+        cachedInputTokens: 1800,
+        outputTokens: 393,
+      },
+    },
+    {
+      name: "Gemini: thoughts are output, modelVersion the model",
+      value: {
+        modelVersion: "gemini-2.5-flash",
+        usageMetadata: {
+          promptTokenCount: 2100,
+          cachedContentTokenCount: 2048,
+          candidatesTokenCount: 40,
+          thoughtsTokenCount: 120,
+          totalTokenCount: 2260,
+        },
+      },
+      usage: { model: "gemini-2.5-flash", inputTokens: 2100, cachedInputTokens: 2048, outputTokens: 160 },
+    },
+    {
+      name: "more cached than input tokens is raised to a consistent input",
+      value: { usageMetadata: { cachedContentTokenCount: 50, candidatesTokenCount: 2 } },
+      usage: { inputTokens: 50, cachedInputTokens: 50, outputTokens: 2 },
+    },
+    { name: "a model without usage", value: { model: "gpt-4o", choices: [] }, usage: { model: "gpt-4o" } },
+    { name: "a model name too long to report", value: { model: "m".repeat(201) }, usage: undefined },
+    { name: "an answer without usage", value: { choices: [] }, usage: undefined },
+    { name: "a string", value: "hello", usage: undefined },
+    {
+      name: "an HTTP answer",
+      value: { status: 200, headers: {}, model: "x", usage: { prompt_tokens: 3 } },
+      usage: undefined,
+    },
+  ])("$name", ({ value, usage }) => {
+    expect(answerUsage(value)).toEqual(usage);
+  });
+
+  it("is in a success's verdict, beside its total tokens", async () => {
+    const value = { model: "claude-haiku-4-5", usage: { input_tokens: 9, output_tokens: 3 } };
+    expect(await verdictOfValue(value, isRetryableStatus)).toEqual({
+      report: { outcome: "success" },
+      retry: false,
+      tokens: 12,
+      usage: { model: "claude-haiku-4-5", inputTokens: 9, outputTokens: 3 },
+    });
   });
 });
 

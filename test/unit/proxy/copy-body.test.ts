@@ -17,18 +17,18 @@ afterEach(async () => {
 });
 
 /** A server answering each request with `body()` copied by copyBody; `settled` holds each outcome. */
-async function serve(body: (res: ServerResponse) => Readable) {
-  const settled: Array<Promise<void>> = [];
+async function serve(body: (res: ServerResponse) => Readable, holdLast = false) {
+  const settled: Array<Promise<Buffer | undefined>> = [];
   const sources: Readable[] = [];
   const seen: Buffer[] = [];
   server = createServer((_req, res) => {
     const source = body(res);
     sources.push(source);
     res.writeHead(200, { "content-type": "application/octet-stream" });
-    const copied = copyBody(source, res, (chunk) => seen.push(chunk));
+    const copied = copyBody(source, res, (chunk) => seen.push(chunk), holdLast);
     settled.push(copied);
     copied.then(
-      () => res.end(),
+      (last) => res.end(last),
       () => res.destroy(),
     );
   });
@@ -51,6 +51,16 @@ describe("copyBody", () => {
     expect(received.equals(data)).toBe(true);
     await expect(s.settled[0]).resolves.toBeUndefined();
     expect(Buffer.concat(s.seen).equals(data)).toBe(true);
+  });
+
+  it("with holdLast, keeps the last chunk back for its caller to write, and loses nothing", async () => {
+    const data = bytes(30_000);
+    const chunks = Array.from({ length: 3 }, (_, i) => data.subarray(i * 10_000, (i + 1) * 10_000));
+    const s = await serve(() => Readable.from(chunks), true);
+    const received = await buffer(await getResponse(s.url));
+    expect(received.equals(data)).toBe(true);
+    const last = await s.settled[0];
+    expect(last?.equals(chunks[2] as Buffer)).toBe(true);
   });
 
   it("pauses the body while the caller does not read (backpressure), then delivers all of it intact", async () => {

@@ -362,3 +362,342 @@ describe("UsageMeter on OpenAI's Responses API stream", () => {
     expect(meter.tokens()).toBe(0);
   });
 });
+
+/** Feeds `chunks` to a fresh meter for `contentType` and returns its tokens by kind (and its total). */
+function kinds(contentType: string, ...chunks: Array<string | Buffer>) {
+  const m = new UsageMeter(contentType);
+  for (const c of chunks) m.push(typeof c === "string" ? Buffer.from(c, "utf8") : c);
+  return { usage: m.usage(), tokens: m.tokens() };
+}
+
+type Kinds = { inputTokens: number; cachedInputTokens: number; outputTokens: number } | undefined;
+
+/** Answers as the providers write them (shapes as in test/fakes and the providers' references). */
+const OPENAI_CHAT = JSON.stringify({
+  id: "chatcmpl-AbC",
+  object: "chat.completion",
+  model: "gpt-4o-mini-2024-07-18",
+  choices: [{ index: 0, message: { role: "assistant", content: "Hello!" }, finish_reason: "stop" }],
+  usage: {
+    prompt_tokens: 2006,
+    completion_tokens: 300,
+    total_tokens: 2306,
+    prompt_tokens_details: { cached_tokens: 1920, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+  },
+});
+
+const OPENAI_CHAT_STREAM = sse([
+  {
+    data: {
+      id: "c1",
+      object: "chat.completion.chunk",
+      choices: [{ delta: { role: "assistant" } }],
+      usage: null,
+    },
+  },
+  { data: { id: "c1", choices: [{ delta: { content: "Hi ✓" } }], usage: null } },
+  { data: { id: "c1", choices: [{ delta: {}, finish_reason: "stop" }], usage: null } },
+  {
+    data: {
+      id: "c1",
+      choices: [],
+      usage: {
+        prompt_tokens: 1200,
+        completion_tokens: 12,
+        total_tokens: 1212,
+        prompt_tokens_details: { cached_tokens: 1152 },
+      },
+    },
+  },
+  { data: "[DONE]" },
+]);
+
+const RESPONSES = JSON.stringify({
+  id: "resp_1",
+  object: "response",
+  status: "completed",
+  model: "gpt-4.1-mini-2025-04-14",
+  output: [{ type: "message", content: [{ type: "output_text", text: "Hi" }] }],
+  usage: {
+    input_tokens: 1500,
+    input_tokens_details: { cached_tokens: 1024 },
+    output_tokens: 80,
+    output_tokens_details: { reasoning_tokens: 32 },
+    total_tokens: 1580,
+  },
+});
+
+const RESPONSES_STREAM = sse([
+  {
+    event: "response.created",
+    data: { type: "response.created", response: { id: "resp_1", status: "in_progress", usage: null } },
+  },
+  { event: "response.output_text.delta", data: { type: "response.output_text.delta", delta: "Hi" } },
+  {
+    event: "response.completed",
+    data: {
+      type: "response.completed",
+      response: { id: "resp_1", status: "completed", usage: JSON.parse(RESPONSES).usage },
+    },
+  },
+]);
+
+const ANTHROPIC_MESSAGE = JSON.stringify({
+  id: "msg_01",
+  type: "message",
+  role: "assistant",
+  model: "claude-sonnet-4-5-20250929",
+  content: [{ type: "text", text: "Hi" }],
+  stop_reason: "end_turn",
+  usage: {
+    input_tokens: 21,
+    cache_creation_input_tokens: 188,
+    cache_read_input_tokens: 1800,
+    output_tokens: 393,
+    service_tier: "standard",
+  },
+});
+
+const ANTHROPIC_CACHED_STREAM = sse([
+  {
+    event: "message_start",
+    data: {
+      type: "message_start",
+      message: {
+        id: "msg_1",
+        model: "claude-sonnet-4-5-20250929",
+        usage: {
+          input_tokens: 7,
+          cache_creation_input_tokens: 0,
+          cache_read_input_tokens: 1500,
+          output_tokens: 1,
+        },
+      },
+    },
+  },
+  {
+    event: "content_block_delta",
+    data: { type: "content_block_delta", delta: { type: "text_delta", text: "Hi" } },
+  },
+  {
+    event: "message_delta",
+    data: { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 9 } },
+  },
+  { event: "message_delta", data: { type: "message_delta", delta: {}, usage: { output_tokens: 42 } } },
+  { event: "message_stop", data: { type: "message_stop" } },
+]);
+
+const GEMINI_ANSWER = JSON.stringify({
+  candidates: [{ content: { parts: [{ text: "Hi" }], role: "model" }, finishReason: "STOP" }],
+  usageMetadata: {
+    promptTokenCount: 2100,
+    cachedContentTokenCount: 2048,
+    candidatesTokenCount: 40,
+    thoughtsTokenCount: 120,
+    totalTokenCount: 2260,
+  },
+  modelVersion: "gemini-2.5-flash",
+});
+
+const GEMINI_THINKING_STREAM = sse(
+  [
+    {
+      promptTokenCount: 1100,
+      cachedContentTokenCount: 1024,
+      thoughtsTokenCount: 24,
+      candidatesTokenCount: 3,
+    },
+    {
+      promptTokenCount: 1100,
+      cachedContentTokenCount: 1024,
+      thoughtsTokenCount: 24,
+      candidatesTokenCount: 9,
+    },
+    {
+      promptTokenCount: 1100,
+      cachedContentTokenCount: 1024,
+      thoughtsTokenCount: 24,
+      candidatesTokenCount: 14,
+    },
+  ].map((meta) => ({
+    data: {
+      candidates: [{ content: { parts: [{ text: "ü" }], role: "model" } }],
+      usageMetadata: {
+        ...meta,
+        totalTokenCount: meta.promptTokenCount + meta.thoughtsTokenCount + meta.candidatesTokenCount,
+      },
+    },
+  })),
+  "\r\n",
+);
+
+describe("UsageMeter.usage: tokens by kind, for pricing", () => {
+  it.each<[string, string, string, Kinds, number]>([
+    [
+      "OpenAI chat completion: prompt (cached included), cached, completion",
+      JSON_TYPE,
+      OPENAI_CHAT,
+      { inputTokens: 2006, cachedInputTokens: 1920, outputTokens: 300 },
+      2306,
+    ],
+    [
+      "OpenAI chat stream with include_usage: the last chunk's usage",
+      SSE_TYPE,
+      OPENAI_CHAT_STREAM,
+      { inputTokens: 1200, cachedInputTokens: 1152, outputTokens: 12 },
+      1212,
+    ],
+    [
+      "OpenAI chat stream without include_usage: nothing known",
+      SSE_TYPE,
+      sse([{ data: { choices: [{ delta: { content: "hi" } }] } }, { data: "[DONE]" }]),
+      undefined,
+      0,
+    ],
+    [
+      "OpenAI chat without prompt_tokens_details: no cached tokens",
+      JSON_TYPE,
+      JSON.stringify({ usage: { prompt_tokens: 9, completion_tokens: 12, total_tokens: 21 } }),
+      { inputTokens: 9, cachedInputTokens: 0, outputTokens: 12 },
+      21,
+    ],
+    [
+      "OpenAI embeddings: input only",
+      JSON_TYPE,
+      JSON.stringify({ object: "list", data: [], usage: { prompt_tokens: 8, total_tokens: 8 } }),
+      { inputTokens: 8, cachedInputTokens: 0, outputTokens: 0 },
+      8,
+    ],
+    [
+      "OpenAI Responses API answer: input (cached included), cached, output",
+      JSON_TYPE,
+      RESPONSES,
+      { inputTokens: 1500, cachedInputTokens: 1024, outputTokens: 80 },
+      1580,
+    ],
+    [
+      "OpenAI Responses API stream: response.completed's usage",
+      SSE_TYPE,
+      RESPONSES_STREAM,
+      { inputTokens: 1500, cachedInputTokens: 1024, outputTokens: 80 },
+      1580,
+    ],
+    [
+      "Anthropic message: input + cache creation + cache read, the reads cached",
+      JSON_TYPE,
+      ANTHROPIC_MESSAGE,
+      { inputTokens: 2009, cachedInputTokens: 1800, outputTokens: 393 },
+      2402,
+    ],
+    [
+      "Anthropic message without cache fields",
+      JSON_TYPE,
+      JSON.stringify({ type: "message", usage: { input_tokens: 25, output_tokens: 15 } }),
+      { inputTokens: 25, cachedInputTokens: 0, outputTokens: 15 },
+      40,
+    ],
+    [
+      "Anthropic stream: message_start's input, message_delta's latest output",
+      SSE_TYPE,
+      ANTHROPIC_CACHED_STREAM,
+      { inputTokens: 1507, cachedInputTokens: 1500, outputTokens: 42 },
+      1549,
+    ],
+    [
+      "Anthropic stream without cache tokens",
+      SSE_TYPE,
+      ANTHROPIC_STREAM,
+      { inputTokens: 25, cachedInputTokens: 0, outputTokens: 15 },
+      40,
+    ],
+    [
+      "Gemini answer: prompt (cached included), cached content, candidates + thoughts",
+      JSON_TYPE,
+      GEMINI_ANSWER,
+      { inputTokens: 2100, cachedInputTokens: 2048, outputTokens: 160 },
+      2260,
+    ],
+    [
+      "Gemini stream: the running totals' last",
+      SSE_TYPE,
+      GEMINI_THINKING_STREAM,
+      { inputTokens: 1100, cachedInputTokens: 1024, outputTokens: 38 },
+      1138,
+    ],
+    [
+      "Gemini stream without cache or thoughts",
+      SSE_TYPE,
+      GEMINI_STREAM,
+      { inputTokens: 8, cachedInputTokens: 0, outputTokens: 15 },
+      23,
+    ],
+    ["a model list: nothing known", JSON_TYPE, JSON.stringify({ data: [{ id: "gpt-4o" }] }), undefined, 0],
+    ["malformed JSON: nothing known", JSON_TYPE, '{"usage":{"prompt_tokens":3', undefined, 0],
+    ["text: nothing known", "text/plain", OPENAI_CHAT, undefined, 0],
+  ])("%s", (_name, contentType, body, expected, tokens) => {
+    expect(kinds(contentType, body)).toEqual({ usage: expected, tokens });
+  });
+
+  describe.each<[string, string, string]>([
+    ["OpenAI chat stream", SSE_TYPE, OPENAI_CHAT_STREAM],
+    ["Responses API stream", SSE_TYPE, RESPONSES_STREAM],
+    ["Anthropic stream", SSE_TYPE, ANTHROPIC_CACHED_STREAM],
+    ["Anthropic stream (CRLF)", SSE_TYPE, ANTHROPIC_CACHED_STREAM.replaceAll("\n", "\r\n")],
+    ["Gemini stream (CRLF)", SSE_TYPE, GEMINI_THINKING_STREAM],
+    ["Anthropic message", JSON_TYPE, ANTHROPIC_MESSAGE],
+  ])("%s split across chunks", (_name, contentType, body) => {
+    const whole = kinds(contentType, body);
+
+    it("gives the same kinds fed byte by byte", () => {
+      expect(kinds(contentType, ...byteByByte(body))).toEqual(whole);
+    });
+
+    it("gives the same kinds split in two at every offset", () => {
+      const bytes = Buffer.from(body, "utf8");
+      for (let at = 0; at <= bytes.length; at += 7) {
+        expect(kinds(contentType, bytes.subarray(0, at), bytes.subarray(at)), `split at ${at}`).toEqual(
+          whole,
+        );
+      }
+    });
+  });
+
+  it("keeps the running maxima: a later, smaller Gemini count does not shrink them", () => {
+    const stream = sse([
+      { data: { usageMetadata: { promptTokenCount: 30, candidatesTokenCount: 9, totalTokenCount: 39 } } },
+      { data: { usageMetadata: { promptTokenCount: 12, candidatesTokenCount: 2, totalTokenCount: 14 } } },
+    ]);
+    expect(kinds(SSE_TYPE, stream).usage).toEqual({ inputTokens: 30, cachedInputTokens: 0, outputTokens: 9 });
+  });
+
+  it("never says more cached than input tokens", () => {
+    const body = JSON.stringify({ usageMetadata: { cachedContentTokenCount: 50, candidatesTokenCount: 2 } });
+    expect(kinds(JSON_TYPE, body).usage).toEqual({ inputTokens: 50, cachedInputTokens: 50, outputTokens: 2 });
+  });
+
+  it("says what a stream that broke off had said so far", () => {
+    const cut = ANTHROPIC_CACHED_STREAM.slice(0, ANTHROPIC_CACHED_STREAM.indexOf("event: message_delta"));
+    expect(kinds(SSE_TYPE, cut).usage).toEqual({
+      inputTokens: 1507,
+      cachedInputTokens: 1500,
+      outputTokens: 1,
+    });
+  });
+
+  it("ignores counts that are not positive finite numbers", () => {
+    const body = JSON.stringify({
+      usage: { prompt_tokens: "9", completion_tokens: -3, prompt_tokens_details: { cached_tokens: null } },
+    });
+    expect(kinds(JSON_TYPE, body).usage).toEqual({ inputTokens: 0, cachedInputTokens: 0, outputTokens: 0 });
+  });
+
+  it("gives the same kinds when asked twice, and after tokens()", () => {
+    const m = new UsageMeter(JSON_TYPE);
+    m.push(Buffer.from(OPENAI_CHAT));
+    expect(m.tokens()).toBe(2306);
+    const first = m.usage();
+    expect(m.usage()).toEqual(first);
+    expect(first).toEqual({ inputTokens: 2006, cachedInputTokens: 1920, outputTokens: 300 });
+  });
+});
