@@ -18,13 +18,16 @@ import { createClient, type RedisClientType } from "@redis/client";
 import type { KeyState, Limits } from "../api/keypool.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
-import { END_LEASE, IN_FLIGHT, RESERVE, SET_STATE, STATES } from "./scripts.ts";
+import { ADD_SPEND, END_LEASE, IN_FLIGHT, RESERVE, SET_STATE, STATES } from "./scripts.ts";
 import type {
   LeaseEnd,
   Reservation,
   ReservationRequest,
   SharedKeyState,
+  SharedSpend,
+  SharedSpendTotals,
   SharedUsage,
+  SpendRequest,
   StateStore,
   StoreMessage,
 } from "./store.ts";
@@ -63,6 +66,7 @@ const SCRIPTS = {
   setState: script(SET_STATE),
   states: script(STATES),
   inFlight: script(IN_FLIGHT),
+  addSpend: script(ADD_SPEND),
 };
 
 type Reply = string | number | null | Reply[];
@@ -301,6 +305,58 @@ export class RedisStateStore implements StateStore {
     const counts = new Map<string, number>();
     for (let i = 0; i + 2 < reply.length; i += 2) counts.set(text(reply[i]), num(reply[i + 1]));
     return counts;
+  }
+
+  async claimNotification(pool: string, id: string, ttlMs: number): Promise<boolean> {
+    const name = `${this.base(pool)}:n:${createHash("sha256").update(id).digest("hex").slice(0, 32)}`;
+    const reply = await this.#command([
+      "SET",
+      name,
+      this.replicaTag,
+      "NX",
+      "PX",
+      String(Math.max(1000, Math.round(ttlMs))),
+    ]);
+    return reply !== null;
+  }
+
+  async addSpend(request: SpendRequest): Promise<SharedSpend> {
+    const now = this.#o.clock.now();
+    // Kept a day past the window's end: a replica whose clock lags still finds the total.
+    const ttl = (endMs: number) => String(Math.max(60_000, Math.ceil(endMs - now + 86_400_000)));
+    const reply = await this.#run(SCRIPTS.addSpend, [
+      this.base(request.pool),
+      request.keyId,
+      request.day.id,
+      request.month.id,
+      String(request.usd),
+      ttl(request.day.endMs),
+      ttl(request.month.endMs),
+    ]);
+    const [kd, km, pd, pm] = reply.map((r) => Number(text(r)) || 0);
+    return { key: { dayUSD: kd ?? 0, monthUSD: km ?? 0 }, pool: { dayUSD: pd ?? 0, monthUSD: pm ?? 0 } };
+  }
+
+  async spend(
+    pool: string,
+    keyIds: readonly string[],
+    windows: { day: string; month: string },
+  ): Promise<{ keys: Map<string, SharedSpendTotals>; pool: SharedSpendTotals }> {
+    const base = `${this.base(pool)}:$`;
+    const names = [
+      `${base}:p:d:${windows.day}`,
+      `${base}:p:m:${windows.month}`,
+      ...keyIds.flatMap((id) => [`${base}:k:${id}:d:${windows.day}`, `${base}:k:${id}:m:${windows.month}`]),
+    ];
+    const reply = (await this.#command(["MGET", ...names])) as Reply[];
+    const value = (i: number) => Number(text(reply[i] ?? null)) || 0;
+    const keys = new Map<string, SharedSpendTotals>();
+    keyIds.forEach((id, i) => {
+      const dayUSD = value(2 + 2 * i);
+      const monthUSD = value(3 + 2 * i);
+      if (dayUSD || monthUSD) keys.set(id, { dayUSD, monthUSD });
+    });
+    return { keys, pool: { dayUSD: value(0), monthUSD: value(1) } };
   }
 
   async publish(message: StoreMessage): Promise<void> {

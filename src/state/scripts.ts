@@ -14,6 +14,9 @@
  * | `<base>:o`                  | zset          | open leases by expiry (member keyId\nleaseId) | no (emptied as they end) |
  * | `<base>:f`                  | hash          | in-flight leases per key                    | no (fields go at 0)     |
  * | `<base>:u`                  | hash          | requests, errors, last use per key          | no                      |
+ * | `<base>:$:k:<keyId>:<d\|m>:<window>` | string (float) | USD a key spent in a budget day or month | a day after the window |
+ * | `<base>:$:p:<d\|m>:<window>` | string (float) | USD the pool spent in a budget day or month | a day after the window |
+ * | `<base>:n:<hash of id>`     | string        | the replica that sent a budget notification | after the window      |
  *
  * `<base>` is `<prefix>{<namespace>/<name>}`. No key material is ever written: key ids are
  * hashes (src/pool/identity.ts).
@@ -260,5 +263,28 @@ local now = now_ms()
 sweep(base, now)
 local out = redis.call('HGETALL', base .. ':f')
 out[#out + 1] = now
+return out
+`;
+
+/**
+ * add_spend: ARGV = base, keyId, day, month, usd, dayTtlMs, monthTtlMs. Adds a call's cost to
+ * the key's and the pool's day and month (each key expires a day after its window ends) and
+ * returns {keyDay, keyMonth, poolDay, poolMonth, now}, the totals over every replica.
+ */
+export const ADD_SPEND = `${PRELUDE}
+local base, key, day, month, usd = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local day_ttl, month_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local names = {
+  { base .. ':$:k:' .. key .. ':d:' .. day, day_ttl },
+  { base .. ':$:k:' .. key .. ':m:' .. month, month_ttl },
+  { base .. ':$:p:d:' .. day, day_ttl },
+  { base .. ':$:p:m:' .. month, month_ttl },
+}
+local out = {}
+for i, n in ipairs(names) do
+  out[i] = redis.call('INCRBYFLOAT', n[1], usd)
+  redis.call('PEXPIRE', n[1], n[2])
+end
+out[#out + 1] = now_ms()
 return out
 `;

@@ -49,6 +49,8 @@ const MAX_ATTEMPTS = 8;
 const TOUCH_INTERVAL_MS = 1_000;
 /** Retry-After for 503 state_store_unavailable (the client reconnects well within it). */
 export const STORE_RETRY_AFTER_SECONDS = 2;
+/** How long a claimed notification id is remembered: past the longest budget window (a month). */
+const NOTIFICATION_CLAIM_MS = 40 * 86_400_000;
 
 const COOLING = new Set(["RateLimited", "QuotaExhausted"]);
 /**
@@ -81,6 +83,7 @@ function snapshotOf(keyId: string, s: SharedKeyState, takenAtMs: number): Engine
     errors: 0,
     consecutiveErrors: s.consecutiveErrors,
     ...(s.lastErrorAtMs ? { lastErrorAtMs: s.lastErrorAtMs } : {}),
+    ...(s.reason ? { reason: s.reason } : {}),
   };
   return { version: SNAPSHOT_VERSION, takenAtMs, keys: [key] };
 }
@@ -135,6 +138,15 @@ export class SharedState implements KeyCoordinator {
   stop(): void {
     for (const stop of this.#stops) stop();
     this.#stops = [];
+  }
+
+  /**
+   * Claims a notification for this replica over all replicas (webhooks get one message per
+   * notice). With the store away, this replica sends it: a duplicate beats a notice lost.
+   */
+  async claimNotification(pool: string, id: string): Promise<boolean> {
+    if (!this.#o.store.up) return true;
+    return this.#o.store.claimNotification(pool, id, NOTIFICATION_CLAIM_MS);
   }
 
   /** Waits for the store writes started so far (a report answers after its transition is stored). */
@@ -274,12 +286,40 @@ export class SharedState implements KeyCoordinator {
     else if ("keyId" in ref) result = engine.report(ref, outcome, origin);
     else if (foreignKey) result = engine.report({ keyId: foreignKey }, outcome, origin);
     else result = { ok: false, code: "unknown_lease" };
+    if (result.ok && outcome.usage) await this.#addSpend(runtime, result.keyId, outcome);
     // A second cooldown during the first moves its deadline without a transition: the store
     // keeps the later deadline, so it is told too.
     if (result.ok && !result.transition && COOLING.has(result.state) && this.#o.store.up)
       this.#write(runtime.ref, result.keyId, outcome.reason ?? outcome.kind);
     await this.settled();
     return result;
+  }
+
+  /**
+   * Adds a call's cost to the store's budget windows and makes the engine hold what every
+   * replica spent together: a budget holds across replicas, not per replica. The engine charged
+   * the call itself already (so a store that is away loses no spend here).
+   */
+  async #addSpend(runtime: PoolRuntime, keyId: string, outcome: Outcome) {
+    const engine = runtime.engine;
+    const usd = engine.costOf(keyId, outcome.usage);
+    if (!(usd > 0) || !this.#o.store.up) return;
+    const w = engine.budgetWindows();
+    try {
+      const totals = await this.#o.store.addSpend({
+        pool: refKey(runtime.ref),
+        keyId,
+        day: { id: w.day.id, endMs: w.day.endMs },
+        month: { id: w.month.id, endMs: w.month.endMs },
+        usd,
+      });
+      engine.applySharedSpend(keyId, totals);
+    } catch (err) {
+      this.#log.debug(
+        { pool: refKey(runtime.ref), err: (err as Error).message },
+        "spend did not reach the state store",
+      );
+    }
   }
 
   // --- what others learned -----------------------------------------------------------------
@@ -366,12 +406,16 @@ export class SharedState implements KeyCoordinator {
     const pool = refKey(runtime.ref);
     const ids = runtime.engine.keyIds();
     if (!ids.length) return;
-    const [states, usage, inFlight] = await Promise.all([
+    const w = runtime.engine.budgetWindows();
+    const [states, usage, inFlight, spend] = await Promise.all([
       this.#o.store.states(pool, ids),
       this.#o.store.usage(pool, ids),
       this.#o.store.inFlight(pool),
+      this.#o.store.spend(pool, ids, { day: w.day.id, month: w.month.id }),
     ]);
     runtime.engine.setSharedInFlight(inFlight);
+    for (const [id, totals] of spend.keys)
+      runtime.engine.applySharedSpend(id, { key: totals, pool: spend.pool });
     const now = this.#o.clock.now();
     const keys: KeySnapshot[] = [];
     const views = new Map(runtime.engine.keys().map((v) => [v.id, v]));

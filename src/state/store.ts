@@ -61,6 +61,28 @@ export interface SharedUsage {
   lastUsedMs: number;
 }
 
+/** USD spent in a budget day and month. */
+export interface SharedSpendTotals {
+  dayUSD: number;
+  monthUSD: number;
+}
+
+/** One call's cost to add, in the budget windows it falls in. */
+export interface SpendRequest {
+  pool: string;
+  keyId: string;
+  /** Window ids (2026-12-04, 2026-12) and when they end (epoch ms). */
+  day: { id: string; endMs: number };
+  month: { id: string; endMs: number };
+  usd: number;
+}
+
+/** Spend over every replica: the key's and the pool's. */
+export interface SharedSpend {
+  key: SharedSpendTotals;
+  pool: SharedSpendTotals;
+}
+
 /** Messages other replicas publish. */
 export type StoreMessage =
   | { kind: "state"; pool: string; keyId: string; state: SharedKeyState }
@@ -101,4 +123,17 @@ export interface StateStore {
   /** In-flight leases per key, over all replicas (keys with none are left out). */
   inFlight(pool: string): Promise<Map<string, number>>;
   publish(message: StoreMessage): Promise<void>;
+  /**
+   * Claims a notification over every replica: true for the first replica to ask for `id` (in the
+   * next `ttlMs`), false for the others. Webhooks get one message per notice, not one per replica.
+   */
+  claimNotification(pool: string, id: string, ttlMs: number): Promise<boolean>;
+  /** Adds a call's cost to its key's and pool's budget windows; the totals over every replica. */
+  addSpend(request: SpendRequest): Promise<SharedSpend>;
+  /** What these keys and their pool spent in the given windows, over every replica. */
+  spend(
+    pool: string,
+    keyIds: readonly string[],
+    windows: { day: string; month: string },
+  ): Promise<{ keys: Map<string, SharedSpendTotals>; pool: SharedSpendTotals }>;
 }
