@@ -29,6 +29,8 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# The status page's own files (tsc copies no .html/.js/.css); uPlot comes from node_modules.
+COPY src/ui/assets ./dist/ui/assets
 COPY package.json ./
 COPY bin ./bin
 COPY crds ./crds

@@ -6,7 +6,8 @@
  * - shellcheck: every shell script in the repository is checked with it;
  * - lua5.1: the Argo CD health check runs in it, as it does in Argo CD's gopher-lua;
  * - redis-server: the shared-state tests run a real Redis (test/support/redis-server.ts starts
- *   it on a free loopback port, persistence off).
+ *   it on a free loopback port, persistence off);
+ * - chromium: the status page test drives it headless (playwright-core, no browser download).
  *
  * The control-plane binaries (kube-apiserver, etcd, kubectl) are not handled here: the test run
  * builds them into a cache itself (test/support/control-plane).
@@ -30,6 +31,7 @@ export const TEST_TOOLS: readonly TestTool[] = [
   { command: "shellcheck", debianPackage: "shellcheck", why: "checks every shell script" },
   { command: "lua5.1", debianPackage: "lua5.1", why: "runs the Argo CD health check" },
   { command: "redis-server", debianPackage: "redis-server", why: "the shared-state tests run a real Redis" },
+  { command: "chromium", debianPackage: "chromium", why: "the status page test drives a real browser" },
 ];
 
 export const E2E_TOOLS: readonly TestTool[] = [

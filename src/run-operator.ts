@@ -16,10 +16,13 @@ import {
   drainFor,
   onSignals,
   servingHandler,
+  startNotifications,
   systemClock,
 } from "./run-common.ts";
 import { PoolRegistry } from "./pool/registry.ts";
 import { openStateStore } from "./state/open.ts";
+import type { SharedState } from "./state/shared-state.ts";
+import { createStatusPage } from "./ui/status-page.ts";
 
 export function loadKubeConfig(
   path: string | undefined,
@@ -105,9 +108,21 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     coordinator: state.coordinator,
   });
   requeue.all = () => operator.requeueAll();
+  const notifications = startNotifications({
+    registry: operator.registry,
+    metrics,
+    logger,
+    isLeader: () => operator.isLeader,
+    claim: state.shared ? (pool, id) => (state.shared as SharedState).claimNotification(pool, id) : undefined,
+  });
 
   const health = drainable(operator);
-  const probes = await listen(createProbesApp(health, metrics), config.probesPort, config.probesAddress);
+  const statusPage = createStatusPage({ registry: operator.registry, clock: systemClock });
+  const probes = await listen(
+    createProbesApp(health, metrics, statusPage.router),
+    config.probesPort,
+    config.probesAddress,
+  );
   logger.info(
     { cluster: kc.getCurrentCluster()?.server, identity: operator.identity, probesPort: addressPort(probes) },
     "starting operator",
@@ -117,7 +132,9 @@ export async function runOperator(config: OperatorConfig): Promise<number> {
     await drainFor(health, config.shutdownDelay, logger);
     await closeServer(servers.dispenser);
     await operator.stop();
+    await notifications.stop();
     await state.close();
+    statusPage.close(); // its event streams would hold the probes server open
     await closeServer(probes);
   });
 

@@ -12,6 +12,7 @@ import {
   drainFor,
   onSignals,
   servingHandler,
+  startNotifications,
   systemClock,
 } from "./run-common.ts";
 import { type Authorizer, isLoopbackAddress, NoAuth, StaticTokenAuth } from "./server/authorizer.ts";
@@ -19,6 +20,8 @@ import { createMetrics } from "./server/metrics.ts";
 import { createProbesApp, listen } from "./server/probes.ts";
 import { StandaloneSource } from "./sources/files/standalone.ts";
 import { openStateStore } from "./state/open.ts";
+import type { SharedState } from "./state/shared-state.ts";
+import { createStatusPage, withStatusPage } from "./ui/status-page.ts";
 
 export async function runServe(
   config: ServeConfig,
@@ -78,6 +81,8 @@ export async function runServe(
     probePool: (ref) => prober.probePool(ref),
     coordinator: state.coordinator,
   });
+  // The status page, open like /health on this port: ids and masked values only, no keys.
+  const statusPage = createStatusPage({ registry, clock: systemClock });
   const health = {
     health: () => ({
       live: true,
@@ -86,11 +91,18 @@ export async function runServe(
     }),
   };
 
+  const notifications = startNotifications({
+    registry,
+    metrics,
+    logger,
+    isLeader: () => true,
+    claim: state.shared ? (pool, id) => (state.shared as SharedState).claimNotification(pool, id) : undefined,
+  });
   await source.start(); // logs each problem it finds, once
   // Cooldowns and Invalid marks other processes (or this one before a restart) left in the store.
   await state.shared?.resync();
   if (config.probes) prober.start();
-  const dispenser = await listen(app, config.port, config.address);
+  const dispenser = await listen(withStatusPage(app, statusPage), config.port, config.address);
   const drain = drainable(health);
   const probes = await listen(createProbesApp(drain, metrics), config.probesPort, config.probesAddress);
   const host = config.address.includes(":") ? `[${config.address}]` : config.address;
@@ -108,8 +120,10 @@ export async function runServe(
 
   const code = await onSignals(logger, async () => {
     await drainFor(drain, config.shutdownDelay, logger);
+    statusPage.close(); // its event streams would hold the dispenser open
     await closeServer(dispenser);
     await prober.stop();
+    await notifications.stop();
     await source.stop();
     await state.close();
     await closeServer(probes);

@@ -11,9 +11,15 @@ export interface HealthSource {
   health(): { live: boolean; ready: boolean; details: Record<string, unknown> };
 }
 
-export function createProbesApp(source: HealthSource, metrics: Registry): express.Express {
+/** `extra`: more read-only routes on this port (the status page at /ui). */
+export function createProbesApp(
+  source: HealthSource,
+  metrics: Registry,
+  extra?: express.Router,
+): express.Express {
   const app = express();
   app.disable("x-powered-by");
+  if (extra) app.use(extra);
   app.get("/healthz", (_req, res) => {
     const h = source.health();
     res.status(h.live ? 200 : 503).json({ status: h.live ? "ok" : "stale", ...h.details });

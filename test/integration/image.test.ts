@@ -191,6 +191,12 @@ describe("the image's final stage", () => {
     const url = await operator.dispenserUrl();
     for (const pool of ["openai-prod", "anthropic-prod"])
       await api.waitForPool(ns, pool, (p) => condition(p, "Ready")?.status === "True");
+    // The status page's own files are in the image (tsc copies none of them), uPlot too.
+    const probesUrl = await operator.probesUrl();
+    for (const path of ["/ui/", "/ui/vendor/uplot.min.js"]) {
+      const page = await fetch(`${probesUrl}${path}`);
+      expect(page.status, path).toBe(200);
+    }
 
     const tokenOf = async (sa: string) =>
       (
