@@ -8,6 +8,9 @@ import type { Registry } from "prom-client";
 import type { OperatorConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Clock } from "./pool/clock.ts";
+import { PoolNotifications } from "./notifications.ts";
+import { Notifier } from "./notify/notifier.ts";
+import type { PoolRegistry } from "./pool/registry.ts";
 import { ProxyMetrics } from "./proxy/metrics.ts";
 import { createProxy } from "./proxy/proxy.ts";
 import { SessionAffinity } from "./server/affinity.ts";
@@ -115,4 +118,35 @@ export function onSignals(logger: Logger, stop: () => Promise<void>): Promise<nu
     process.on("SIGTERM", () => handle("SIGTERM"));
     process.on("SIGINT", () => handle("SIGINT"));
   });
+}
+
+/**
+ * Webhook notifications for every pool that names webhooks (spec.notifications): the notifier
+ * that delivers them and the part that decides when. `stop` waits up to `drainMs` for deliveries
+ * under way (a graceful stop tells what it learned), then drops the rest.
+ */
+export function startNotifications(options: {
+  registry: PoolRegistry;
+  metrics: Registry;
+  logger: Logger;
+  isLeader: () => boolean;
+  claim?: ((pool: string, id: string) => Promise<boolean>) | undefined;
+}): { stop(drainMs?: number): Promise<void> } {
+  const notifier = new Notifier({ logger: options.logger, clock: systemClock, metrics: options.metrics });
+  const notifications = new PoolNotifications({
+    registry: options.registry,
+    notifier,
+    clock: systemClock,
+    logger: options.logger,
+    isLeader: options.isLeader,
+    ...(options.claim ? { claim: options.claim } : {}),
+  });
+  notifications.start();
+  return {
+    async stop(drainMs = 5_000) {
+      notifications.stop();
+      await notifier.drain(drainMs);
+      notifier.close();
+    },
+  };
 }

@@ -39,6 +39,12 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | "anything">> = {
   // the operator does (sources) and names keys by id (pool/identity.ts); never the controller,
   // the server or the state store, which run inside the operator.
   "kubectl-plugin": ["api", "pool", "sources", "describe-error"],
+  // Webhook delivery: signed, retried, deduplicated; knows nothing of pools or Kubernetes.
+  notify: [],
+  // When to notify: pool transitions, budgets, availability and forecasts to src/notify.
+  notifications: ["api", "pool", "notify", "log"],
+  // The live status page (/ui): reads the pools as the API shows them.
+  ui: ["api", "pool", "server", "log"],
   // Wiring.
   "run-common": "anything",
   "run-operator": "anything",
@@ -144,6 +150,8 @@ describe("the direction of imports in src/", () => {
     "client",
     "state",
     "kubectl-plugin",
+    "notify",
+    "ui",
   ])("src/%s says in a header what it may import", (folder) => {
     const headers = sourceFiles(join(SRC, folder)).map((f) => readFileSync(f, "utf8").slice(0, 2000));
     expect(headers.some((h) => /May import:/.test(h))).toBe(true);
