@@ -1,5 +1,6 @@
 /**
- * src/controller — the operator: watches KeyPools and labelled Secrets, reconciles each pool
+ * src/controller — the operator: watches KeyPools, labelled Secrets and labelled price-list
+ * ConfigMaps (spec.pricingRef), reconciles each pool
  * into its engine and status, records Events, elects a leader (only the leader writes status).
  * May import: src/api, src/pool, src/providers, src/sources, src/log, src/describe-error,
  * src/lease-tokens, src/kube-client, @kubernetes/client-node. Time comes from `options.clock`.
@@ -8,12 +9,19 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1Secret,
+} from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../api/keypool.ts";
 import type { KeyPoolStatus } from "../api/status.ts";
 import { leaseTokenSource } from "../lease-tokens.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
+import { type ConfigMapCache, PRICING_LABEL, type UncachedConfigMap } from "../sources/kubernetes/pricing.ts";
 import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader-election.ts";
@@ -70,6 +78,8 @@ export class Operator {
   readonly #logger: Logger;
   readonly #poolWatchers: ResourceWatcher<KubernetesObject>[] = [];
   readonly #secretWatchers = new Map<string, ResourceWatcher<V1Secret>>();
+  /** ConfigMaps labelled keypool.dev/pricing (spec.pricingRef's price lists), per namespace scope. */
+  readonly #pricingWatchers = new Map<string, ResourceWatcher<V1ConfigMap>>();
   readonly #queue: WorkQueue;
   readonly #status: StatusWriter;
   readonly #reconciler: Reconciler;
@@ -144,12 +154,27 @@ export class Operator {
           relistIntervalMs: options.relistIntervalMs,
         }),
       );
+      this.#pricingWatchers.set(
+        ns ?? "",
+        new ResourceWatcher<V1ConfigMap>({
+          kc: options.kc,
+          path: `/api/v1${scope}/configmaps`,
+          labelSelector: PRICING_LABEL,
+          logger: options.logger.child({ watch: `configmaps${ns ? ` in ${ns}` : ""}` }),
+          clock: options.clock,
+          onEvent: (_type, configMap) => this.#configMapChanged(configMap),
+          watchdogMs: options.watchdogMs,
+          relistIntervalMs: options.relistIntervalMs,
+        }),
+      );
     }
 
     this.#reconciler = new Reconciler({
       pools: { get: (namespace, name) => this.#poolWatcherFor(namespace)?.get(namespace, name) },
       secrets: this.secretCache,
       lookupUncachedSecret: (namespace, name) => this.#lookupUncachedSecret(namespace, name),
+      configMaps: this.#configMapCache,
+      lookupUncachedConfigMap: (namespace, name) => this.#lookupUncachedConfigMap(namespace, name),
       registry: this.registry,
       status: this.#status,
       events,
@@ -202,6 +227,11 @@ export class Operator {
     };
   }
 
+  /** The cache of labelled price-list ConfigMaps, as the reconciler reads it. */
+  get #configMapCache(): ConfigMapCache {
+    return { get: (namespace, name) => this.#pricingWatcherFor(namespace)?.get(namespace, name) };
+  }
+
   /** Whether this replica may act as leader right now (the elector's renew deadline included). */
   get isLeader(): boolean {
     return this.#leadsNow();
@@ -214,7 +244,7 @@ export class Operator {
   /** Starts watching, waits for the caches to fill, then reconciles. */
   async start(): Promise<void> {
     this.#started = true;
-    const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
+    const watchers = this.#watchers();
     await Promise.all(watchers.map((w) => w.start()));
     this.#synced = true;
     this.#logger.info(
@@ -238,7 +268,7 @@ export class Operator {
     await this.#queue.shutdown();
     await this.#status.stop();
     await this.#elector?.stop();
-    await Promise.all([...this.#poolWatchers, ...this.#secretWatchers.values()].map((w) => w.stop()));
+    await Promise.all(this.#watchers().map((w) => w.stop()));
   }
 
   /** Reconciles every known pool again (the shared state store went away or came back). */
@@ -249,7 +279,7 @@ export class Operator {
 
   /** Liveness: every watch showed a sign of life recently. Readiness: caches synced. */
   health(now = this.#o.clock.now()): { live: boolean; ready: boolean; details: Record<string, unknown> } {
-    const watchers = [...this.#poolWatchers, ...this.#secretWatchers.values()];
+    const watchers = this.#watchers();
     const limit = 3 * (this.#o.watchdogMs ?? 120_000);
     const stale = watchers.map((w) => w.staleForMs(now));
     return {
@@ -262,6 +292,11 @@ export class Operator {
         queue: this.#queue.length,
       },
     };
+  }
+
+  /** Every watcher: they start, sync, stop and answer liveness together. */
+  #watchers(): ResourceWatcher<KubernetesObject>[] {
+    return [...this.#poolWatchers, ...this.#secretWatchers.values(), ...this.#pricingWatchers.values()];
   }
 
   async #work(key: string): Promise<void> {
@@ -344,6 +379,31 @@ export class Operator {
     }
   }
 
+  /**
+   * A labelled ConfigMap changed (or lost its label, which the watch reports as a deletion): every
+   * pool of its namespace whose spec.pricingRef names it, read from the KeyPool cache (the
+   * registry may not hold a pool that never resolved).
+   */
+  #configMapChanged(configMap: V1ConfigMap) {
+    const namespace = configMap.metadata?.namespace;
+    const name = configMap.metadata?.name;
+    if (!namespace || !name || !this.#synced) return;
+    for (const pool of this.#poolWatcherFor(namespace)?.list(namespace) ?? []) {
+      const ref = (pool as { spec?: { pricingRef?: { name?: string } } }).spec?.pricingRef?.name;
+      if (ref === name) this.#enqueue(pool);
+    }
+  }
+
+  async #lookupUncachedConfigMap(namespace: string, name: string): Promise<UncachedConfigMap> {
+    try {
+      const configMap = await this.#core.readNamespacedConfigMap({ namespace, name });
+      return configMap.metadata?.labels?.[PRICING_LABEL] !== undefined ? "missing" : "unlabelled";
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return "missing";
+      throw err;
+    }
+  }
+
   #poolWatcherFor(namespace: string): ResourceWatcher<KubernetesObject> | undefined {
     if (!this.#o.namespaces.length) return this.#poolWatchers[0];
     const index = this.#o.namespaces.indexOf(namespace);
@@ -352,6 +412,10 @@ export class Operator {
 
   #secretWatcherFor(namespace: string): ResourceWatcher<V1Secret> | undefined {
     return this.#secretWatchers.get(this.#o.namespaces.length ? namespace : "");
+  }
+
+  #pricingWatcherFor(namespace: string): ResourceWatcher<V1ConfigMap> | undefined {
+    return this.#pricingWatchers.get(this.#o.namespaces.length ? namespace : "");
   }
 
   /**

@@ -4,6 +4,8 @@
  * (keeping the state of unchanged keys), and submits the status it should have. Returns when to
  * look again (the engine's next time-driven transition), or throws to be retried with backoff.
  * Invalid specs and missing Secrets are not errors: they are conditions, with no hot retry loop.
+ * spec.pricingRef's ConfigMap is read the same way; a problem with it leaves the pool priced by
+ * spec.pricing alone (Degraded, a Warning Event).
  * The leader also honours keypool.dev/probe-requested-at: a value it has not handled yet probes
  * every key of the pool before the status is computed.
  */
@@ -16,13 +18,19 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { applyPool } from "../pool/apply.ts";
 import type { KeyTransitionEvent } from "../pool/engine.ts";
+import type { BudgetNotice } from "../pool/spending.ts";
+import {
+  type ConfigMapCache,
+  resolvePricing,
+  type UncachedConfigMap,
+} from "../sources/kubernetes/pricing.ts";
 import {
   resolvePoolKeys,
   type SecretCache,
   type SourceProblem,
   type UncachedSecret,
 } from "../sources/kubernetes/secrets.ts";
-import { EventReason, findCondition } from "./conditions.ts";
+import { ConditionType, EventReason, findCondition } from "./conditions.ts";
 import type { EventTarget } from "./events.ts";
 import {
   type PoolProblem,
@@ -31,7 +39,7 @@ import {
   type PoolRuntime,
   refKey,
 } from "../pool/registry.ts";
-import { desiredStatus, snapshotFromStatus } from "./status.ts";
+import { desiredStatus, poolSpendingStatus, snapshotFromStatus } from "./status.ts";
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -68,6 +76,12 @@ export interface ReconcilerOptions {
   pools: PoolCache;
   secrets: SecretCache;
   lookupUncachedSecret: (namespace: string, name: string) => Promise<UncachedSecret>;
+  /**
+   * Labelled price-list ConfigMaps (spec.pricingRef), and what one outside the cache is. Without
+   * them (a reconciler with no ConfigMap watch) every pricingRef is reported PricingNotFound.
+   */
+  configMaps?: ConfigMapCache;
+  lookupUncachedConfigMap?: (namespace: string, name: string) => Promise<UncachedConfigMap>;
   registry: PoolRegistry;
   status: StatusSink;
   events: EventSink;
@@ -96,6 +110,8 @@ export interface SharedStateView {
   refresh(runtime: PoolRuntime): Promise<void>;
   problems(): PoolProblem[];
 }
+
+const NO_CONFIG_MAPS: ConfigMapCache = { get: () => undefined };
 
 /** The Warning a key's move into a state that takes it out records; coming back is Normal KeyRecovered. */
 const KEY_STATE_EVENT: Partial<Record<KeyState, EventReason>> = {
@@ -165,6 +181,13 @@ export class Reconciler {
       this.#o.secrets,
       this.#o.lookupUncachedSecret,
     );
+    const pricing = await resolvePricing(
+      ref.namespace,
+      pool.spec,
+      this.#o.configMaps ?? NO_CONFIG_MAPS,
+      this.#o.lookupUncachedConfigMap ?? (async () => "missing"),
+    );
+    if (pricing.problem) resolved.problems.push(pricing.problem);
     const target = this.#target(pool);
     const statusSnapshot = () => snapshotFromStatus(pool.status, this.#o.clock.now());
     const applied = applyPool(this.#o.registry, {
@@ -172,6 +195,7 @@ export class Reconciler {
       uid: pool.metadata.uid,
       generation: pool.metadata.generation,
       spec: pool.spec,
+      referencedPrices: pricing.prices,
       entries: resolved.entries,
       // A new engine resumes cooldowns, Invalid marks and counters from the last status (a restart,
       // a new leader); an existing one merges it (level-triggered: other replicas' writes), the
@@ -182,10 +206,12 @@ export class Reconciler {
         clock: this.#o.clock,
         newLeaseToken: this.#o.newLeaseToken,
         onTransition: (event) => this.#onTransition(target, event),
+        onBudget: (notice) => this.#onBudget(target, notice),
       },
     });
     const runtime = applied.runtime;
     runtime.secretNames = resolved.secretNames;
+    runtime.webhooks = resolved.webhooks;
     if (applied.added.length || applied.removed.length) {
       log.info(
         { added: applied.added, removed: applied.removed, total: runtime.engine.size },
@@ -215,10 +241,17 @@ export class Reconciler {
     const views = runtime.engine.keys();
     const status = desiredStatus(
       previous,
-      { kind: "evaluated", views, problems, emptyValues: resolved.emptyValues },
+      {
+        kind: "evaluated",
+        views,
+        problems,
+        emptyValues: resolved.emptyValues,
+        spending: poolSpendingStatus(runtime.engine, views),
+      },
       generation,
       new Date(this.#o.clock.now()),
     );
+    this.#recordPrediction(object, previous, status);
     this.#o.status.submit(ref, this.#withProbeRequest(ref, pool.metadata.uid, status));
 
     const next = runtime.engine.nextTransitionAt();
@@ -304,6 +337,39 @@ export class Reconciler {
     const runtime = this.#o.registry.get(ref);
     const handled = runtime && runtime.uid === uid ? runtime.probeRequest : undefined;
     return handled === undefined ? status : { ...status, lastProbeRequest: handled };
+  }
+
+  /**
+   * A Warning Event when ExhaustionPredicted turns True (the leader records it, once per flip):
+   * the condition's message says which limit runs out when.
+   */
+  #recordPrediction(object: KubernetesObject, previous: KeyPoolStatus | undefined, next: KeyPoolStatus) {
+    const was = previous?.conditions?.find((c) => c.type === ConditionType.ExhaustionPredicted);
+    const now = next.conditions?.find((c) => c.type === ConditionType.ExhaustionPredicted);
+    if (!now || now.status !== "True" || was?.status === "True" || !this.#o.isLeader()) return;
+    this.#o.events.record(this.#target(object), "Warning", EventReason.ExhaustionPredicted, now.message);
+  }
+
+  /** A budget reached its warning share or its limit: a Warning Event (leader only), and a status refresh. */
+  #onBudget(target: EventTarget, notice: BudgetNotice) {
+    const ref = { namespace: target.namespace, name: target.name };
+    const whose = notice.scope === "pool" ? "The pool's" : `Key ${notice.keyId} (${notice.masked})`;
+    const share = Math.floor((notice.spentUSD / notice.limitUSD) * 100);
+    const message =
+      `${whose} ${notice.period} budget is ${share}% spent ($${notice.spentUSD.toFixed(4)} of $${notice.limitUSD})` +
+      (notice.level === "exhausted"
+        ? `: no more keys handed out until ${new Date(notice.resetsAtMs).toISOString()}`
+        : "");
+    this.#o.logger.warn({ pool: refKey(ref), ...notice }, "budget notice");
+    if (this.#o.isLeader())
+      this.#o.events.record(
+        target,
+        "Warning",
+        notice.level === "exhausted" ? EventReason.BudgetExhausted : EventReason.BudgetWarning,
+        message,
+        notice.keyId,
+      );
+    this.#o.markDirty(ref);
   }
 
   #onTransition(target: EventTarget, event: KeyTransitionEvent) {

@@ -6,7 +6,7 @@
  * May import: src/api, src/pool, src/sources/kubernetes (the resolver), src/log types,
  * src/pool (the registry), node built-ins, yaml, zod.
  */
-import type { KeyPoolSpec } from "../../api/keypool.ts";
+import type { KeyPoolSpec, ModelPrice } from "../../api/keypool.ts";
 import { type PoolRegistry, type PoolRuntime, refKey } from "../../pool/registry.ts";
 import type { Logger } from "../../log.ts";
 import type { Clock } from "../../pool/clock.ts";
@@ -15,15 +15,19 @@ import type { KeyTransitionEvent } from "../../pool/engine.ts";
 import { keyId } from "../../pool/identity.ts";
 import type { KeyEntry } from "../../pool/key.ts";
 import type { EngineSnapshot, KeySnapshot } from "../../pool/snapshot.ts";
+import { resolvePricing } from "../kubernetes/pricing.ts";
 import { resolvePoolKeys } from "../kubernetes/secrets.ts";
-import { type DirectoryScan, directorySecrets, ManifestDirectory } from "./directory.ts";
+import { type DirectoryScan, directoryConfigMaps, directorySecrets, ManifestDirectory } from "./directory.ts";
 import { type EnvPools, readEnvPools } from "./env.ts";
 import { DirectoryFollower } from "./follow.ts";
 import { errorCode } from "./fs-errors.ts";
 import { STATE_FILE_VERSION, StateFile, type StandaloneState } from "./state-file.ts";
 
 export interface StandaloneOptions {
-  /** *.yaml / *.yml / *.json, multi-document; KeyPool and Secret (v1) objects; others are ignored. */
+  /**
+   * *.yaml / *.yml / *.json, multi-document; KeyPool, Secret and ConfigMap (v1: spec.pricingRef's
+   * price lists) objects; others are ignored.
+   */
   manifestsDir: string | undefined;
   /** NAME_KEYS=k1,k2 → pool "name" (see env.ts). Read once, at start. */
   env: Readonly<Record<string, string | undefined>>;
@@ -71,6 +75,8 @@ interface DesiredPool {
   spec: KeyPoolSpec;
   /** Env pools: the keys and the variable they came from. */
   env?: { variable: string; entries: KeyEntry[] };
+  /** spec.pricingRef's price list, read from a ConfigMap in the directory. */
+  prices?: ModelPrice[] | undefined;
 }
 
 /** A pool this source put in the registry. */
@@ -86,6 +92,8 @@ interface OwnedPool {
    * save would drop an Invalid mark the moment a Secret is briefly missing.
    */
   unclaimed: Map<string, KeySnapshot>;
+  /** spec.pricingRef's price list as last read (spec.pricing wins over it). */
+  prices: ModelPrice[] | undefined;
 }
 
 export class StandaloneSource {
@@ -255,7 +263,7 @@ export class StandaloneSource {
   async #rescan(): Promise<void> {
     const scan: DirectoryScan = this.#dir
       ? await this.#dir.scan()
-      : { pools: new Map(), secrets: new Map(), problems: [] };
+      : { pools: new Map(), secrets: new Map(), configMaps: new Map(), problems: [] };
     const problems: StandalonePoolProblem[] = scan.problems.map((p) => ({
       namespace: p.ref?.namespace ?? "",
       name: p.ref?.name ?? "",
@@ -302,7 +310,13 @@ export class StandaloneSource {
     }
 
     const secrets = directorySecrets(scan.secrets);
+    const configMaps = directoryConfigMaps(scan.configMaps);
     for (const [key, want] of desired) {
+      // Every ConfigMap in the directory is in the cache, so one outside it is simply missing.
+      const pricing = await resolvePricing(want.ref.namespace, want.spec, configMaps, async () => "missing");
+      want.prices = pricing.prices;
+      if (pricing.problem)
+        problems.push({ ...want.ref, message: `${pricing.problem.message} (in the manifests)` });
       const pool = this.#ensurePool(key, want);
       if (want.env) {
         pool.base = want.env.entries;
@@ -313,6 +327,7 @@ export class StandaloneSource {
         const resolved = await resolvePoolKeys(want.ref.namespace, want.spec, secrets, async () => "missing");
         pool.base = resolved.entries;
         pool.runtime.secretNames = resolved.secretNames;
+        pool.runtime.webhooks = resolved.webhooks;
         pool.runtime.usesSelector = want.spec.secretSelector !== undefined;
         for (const p of resolved.problems)
           problems.push({ ...want.ref, message: `${p.message} in the manifests` });
@@ -339,35 +354,47 @@ export class StandaloneSource {
   #ensurePool(key: string, want: DesiredPool): OwnedPool {
     const existing = this.#pools.get(key);
     if (existing) {
+      existing.prices = want.prices;
       // A changed spec applies at once; the keys follow when #applyKeys sets the new ones.
-      if (this.#apply(existing.runtime.ref, want.spec, this.#entries(existing)).configChanged)
+      if (this.#apply(existing.runtime.ref, want.spec, want.prices, this.#entries(existing)).configChanged)
         this.#log.info({ pool: key }, "pool spec changed");
       existing.origin = want.origin;
       return existing;
     }
     const saved = this.#saved.get(key);
     this.#saved.delete(key);
-    const { runtime } = this.#apply(want.ref, want.spec, [], saved);
+    const { runtime } = this.#apply(want.ref, want.spec, want.prices, [], saved);
     const pool: OwnedPool = {
       runtime,
       origin: want.origin,
       base: [],
       baseIds: new Set(),
       unclaimed: new Map((saved?.keys ?? []).map((k) => [k.id, k])),
+      prices: want.prices,
     };
     this.#pools.set(key, pool);
     this.#log.info({ pool: key, from: want.origin, restored: saved !== undefined }, "pool added");
     return pool;
   }
 
-  /** The registry's pool as `spec` and `entries` say (created, restored from `saved`, the first time). */
-  #apply(ref: Ref, spec: KeyPoolSpec, entries: KeyEntry[], saved?: EngineSnapshot) {
+  /**
+   * The registry's pool as `spec`, its referenced `prices` and `entries` say (created, restored
+   * from `saved`, the first time).
+   */
+  #apply(
+    ref: Ref,
+    spec: KeyPoolSpec,
+    prices: readonly ModelPrice[] | undefined,
+    entries: KeyEntry[],
+    saved?: EngineSnapshot,
+  ) {
     const at = { namespace: ref.namespace, name: ref.name };
     return applyPool(this.#o.registry, {
       ref: at,
       uid: undefined,
       generation: undefined,
       spec,
+      referencedPrices: prices,
       entries,
       restoreFrom: () => saved,
       engine: {
@@ -390,7 +417,7 @@ export class StandaloneSource {
   /** Gives the engine the pool's keys (its sources' and the API's) when they changed. Returns how many. */
   #applyKeys(pool: OwnedPool): number {
     const entries = this.#entries(pool);
-    const change = this.#apply(pool.runtime.ref, pool.runtime.spec, entries);
+    const change = this.#apply(pool.runtime.ref, pool.runtime.spec, pool.prices, entries);
     for (const id of change.added) pool.unclaimed.delete(id);
     if (change.added.length || change.removed.length) {
       this.#log.info(

@@ -12,7 +12,7 @@
 import type { V1Secret } from "@kubernetes/client-node";
 import type { KeyPoolSpec } from "../../api/keypool.ts";
 import type { KeyEntry } from "../../pool/key.ts";
-import type { PoolProblem } from "../../pool/registry.ts";
+import type { PoolProblem, PoolWebhook } from "../../pool/registry.ts";
 import { matchesSelector } from "./selector.ts";
 
 /** Label a Secret must carry to be seen by the operator (any value). */
@@ -33,7 +33,11 @@ export type SourceProblemReason =
   | "KeyHasWhitespace"
   | "DuplicateKeys"
   | "FallbackCycle"
-  | "FallbackPoolNotFound";
+  | "FallbackPoolNotFound"
+  | "WebhookSecretMissing"
+  | "PricingNotFound"
+  | "PricingEntryMissing"
+  | "PricingInvalid";
 
 export interface SourceProblem extends PoolProblem {
   reason: SourceProblemReason;
@@ -46,6 +50,8 @@ export interface ResolvedKeys {
   emptyValues: number;
   /** Names of the Secrets the pool reads (for mapping Secret events back to pools). */
   secretNames: Set<string>;
+  /** spec.notifications.webhooks whose URL (and signing key, when named) were found. */
+  webhooks: PoolWebhook[];
 }
 
 /** Splits an entry's value into keys: commas and newlines separate, whitespace is trimmed. */
@@ -74,7 +80,13 @@ export async function resolvePoolKeys(
   cache: SecretCache,
   lookupUncached: (namespace: string, name: string) => Promise<UncachedSecret>,
 ): Promise<ResolvedKeys> {
-  const result: ResolvedKeys = { entries: [], problems: [], emptyValues: 0, secretNames: new Set() };
+  const result: ResolvedKeys = {
+    entries: [],
+    problems: [],
+    emptyValues: 0,
+    secretNames: new Set(),
+    webhooks: [],
+  };
 
   /** Where each key was first seen, to name duplicates by their sources (never by value). */
   const firstSource = new Map<string, string>();
@@ -137,6 +149,8 @@ export async function resolvePoolKeys(
       ...(ref.weight !== undefined ? { weight: ref.weight } : {}),
       ...(ref.limits !== undefined ? { limits: ref.limits } : {}),
       ...(ref.quotaGroup !== undefined ? { quotaGroup: ref.quotaGroup } : {}),
+      ...(ref.costMultiplier !== undefined ? { costMultiplier: ref.costMultiplier } : {}),
+      ...(ref.budget !== undefined ? { budget: ref.budget } : {}),
     };
     const entries = ref.secretRef.key ? [ref.secretRef.key] : entriesOf(secret);
     for (const entry of entries) {
@@ -159,5 +173,51 @@ export async function resolvePoolKeys(
       for (const entry of entriesOf(secret)) addEntry(secret, name, entry, {});
     }
   }
+  await resolveWebhooks(namespace, spec, cache, lookupUncached, result);
   return result;
+}
+
+/**
+ * spec.notifications.webhooks: each URL and signing key from its Secret entry (labelled like the
+ * key Secrets, so the operator sees it change). A webhook whose Secret or entry is missing is left
+ * out with a problem (Degraded, an Event); the pool serves on.
+ */
+async function resolveWebhooks(
+  namespace: string,
+  spec: KeyPoolSpec,
+  cache: SecretCache,
+  lookupUncached: (namespace: string, name: string) => Promise<UncachedSecret>,
+  result: ResolvedKeys,
+): Promise<void> {
+  for (const [index, hook] of (spec.notifications?.webhooks ?? []).entries()) {
+    const read = async (ref: { name: string; key: string }, field: string): Promise<string | undefined> => {
+      result.secretNames.add(ref.name);
+      const secret = cache.get(namespace, ref.name);
+      const value = secret ? decode(secret, ref.key)?.trim() : undefined;
+      if (value) return value;
+      const why = secret
+        ? "has no entry"
+        : (await lookupUncached(namespace, ref.name)) === "unlabelled"
+          ? "is not labelled " + SECRET_LABEL + "=true"
+          : "does not exist";
+      result.problems.push({
+        reason: "WebhookSecretMissing",
+        secret: ref.name,
+        entry: ref.key,
+        message: `spec.notifications.webhooks[${index}].${field}: Secret ${namespace}/${ref.name} ${why === "has no entry" ? `has no entry "${ref.key}"` : why}; webhook ${hook.name} gets no notifications`,
+      });
+      return undefined;
+    };
+    const url = await read(hook.urlSecretRef, "urlSecretRef");
+    const signingKey = hook.signingKeySecretRef
+      ? await read(hook.signingKeySecretRef, "signingKeySecretRef")
+      : undefined;
+    if (!url || (hook.signingKeySecretRef && !signingKey)) continue;
+    result.webhooks.push({
+      name: hook.name,
+      url,
+      ...(signingKey ? { signingKey } : {}),
+      events: hook.events ?? [],
+    });
+  }
 }
