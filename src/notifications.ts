@@ -116,7 +116,8 @@ export class PoolNotifications {
           pool: { namespace: ref.namespace, name: ref.name },
           key: { id: event.keyId, masked: event.masked },
           reason: event.reason,
-          message: `Key ${event.keyId} (${event.masked}, ${event.source}): ${event.from} -> ${event.to}${until} (${event.reason})`,
+          // The body's text names the pool and the key already.
+          message: `${event.from} -> ${event.to}${until} (${event.reason}), from ${event.source}`,
           at: iso(event.atMs),
           details: { from: event.from, to: event.to, source: event.source },
         });

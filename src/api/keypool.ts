@@ -129,7 +129,7 @@ export type BudgetLimits = z.infer<typeof BudgetLimits>;
 
 const costMultiplier = z
   .number()
-  .positive()
+  .min(0)
   .max(1000)
   .describe(
     "Multiplies the price list for this key's calls (an account with a discount: 0.8; with credits: 0). " +

@@ -1,7 +1,7 @@
 /* global document, window, EventSource, uPlot */
 /**
  * The KeyPool status page: renders the `snapshot` and `history` events of GET /ui/events (see
- * docs/status-page.md). Plain JavaScript, no build step. Every string from the server goes
+ * README.md, "Status page"). Plain JavaScript, no build step. Every string from the server goes
  * through esc() before it reaches innerHTML.
  */
 "use strict";

@@ -69,8 +69,13 @@ describe.each(POOL_FILES)("examples/%s", (file) => {
     expect(objects.length).toBeGreaterThanOrEqual(2);
   });
 
-  it("holds its Secrets first and then one KeyPool", () => {
-    expect(objects.map((o) => o.kind)).toEqual([...secrets.map(() => "Secret"), "KeyPool"]);
+  it("holds its ConfigMaps and Secrets first and then one KeyPool", () => {
+    const configMaps = objects.filter((o) => o.kind === "ConfigMap");
+    expect(objects.map((o) => o.kind)).toEqual([
+      ...configMaps.map(() => "ConfigMap"),
+      ...secrets.map(() => "Secret"),
+      "KeyPool",
+    ]);
   });
 
   it("names no namespace, so `kubectl apply -n` puts it anywhere", () => {
@@ -101,8 +106,16 @@ describe.each(POOL_FILES)("examples/%s", (file) => {
     }
   });
 
-  it("uses placeholders that cannot be mistaken for real keys", () => {
-    const values = secrets.flatMap((s) => Object.values(entries(s))).flatMap((v) => v.split(/[\n,]/));
+  it("uses placeholders that cannot be mistaken for real keys (or webhooks)", () => {
+    const { spec } = parsedPool(file);
+    const keySecrets = secrets.filter(
+      (s) =>
+        spec.keys?.some((k) => k.secretRef.name === s.metadata.name) ||
+        (spec.secretSelector && matchesSelector(s.metadata.labels, spec.secretSelector)),
+    );
+    for (const other of secrets.filter((s) => !keySecrets.includes(s)))
+      for (const value of Object.values(entries(other))) expect(value).toMatch(/example/);
+    const values = keySecrets.flatMap((s) => Object.values(entries(s))).flatMap((v) => v.split(/[\n,]/));
     const keys = values.map((v) => v.trim()).filter(Boolean);
     expect(keys.length).toBeGreaterThan(0);
     for (const key of keys) {
@@ -117,7 +130,7 @@ describe("the examples together", () => {
   const pools = POOL_FILES.map(parsedPool);
 
   it("cover openai, anthropic, google, mistral and an openai-compatible endpoint", () => {
-    expect(pools.map((p) => p.spec.provider).sort()).toEqual([
+    expect([...new Set(pools.map((p) => p.spec.provider))].sort()).toEqual([
       "anthropic",
       "google",
       "mistral",
@@ -128,7 +141,7 @@ describe("the examples together", () => {
 
   it("show every strategy", () => {
     expect(new Set(pools.map((p) => p.spec.strategy))).toEqual(
-      new Set(["RoundRobin", "LeastLoaded", "LeastRecentlyUsed", "Weighted"]),
+      new Set(["RoundRobin", "LeastLoaded", "LeastRecentlyUsed", "Weighted", "LowestCost"]),
     );
   });
 

@@ -128,3 +128,15 @@ describe("verifying a signature", () => {
     expect(verifySignature({ ...good, ...change })).toEqual(result);
   });
 });
+
+describe("README's worked example", () => {
+  it("is the signature of its example body, so receivers can check their code against it", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const readme = await readFile(new URL("../../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("### The body"));
+    const json = /```json\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+    const compact = JSON.stringify(JSON.parse(json));
+    const header = /`(sha256=[0-9a-f]{64})`/.exec(section)?.[1];
+    expect(sign("example-signing-key", "1767225600", compact)).toBe(header);
+  });
+});
