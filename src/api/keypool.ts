@@ -306,8 +306,10 @@ export const Forecast = z
       .boolean()
       .default(false)
       .describe(
-        "Weight keys by forecast headroom (the share of their tightest limit or budget left), so a pool's " +
-          "keys run out together at the end of the window instead of one after another early. Not with LowestCost.",
+        "Hand keys out in proportion to their headroom (the calls left in their tightest day-long limit or " +
+          "budget, times weight and health), so a pool's keys run out together at the end of the window instead " +
+          "of one after another early. It replaces the strategy's order (RoundRobin, LeastLoaded, " +
+          "LeastRecentlyUsed and Weighted all become this weighted rotation). Not with LowestCost.",
       ),
     halfLife: duration(
       "Half-life of the consumption-rate average (an exponentially weighted moving average) forecasts are made from.",

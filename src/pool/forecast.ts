@@ -9,10 +9,13 @@
  *
  * Two kinds of window:
  * - calendar (budgets): `remaining / rate` from now; predicted when that is before the window's end.
- * - sliding (requestsPerDay, tokensPerMinute): use also leaves the window as it ages. Taking the
- *   window's use as spread evenly over it, it leaves at used / windowMs, so the window fills
- *   only while the rate exceeds that: at now + remaining / (rate - used/windowMs). Predicted
- *   when that is within one window length (a sliding window has no single reset).
+ * - sliding (requestsPerDay, tokensPerMinute): use also leaves the window as it ages, and the
+ *   window records when: the level at a later time t is used + rate x (t - now) - what leaves by
+ *   t. The first t within one window length where that reaches the limit is when it runs out
+ *   (searched in SLIDING_STEPS steps, then solved within the step); none: it does not fill at
+ *   this rate. A sliding window has no single reset: "before reset" means within one window.
+ *   (An earlier version assumed use leaves evenly, used / windowMs: bench/forecast.ts showed it
+ *   hours late for a pool whose window had not filled yet, where nothing leaves.)
  */
 
 export class RateAverage {
@@ -70,7 +73,12 @@ export interface SlidingUse {
   capacity: number;
   rate: number;
   windowMs: number;
+  /** Of `used`, how much will have left the window by a later time (UsageWindow.leavingBy). */
+  leavingBy: (later: number) => number;
 }
+
+/** Steps a sliding window's horizon is searched in (a day: 15 minutes each). */
+export const SLIDING_STEPS = 96;
 
 /** A calendar window's forecast; undefined when nothing is being used. */
 export function calendarForecast(use: CalendarUse, nowMs: number): Forecast | undefined {
@@ -82,15 +90,28 @@ export function calendarForecast(use: CalendarUse, nowMs: number): Forecast | un
   return { limit: use.limit, exhaustsAtMs, resetsAtMs: use.endMs, beforeReset: exhaustsAtMs < use.endMs };
 }
 
-/** A sliding window's forecast; undefined when it does not fill at this rate. */
+/** A sliding window's forecast; undefined when it does not fill within a window at this rate. */
 export function slidingForecast(use: SlidingUse, nowMs: number): Forecast | undefined {
-  const remaining = Math.max(0, use.capacity - use.used);
   const resetsAtMs = nowMs + use.windowMs;
-  if (remaining === 0) return { limit: use.limit, exhaustsAtMs: nowMs, resetsAtMs, beforeReset: true };
-  const net = use.rate - use.used / use.windowMs;
-  if (!(net > 0)) return undefined;
-  const exhaustsAtMs = nowMs + remaining / net;
-  return { limit: use.limit, exhaustsAtMs, resetsAtMs, beforeReset: exhaustsAtMs < resetsAtMs };
+  if (use.used >= use.capacity)
+    return { limit: use.limit, exhaustsAtMs: nowMs, resetsAtMs, beforeReset: true };
+  if (!(use.rate > 0)) return undefined;
+  const step = use.windowMs / SLIDING_STEPS;
+  let from = nowMs;
+  let leftBefore = 0;
+  for (let k = 1; k <= SLIDING_STEPS; k++) {
+    const to = nowMs + k * step;
+    const left = use.leavingBy(to);
+    if (use.used + use.rate * (to - nowMs) - left >= use.capacity) {
+      // Within the step: what left by its start is gone; the rate fills the rest.
+      const at = from + (use.capacity - (use.used + use.rate * (from - nowMs) - leftBefore)) / use.rate;
+      const exhaustsAtMs = Math.min(to, Math.max(from, at));
+      return { limit: use.limit, exhaustsAtMs, resetsAtMs, beforeReset: true };
+    }
+    from = to;
+    leftBefore = left;
+  }
+  return undefined;
 }
 
 /** The forecast that matters most: the earliest that runs out before its reset, else the earliest. */

@@ -18,6 +18,7 @@ import {
 } from "./forecast.ts";
 import type { KeyRecord } from "./key.ts";
 import { SpendCounter, type SpendSnapshot, type SpendTotals } from "./spend.ts";
+import type { UsageWindow } from "./window.ts";
 
 const DAY_MS = 86_400_000;
 const MINUTE_MS = 60_000;
@@ -155,6 +156,7 @@ export function keyForecast(
           capacity: day.limit,
           rate: rec.requestRate.at(now, tau),
           windowMs: DAY_MS,
+          leavingBy: (later) => day.window.leavingBy(now, later),
         },
         now,
       ),
@@ -169,6 +171,7 @@ export function keyForecast(
           capacity: tokens.limit,
           rate: rec.tokenRate.at(now, tau),
           windowMs: MINUTE_MS,
+          leavingBy: (later) => tokens.leavingBy(now, later),
         },
         now,
       ),
@@ -261,6 +264,8 @@ export class PoolSpending {
     now: number,
   ): Forecast | undefined {
     const tau = tauOf(config.forecast.halfLifeMs);
+    const dayWindows: UsageWindow[] = [];
+    const tokenWindows: UsageWindow[] = [];
     const day = { used: 0, capacity: 0, rate: 0, all: true };
     const tokens = { used: 0, capacity: 0, rate: 0, all: true };
     let any = false;
@@ -272,14 +277,18 @@ export class PoolSpending {
         day.used += d.window.used(now);
         day.capacity += d.limit;
         day.rate += rec.requestRate.at(now, tau);
+        dayWindows.push(d.window);
       } else day.all = false;
       const t = rec.windows.tokens;
       if (t) {
         tokens.used += t.used(now);
         tokens.capacity += t.limit;
         tokens.rate += rec.tokenRate.at(now, tau);
+        tokenWindows.push(t);
       } else tokens.all = false;
     }
+    const leaving = (windows: UsageWindow[]) => (later: number) =>
+      windows.reduce((sum, w) => sum + w.leavingBy(now, later), 0);
     const forecasts: Array<Forecast | undefined> = budgetForecasts(
       config.budget.limits,
       this.spend.totals(w),
@@ -290,9 +299,19 @@ export class PoolSpending {
       "poolMonthlyBudget",
     );
     if (any && day.all)
-      forecasts.push(slidingForecast({ limit: "requestsPerDay", ...day, windowMs: DAY_MS }, now));
+      forecasts.push(
+        slidingForecast(
+          { limit: "requestsPerDay", ...day, windowMs: DAY_MS, leavingBy: leaving(dayWindows) },
+          now,
+        ),
+      );
     if (any && tokens.all)
-      forecasts.push(slidingForecast({ limit: "tokensPerMinute", ...tokens, windowMs: MINUTE_MS }, now));
+      forecasts.push(
+        slidingForecast(
+          { limit: "tokensPerMinute", ...tokens, windowMs: MINUTE_MS, leavingBy: leaving(tokenWindows) },
+          now,
+        ),
+      );
     return mostPressing(forecasts);
   }
 

@@ -13,6 +13,11 @@ export interface UsageWindow {
   used(now: number): number;
   /** Epoch ms from which one more unit fits (now when it already does). */
   roomAt(now: number): number;
+  /**
+   * Of the units in the window at `now`, how many will have left it by `later` (>= now), from
+   * what is recorded: no units added meanwhile. Changes nothing (forecasts ask ahead).
+   */
+  leavingBy(now: number, later: number): number;
 }
 
 /** Largest limit tracked event by event (a ring of timestamps, 8 bytes each). */
@@ -71,6 +76,11 @@ export class ExactWindow implements UsageWindow {
       else lo = mid + 1;
     }
     return this.#count - lo;
+  }
+
+  leavingBy(now: number, later: number): number {
+    // used() only searches the ring: asking about a later time changes nothing.
+    return this.used(now) - this.used(later);
   }
 
   roomAt(now: number): number {
@@ -139,6 +149,19 @@ export class BucketedWindow implements UsageWindow {
   used(now: number): number {
     this.#advance(now);
     return this.#total;
+  }
+
+  leavingBy(now: number, later: number): number {
+    const current = this.#advance(now);
+    // A bucket is counted while its index is above current - span: by `later`, those up to
+    // floor(later / bucket) - span have left.
+    const lastLeaving = Math.floor(later / this.#bucketMs) - this.#span;
+    let leaving = 0;
+    for (let index = current - this.#span + 1; index <= Math.min(current, lastLeaving); index++) {
+      const slot = index % this.#span;
+      if (this.#indexes[slot] === index) leaving += this.#amounts[slot] as number;
+    }
+    return leaving;
   }
 
   roomAt(now: number): number {

@@ -41,7 +41,7 @@ async function readmeBlock(marker: string): Promise<string> {
 
 describe("README quick start without a cluster", () => {
   it("npm start prints where it serves", () => {
-    expect(output).toContain("serving 5 pool(s) at http://127.0.0.1:");
+    expect(output).toContain("serving 6 pool(s) at http://127.0.0.1:");
   });
 
   it("the README's curl commands work as written", async () => {

@@ -291,3 +291,32 @@ describe("alerts", () => {
     expect(engine.keys()[0]?.state).toBe("Healthy");
   });
 });
+
+describe("sliding-window forecasts", () => {
+  it("see a fresh day-long window fill at the rate, as nothing leaves it yet", () => {
+    const entries: KeyEntry[] = [{ ...(keys("a")[0] as KeyEntry), limits: { requestsPerDay: 1000 } }];
+    const start = Date.UTC(2026, 10, 22, 8);
+    const { engine, clock } = pool({}, entries, start);
+    // 2 calls a minute for an hour: 120 used, 880 left at 2/min: about 440 minutes more.
+    for (let i = 0; i < 120; i++) {
+      call(engine, 1, 1);
+      clock.advance(30_000);
+    }
+    const f = engine.keys()[0]?.forecast;
+    expect(f).toMatchObject({ limit: "requestsPerDay", beforeReset: true });
+    const minutes = ((f?.exhaustsAtMs ?? 0) - clock.now()) / 60_000;
+    expect(minutes).toBeGreaterThan(400);
+    expect(minutes).toBeLessThan(480);
+  });
+
+  it("see no exhaustion when yesterday's use leaves as fast as today's comes", () => {
+    const entries: KeyEntry[] = [{ ...(keys("a")[0] as KeyEntry), limits: { requestsPerDay: 3000 } }];
+    const { engine, clock } = pool({}, entries, Date.UTC(2026, 10, 21, 8));
+    // A steady 1 call a minute for 30 hours: the window holds a day's 1440, well under 3000.
+    for (let i = 0; i < 30 * 60; i++) {
+      call(engine, 1, 1);
+      clock.advance(60_000);
+    }
+    expect(engine.keys()[0]?.forecast).toBeUndefined();
+  });
+});

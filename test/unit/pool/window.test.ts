@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BucketedWindow, ExactWindow } from "../../../src/pool/window.ts";
+import { BucketedWindow, createWindow, ExactWindow } from "../../../src/pool/window.ts";
 
 const MINUTE = 60_000;
 
@@ -46,5 +46,20 @@ describe("a bucketed token window", () => {
     expect(w.used(20_000)).toBe(1100);
     expect(w.roomAt(20_000)).toBeGreaterThan(20_000);
     expect(w.used(2 * MINUTE)).toBe(0);
+  });
+});
+
+describe("leavingBy: what leaves a window by a later time", () => {
+  it.each([
+    ["exact", createWindow(100, 60_000)],
+    ["bucketed", createWindow(100_000, 60_000, false)],
+  ])("%s: counts the units that age out, and changes nothing", (_kind, w) => {
+    w.add(0, 10);
+    w.add(30_000, 5);
+    expect(w.leavingBy(30_000, 30_000)).toBe(0);
+    // The first 10 leave once the window has moved past 0; the 5 only past 30 s.
+    expect(w.leavingBy(30_000, 61_000)).toBe(10);
+    expect(w.leavingBy(30_000, 91_000)).toBe(15);
+    expect(w.used(30_000)).toBe(15);
   });
 });
