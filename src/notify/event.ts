@@ -5,27 +5,12 @@
  * An event names a key by its id and masked value, never by the key itself.
  */
 
-/** The kinds of notification, each a transition of a pool or of one of its keys. */
-export const NOTIFICATION_TYPES = [
-  /** A key was rejected by its provider (revoked, wrong, missing scopes) and left rotation. */
-  "KeyInvalid",
-  /** A key that was Invalid answers again and is back in rotation. */
-  "KeyRecovered",
-  /** No key of the pool can be handed out. */
-  "PoolUnavailable",
-  /** The pool can hand out keys again after PoolUnavailable. */
-  "PoolRecovered",
-  /** Spending crossed the warning share of a budget. */
-  "BudgetWarning",
-  /** A budget is spent: its keys rest until it resets. */
-  "BudgetExhausted",
-  /** At the current rate a limit or budget runs out before it resets. */
-  "ExhaustionPredicted",
-  /** A key matched an alert rule (for example consecutive failures). */
-  "KeyAlert",
-] as const;
-
-export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
+/**
+ * The kinds of notification, each a transition of a pool or of one of its keys: the list the
+ * KeyPool's spec.notifications.webhooks[].events takes (src/api, where each is described).
+ */
+export { NOTIFICATION_TYPES, type NotificationType } from "../api/keypool.ts";
+import type { NotificationType } from "../api/keypool.ts";
 
 /** The pool an event is about. */
 export interface NotificationPoolRef {

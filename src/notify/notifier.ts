@@ -4,7 +4,8 @@
  * ordered queue per webhook, dedupe by event id, and a counter per outcome. The operator decides
  * when an event happens and which webhooks a pool has; this folder only delivers.
  *
- * May import: Node built-ins, pino (types), prom-client, undici. Nothing else in src/: time comes
+ * May import: src/api (the notification types a KeyPool names), Node built-ins, pino (types),
+ * prom-client, undici. Nothing else in src/: time comes
  * from the injected clock and timers, the logger and the metrics registry are handed in.
  *
  * Files: event.ts (what an event is), body.ts (the JSON sent), signature.ts (headers, HMAC signing

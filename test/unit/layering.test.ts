@@ -40,7 +40,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | "anything">> = {
   // the server or the state store, which run inside the operator.
   "kubectl-plugin": ["api", "pool", "sources", "describe-error"],
   // Webhook delivery: signed, retried, deduplicated; knows nothing of pools or Kubernetes.
-  notify: [],
+  notify: ["api"],
   // When to notify: pool transitions, budgets, availability and forecasts to src/notify.
   notifications: ["api", "pool", "notify", "log"],
   // The live status page (/ui): reads the pools as the API shows them.
