@@ -171,3 +171,28 @@ describe("a pool's budget over three replicas on one Redis", () => {
     }
   });
 });
+
+describe("a forecast through the proxy", () => {
+  it("says when a pool budget runs out at the rate calls come, before the day ends", async () => {
+    const clock = new ManualClock(Date.UTC(2026, 11, 4, 12, 0, 0));
+    const r = await replica(clock, { budget: { dailyUSD: 100 } }, [{ key: KEY, source: "secret/keys#a" }]);
+    // $1 a minute for half an hour: $30 spent, $70 left, so about 70 minutes more.
+    for (let i = 0; i < 30; i++) {
+      expect(await chat(r)).toBe(200);
+      clock.advance(60_000);
+    }
+    const res = await fetch(`${r.url}/v1/pools/default/chat`);
+    const view = (await res.json()) as {
+      costTodayUSD: number;
+      budget: { daily: { spentUSD: number; limitUSD: number } };
+      forecast: { limit: string; exhaustsAt: string; beforeReset: boolean };
+    };
+    expect(view.costTodayUSD).toBe(30);
+    expect(view.budget.daily).toMatchObject({ spentUSD: 30, limitUSD: 100 });
+    expect(view.forecast).toMatchObject({ limit: "poolDailyBudget", beforeReset: true });
+    const minutes = (Date.parse(view.forecast.exhaustsAt) - clock.now()) / 60_000;
+    console.log(`forecast after 30 min at $1/min with $70 left: runs out in ${minutes.toFixed(1)} min`);
+    expect(minutes).toBeGreaterThan(55);
+    expect(minutes).toBeLessThan(90);
+  });
+});
