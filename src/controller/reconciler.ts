@@ -170,10 +170,15 @@ export class Reconciler {
     }
     const pool = parsed.value;
 
-    // kstatus reads a status without Ready as done: a new pool gets Ready=Unknown first.
-    if (!findCondition(previous?.conditions, "Ready")) {
-      await this.#o.status.writeNow(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
-    }
+    // kstatus reads a status without Ready as done: a new pool gets Ready=Unknown first. The
+    // write goes out now, but the pool does not wait for it: its keys are served as soon as they
+    // are applied below (at a cold start of thousands of pools, status writes are the slow part).
+    // The evaluated status is submitted only after this write, so it never lands first.
+    const reconcilingWritten = findCondition(previous?.conditions, "Ready")
+      ? undefined
+      : this.#o.status.writeNow(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
+    // Handled where it is awaited; until then a rejection must not count as unhandled.
+    reconcilingWritten?.catch(() => undefined);
 
     const resolved = await resolvePoolKeys(
       ref.namespace,
@@ -252,6 +257,7 @@ export class Reconciler {
       new Date(this.#o.clock.now()),
     );
     this.#recordPrediction(object, previous, status);
+    await reconcilingWritten;
     this.#o.status.submit(ref, this.#withProbeRequest(ref, pool.metadata.uid, status));
 
     const next = runtime.engine.nextTransitionAt();
