@@ -34,7 +34,7 @@ function pool(name: string, spec: Record<string, unknown>, status?: KeyPoolStatu
 }
 
 /** A reconciler over in-memory caches, recording what it submits and records. */
-function setup(options: { leader?: () => boolean } = {}) {
+function setup(options: { leader?: () => boolean; writeNowGate?: Promise<void> } = {}) {
   const clock = new ManualClock(T0);
   const pools = new Map<string, KubernetesObject>();
   const secrets = new Map<string, V1Secret>();
@@ -46,6 +46,7 @@ function setup(options: { leader?: () => boolean } = {}) {
     observe: () => {},
     submit: (ref, s) => submitted.push({ ref, status: s }),
     writeNow: async (ref, s) => {
+      await options.writeNowGate;
       submitted.push({ ref, status: s, now: true });
     },
     forget: (ref) => forgotten.push(ref),
@@ -98,6 +99,26 @@ function setup(options: { leader?: () => boolean } = {}) {
 const ref = (name: string) => ({ namespace: NS, name });
 
 describe("a reconcile", () => {
+  it("serves a new pool's keys while its first status write is still on its way", async () => {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const t = setup({ writeNowGate: gate });
+    t.secrets.set(`${NS}/keys`, secret("keys", KEYS));
+    t.pools.set(`${NS}/p`, pool("p", { provider: "openai", keys: [{ secretRef: { name: "keys" } }] }));
+    const reconciled = t.reconciler.reconcile(ref("p"));
+    await new Promise((r) => setImmediate(r));
+    // The Ready=Unknown write has not landed, yet the pool hands out keys.
+    expect(t.submitted).toEqual([]);
+    expect(t.registry.get(ref("p"))?.engine.pick()).toMatchObject({ ok: true });
+    release();
+    await reconciled;
+    // And the evaluated status never lands before the Reconciling one.
+    expect(t.submitted.map((s) => [s.now ?? false, s.status.conditions?.[0]?.status])).toEqual([
+      [true, "Unknown"],
+      [false, "True"],
+    ]);
+  });
+
   it("writes a new pool's Reconciling status at once, then submits its keys and Ready", async () => {
     const t = setup();
     t.secrets.set(`${NS}/keys`, secret("keys", KEYS));
