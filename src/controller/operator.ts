@@ -6,6 +6,9 @@
  * src/lease-tokens, src/kube-client, @kubernetes/client-node. Time comes from `options.clock`.
  *
  * This file wires the parts: watchers -> work queue -> reconciler -> status writer.
+ * The watchers' caches keep trimmed objects (trim.ts): Secrets only the entries some KeyPool
+ * reads (secret-refs.ts), so the KeyPools are listed first, and an entry a pool starts reading
+ * after its Secret was cached is fetched once (#refetchSecret).
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
@@ -22,7 +25,12 @@ import { leaseTokenSource } from "../lease-tokens.ts";
 import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import { type ConfigMapCache, PRICING_LABEL, type UncachedConfigMap } from "../sources/kubernetes/pricing.ts";
-import { SECRET_LABEL, type SecretCache, type UncachedSecret } from "../sources/kubernetes/secrets.ts";
+import {
+  type CachedSecret,
+  SECRET_LABEL,
+  type SecretCache,
+  type UncachedSecret,
+} from "../sources/kubernetes/secrets.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { type PoolRef, PoolRegistry, refKey } from "../pool/registry.ts";
@@ -32,6 +40,8 @@ import { Reconciler, type SharedStateView } from "./reconciler.ts";
 import { snapshotFromStatus } from "./status.ts";
 import { StatusWriter } from "./status-writer.ts";
 import { EventReason } from "./conditions.ts";
+import { type ReadsShrank, SecretReferences } from "./secret-refs.ts";
+import { type SecretCacheStats, secretCacheStats, trimConfigMap, trimKeyPool, trimSecret } from "./trim.ts";
 import { ResourceWatcher } from "./watcher.ts";
 import { WorkQueue } from "./work-queue.ts";
 import { apiClient } from "../kube-client.ts";
@@ -77,7 +87,14 @@ export class Operator {
   readonly #o: OperatorOptions;
   readonly #logger: Logger;
   readonly #poolWatchers: ResourceWatcher<KubernetesObject>[] = [];
-  readonly #secretWatchers = new Map<string, ResourceWatcher<V1Secret>>();
+  readonly #secretWatchers = new Map<string, ResourceWatcher<CachedSecret>>();
+  /** Which Secret entries the KeyPools read: what the Secret caches keep. */
+  readonly #secretRefs = new SecretReferences();
+  /** GETs of Secrets whose cached copy dropped an entry a pool reads now, by namespace/name. */
+  readonly #refetching = new Map<
+    string,
+    { before: CachedSecret | undefined; answer: Promise<V1Secret | undefined> }
+  >();
   /** ConfigMaps labelled keypool.dev/pricing (spec.pricingRef's price lists), per namespace scope. */
   readonly #pricingWatchers = new Map<string, ResourceWatcher<V1ConfigMap>>();
   readonly #queue: WorkQueue;
@@ -130,7 +147,12 @@ export class Operator {
           path: `/apis/${GROUP}/${VERSION}${scope}/${PLURAL}`,
           logger: options.logger.child({ watch: `keypools${ns ? ` in ${ns}` : ""}` }),
           clock: options.clock,
+          transform: trimKeyPool,
           onEvent: (type, object, old) => {
+            // First, in the tick the cache changed: no reconcile sees a spec the index does not know.
+            this.#readsChanged(
+              type === "DELETED" ? this.#secretRefs.delete(object) : this.#secretRefs.set(object),
+            );
             if (type === "MODIFIED" && old && onlyStatusChanged(old, object)) {
               this.#statusChanged(object);
               return;
@@ -143,12 +165,17 @@ export class Operator {
       );
       this.#secretWatchers.set(
         ns ?? "",
-        new ResourceWatcher<V1Secret>({
+        new ResourceWatcher<CachedSecret>({
           kc: options.kc,
           path: `/api/v1${scope}/secrets`,
           labelSelector: SECRET_LABEL,
           logger: options.logger.child({ watch: `secrets${ns ? ` in ${ns}` : ""}` }),
           clock: options.clock,
+          transform: (secret) => {
+            const meta = secret.metadata;
+            const wanted = this.#secretRefs.wanted(meta?.namespace ?? "", meta?.name ?? "", meta?.labels);
+            return trimSecret(secret, wanted);
+          },
           onEvent: (_type, secret) => this.#secretChanged(secret),
           watchdogMs: options.watchdogMs,
           relistIntervalMs: options.relistIntervalMs,
@@ -162,6 +189,7 @@ export class Operator {
           labelSelector: PRICING_LABEL,
           logger: options.logger.child({ watch: `configmaps${ns ? ` in ${ns}` : ""}` }),
           clock: options.clock,
+          transform: trimConfigMap,
           onEvent: (_type, configMap) => this.#configMapChanged(configMap),
           watchdogMs: options.watchdogMs,
           relistIntervalMs: options.relistIntervalMs,
@@ -224,7 +252,13 @@ export class Operator {
     return {
       get: (namespace, name) => this.#secretWatcherFor(namespace)?.get(namespace, name),
       list: (namespace) => this.#secretWatcherFor(namespace)?.list(namespace) ?? [],
+      refetch: (namespace, name) => this.#refetchSecret(namespace, name),
     };
+  }
+
+  /** What the Secret caches hold: entries kept and dropped (trim.ts). */
+  secretCacheStats(): SecretCacheStats {
+    return secretCacheStats([...this.#secretWatchers.values()].flatMap((w) => w.list()));
   }
 
   /** The cache of labelled price-list ConfigMaps, as the reconciler reads it. */
@@ -244,6 +278,8 @@ export class Operator {
   /** Starts watching, waits for the caches to fill, then reconciles. */
   async start(): Promise<void> {
     this.#started = true;
+    // KeyPools first: the Secret caches keep what they read, so the first Secret list needs them.
+    await Promise.all(this.#poolWatchers.map((w) => w.start()));
     const watchers = this.#watchers();
     await Promise.all(watchers.map((w) => w.start()));
     this.#synced = true;
@@ -368,6 +404,65 @@ export class Operator {
     for (const ref of refs) this.#queue.add(refKey(ref));
   }
 
+  /**
+   * The whole Secret from the API server, for an entry a pool reads that its cached copy dropped
+   * (the pool began reading it after the Secret was cached). Race-free because:
+   * - the GET begins after the reader saw the cached copy, so its answer is as new or newer
+   *   (a GET without resourceVersion is a quorum read); a reader joins a GET in flight only while
+   *   the cache still holds the copy that GET began from;
+   * - the answer is stored (trimmed by the reads known when it arrives) only if the cache still
+   *   holds that copy, or one of the same resourceVersion (ObjectCache.swap): a newer copy the
+   *   watch stored meanwhile is never replaced by an older one;
+   * - a cached copy names every entry it dropped, so no reader takes a dropped entry for a
+   *   missing one: at worst it GETs again.
+   */
+  #refetchSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    const key = `${namespace}/${name}`;
+    const before = this.#secretWatcherFor(namespace)?.get(namespace, name);
+    const inFlight = this.#refetching.get(key);
+    if (inFlight && inFlight.before === before) return inFlight.answer;
+    const answer = this.#readSecret(namespace, name, before).finally(() => {
+      if (this.#refetching.get(key)?.answer === answer) this.#refetching.delete(key);
+    });
+    this.#refetching.set(key, { before, answer });
+    return answer;
+  }
+
+  async #readSecret(
+    namespace: string,
+    name: string,
+    before: CachedSecret | undefined,
+  ): Promise<V1Secret | undefined> {
+    let secret: V1Secret;
+    try {
+      secret = await this.#core.readNamespacedSecret({ namespace, name });
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+    // Unlabelled now: the watch reports it deleted; the resolver says why.
+    if (secret.metadata?.labels?.[SECRET_LABEL] === undefined) return undefined;
+    const whole = { ...secret, apiVersion: secret.apiVersion ?? "v1", kind: secret.kind ?? "Secret" };
+    const stored = before ? this.#secretWatcherFor(namespace)?.swap(before, whole) : false;
+    this.#logger.debug(
+      { namespace, name, resourceVersion: secret.metadata?.resourceVersion, stored },
+      "Secret refetched for an entry the cache had dropped",
+    );
+    return secret;
+  }
+
+  /** A pool reads less than before: cached Secrets drop what nobody reads now. */
+  #readsChanged(shrank: ReadsShrank | undefined): void {
+    if (!shrank) return;
+    const { namespace } = shrank;
+    const watcher = this.#secretWatcherFor(namespace);
+    if (!watcher) return;
+    const names = shrank.anySecret
+      ? watcher.list(namespace).map((s) => s.metadata?.name ?? "")
+      : shrank.secrets;
+    for (const name of names) watcher.retransform(namespace, name);
+  }
+
   async #lookupUncachedSecret(namespace: string, name: string): Promise<UncachedSecret> {
     try {
       const secret = await this.#core.readNamespacedSecret({ namespace, name });
@@ -410,7 +505,7 @@ export class Operator {
     return index >= 0 ? this.#poolWatchers[index] : undefined;
   }
 
-  #secretWatcherFor(namespace: string): ResourceWatcher<V1Secret> | undefined {
+  #secretWatcherFor(namespace: string): ResourceWatcher<CachedSecret> | undefined {
     return this.#secretWatchers.get(this.#o.namespaces.length ? namespace : "");
   }
 

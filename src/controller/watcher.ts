@@ -14,7 +14,8 @@
  * - watchdog.ts: a watch with no sign of life for `watchdogMs` is aborted and relisted.
  * - relists.ts: relist() and the periodic relist, which diffs the list against the cache and
  *   emits the differences, repairing any event that was missed.
- * - cache.ts: the objects by namespace/name, and the changes a list or an event makes to them.
+ * - cache.ts: the objects by namespace/name, and the changes a list or an event makes to them;
+ *   an optional transform trims each object before it is stored.
  * - types.ts: event types, stats, errors.
  * watch/ may import @kubernetes/client-node, undici, src/kube-client.ts, src/log.ts,
  * src/pool/clock.ts (the Clock type) and src/controller/backoff.ts; nothing else of the
@@ -43,8 +44,17 @@ export interface WatcherOptions<T extends KubernetesObject> {
   logger: Logger;
   /** Time for liveness (staleForMs) and the backoff's reset; the timers are real. */
   clock: Clock;
-  /** Called for every change to the cache, after the cache is updated. */
+  /**
+   * Called for every change to the cache, after the cache is updated. `object` and `old` are what
+   * the cache holds: transformed, when there is a transform.
+   */
   onEvent: (type: WatchEventType, object: T, old: T | undefined) => void;
+  /**
+   * What the cache keeps of each object from a list or a watch, applied before it is stored and
+   * before onEvent sees it (controller-runtime's cache TransformFunc). It must not mutate its
+   * argument, and must accept its own output (retransform() feeds it back). Default: all of it.
+   */
+  transform?: (object: T) => T;
   /** Abort and relist when a watch shows no sign of life for this long. Default 120_000. */
   watchdogMs?: number;
   /** Full relist (diffed against the cache) this often. Default 600_000. */
@@ -61,7 +71,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #onEvent: WatcherOptions<T>["onEvent"];
-  readonly #cache = new ObjectCache<T>();
+  readonly #cache: ObjectCache<T>;
   readonly #reflector: Reflector<T>;
   #synced = false;
   #stopped = false;
@@ -71,6 +81,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
 
   constructor(options: WatcherOptions<T>) {
     this.#onEvent = options.onEvent;
+    this.#cache = new ObjectCache<T>(options.transform);
     this.#clock = options.clock;
     this.#log = options.logger.child({ component: "watcher", path: options.path });
     this.#reflector = new Reflector<T>({
@@ -125,6 +136,22 @@ export class ResourceWatcher<T extends KubernetesObject> {
 
   get size(): number {
     return this.#cache.size;
+  }
+
+  /**
+   * Stores a copy read outside the watch (a GET) if the cache still holds `expected` itself (or a
+   * copy of the same resourceVersion), so a newer copy the watch stored meanwhile wins; a stored
+   * copy with another resourceVersion is emitted as MODIFIED. Answers whether it was stored.
+   */
+  swap(expected: T, object: T): boolean {
+    const { stored, change } = this.#cache.swap(expected, object);
+    if (change) this.#emit(...change);
+    return stored;
+  }
+
+  /** Runs the transform again over one cached object (what it keeps shrank). Emits nothing. */
+  retransform(namespace: string | undefined, name: string): void {
+    this.#cache.retransform(namespace, name);
   }
 
   /** The first list is done. */

@@ -2,12 +2,24 @@
  * The watcher's cache (its indexer): the objects of one collection by namespace/name. It applies
  * watch events and whole lists, and answers with the changes it made; it emits nothing and logs
  * nothing itself. Repeats of what it holds (same resourceVersion) are no change.
+ *
+ * An optional transform trims each object before it is stored (controller-runtime's
+ * TransformFunc, client-go's TransformFunc): the cache holds, and the changes carry, only what
+ * the transform keeps. It runs once per new resourceVersion, never on a repeat.
  */
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { CacheChange, WatchEventType } from "./types.ts";
 
+/** What the cache keeps of an object; it must not mutate its argument. */
+export type Transform<T> = (object: T) => T;
+
 export class ObjectCache<T extends KubernetesObject> {
   #objects = new Map<string, T>();
+  readonly #transform: Transform<T>;
+
+  constructor(transform: Transform<T> = (object) => object) {
+    this.#transform = transform;
+  }
 
   get(namespace: string | undefined, name: string): T | undefined {
     return this.#objects.get(namespace ? `${namespace}/${name}` : name);
@@ -29,12 +41,42 @@ export class ObjectCache<T extends KubernetesObject> {
     if (type === "DELETED") {
       if (!old) return undefined;
       this.#objects.delete(key);
-      return ["DELETED", object, old];
+      return ["DELETED", this.#transform(object), old];
     }
     // A resumed watch may repeat what the cache already holds.
     if (old && versionOf(old) === versionOf(object)) return undefined;
-    this.#objects.set(key, object);
-    return [old ? "MODIFIED" : "ADDED", object, old];
+    const kept = this.#transform(object);
+    this.#objects.set(key, kept);
+    return [old ? "MODIFIED" : "ADDED", kept, old];
+  }
+
+  /**
+   * Stores `object` (transformed), read outside the watch (a GET), only if the cache still holds
+   * `expected` itself or a copy of the same resourceVersion: a compare-and-swap, so a newer copy
+   * the watch stored meanwhile is never replaced by an older one. Answers whether it was stored,
+   * and the change when the resourceVersion moved (a same-version swap changes only what the
+   * transform kept).
+   */
+  swap(expected: T, object: T): { stored: boolean; change?: CacheChange<T> } {
+    const key = keyOf(object);
+    const current = this.#objects.get(key);
+    if (!current || (current !== expected && versionOf(current) !== versionOf(object)))
+      return { stored: false };
+    const kept = this.#transform(object);
+    this.#objects.set(key, kept);
+    return versionOf(current) === versionOf(kept)
+      ? { stored: true }
+      : { stored: true, change: ["MODIFIED", kept, current] };
+  }
+
+  /**
+   * Runs the transform again over the cached copy (what it keeps shrank); emits nothing, as
+   * nothing a reader asks for changed. The transform must accept its own output.
+   */
+  retransform(namespace: string | undefined, name: string): void {
+    const key = namespace ? `${namespace}/${name}` : name;
+    const old = this.#objects.get(key);
+    if (old) this.#objects.set(key, this.#transform(old));
   }
 
   /**
@@ -52,8 +94,9 @@ export class ObjectCache<T extends KubernetesObject> {
         next.set(key, old);
         continue;
       }
-      next.set(key, object);
-      changes.push([old ? "MODIFIED" : "ADDED", object, old]);
+      const kept = this.#transform(object);
+      next.set(key, kept);
+      changes.push([old ? "MODIFIED" : "ADDED", kept, old]);
     }
     for (const [key, old] of previous) {
       if (!next.has(key)) changes.push(["DELETED", old, old]);

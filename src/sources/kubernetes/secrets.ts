@@ -7,6 +7,9 @@
  * or two keys on one line), and a key two entries hold is used once; both are named as problems.
  * Only Secrets labelled keypool.dev/secret are watched (the operator never caches every Secret
  * in the cluster); a reference to an unlabelled one is reported with the fix.
+ * The operator's cache keeps only the entries some pool reads (src/controller/trim.ts) and names
+ * the others (`droppedEntries`): an entry a pool reads that the cached copy dropped (the pool
+ * started reading it after the Secret was cached) is read from a fresh copy (`refetch`).
  * May import: src/api, src/pool types, node built-ins.
  */
 import type { V1Secret } from "@kubernetes/client-node";
@@ -18,9 +21,21 @@ import { matchesSelector } from "./selector.ts";
 /** Label a Secret must carry to be seen by the operator (any value). */
 export const SECRET_LABEL = "keypool.dev/secret";
 
+/** A Secret as a cache holds it: a trimming cache keeps `data` only for the entries pools read. */
+export interface CachedSecret extends V1Secret {
+  /** Entries the Secret has whose values the cache did not keep; `refetch` reads them. */
+  droppedEntries?: string[];
+}
+
 export interface SecretCache {
-  get(namespace: string, name: string): V1Secret | undefined;
-  list(namespace: string): V1Secret[];
+  get(namespace: string, name: string): CachedSecret | undefined;
+  list(namespace: string): CachedSecret[];
+  /**
+   * The whole Secret, read again from the API server because its cached copy dropped an entry a
+   * pool reads now (the cache keeps that entry from then on); undefined when it is gone or no
+   * longer labelled. Only a cache that drops entries needs it.
+   */
+  refetch?(namespace: string, name: string): Promise<V1Secret | undefined>;
 }
 
 /** What a Secret outside the cache turned out to be (a direct GET tells). */
@@ -64,14 +79,36 @@ export function splitKeys(value: string): { keys: string[]; empty: number } {
   return { keys, empty: parts.length - keys.length };
 }
 
-function decode(secret: V1Secret, entry: string): string | undefined {
+function decode(secret: CachedSecret, entry: string): string | undefined {
   const data = secret.data?.[entry];
   if (data !== undefined) return Buffer.from(data, "base64").toString("utf8");
   return secret.stringData?.[entry];
 }
 
-function entriesOf(secret: V1Secret): string[] {
-  return [...new Set([...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})])].sort();
+/** Every entry the Secret has, kept by the cache or not. */
+function entriesOf(secret: CachedSecret): string[] {
+  return [
+    ...new Set([
+      ...Object.keys(secret.data ?? {}),
+      ...Object.keys(secret.stringData ?? {}),
+      ...(secret.droppedEntries ?? []),
+    ]),
+  ].sort();
+}
+
+/**
+ * One resolve's reader of whole Secrets: the cached copy when it holds every entry asked for,
+ * else one refetch per Secret (undefined: gone or unlabelled since it was cached).
+ */
+function secretReader(namespace: string, cache: SecretCache) {
+  const fetched = new Map<string, Promise<V1Secret | undefined>>();
+  return async (name: string, cached: CachedSecret, entries: string[]): Promise<CachedSecret | undefined> => {
+    const dropped = cached.droppedEntries;
+    if (!cache.refetch || !dropped?.length || !entries.some((e) => dropped.includes(e))) return cached;
+    let whole = fetched.get(name);
+    if (!whole) fetched.set(name, (whole = cache.refetch(namespace, name)));
+    return whole;
+  };
 }
 
 export async function resolvePoolKeys(
@@ -90,7 +127,8 @@ export async function resolvePoolKeys(
 
   /** Where each key was first seen, to name duplicates by their sources (never by value). */
   const firstSource = new Map<string, string>();
-  const addEntry = (secret: V1Secret, name: string, entry: string, extra: Partial<KeyEntry>) => {
+  const complete = secretReader(namespace, cache);
+  const addEntry = (secret: CachedSecret, name: string, entry: string, extra: Partial<KeyEntry>) => {
     const value = decode(secret, entry);
     if (value === undefined) return false;
     const { keys, empty } = splitKeys(value);
@@ -125,7 +163,9 @@ export async function resolvePoolKeys(
   for (const [index, ref] of (spec.keys ?? []).entries()) {
     const name = ref.secretRef.name;
     result.secretNames.add(name);
-    const secret = cache.get(namespace, name);
+    const cached = cache.get(namespace, name);
+    const secret =
+      cached && (await complete(name, cached, ref.secretRef.key ? [ref.secretRef.key] : entriesOf(cached)));
     if (!secret) {
       const why = await lookupUncached(namespace, name);
       result.problems.push(
@@ -166,14 +206,16 @@ export async function resolvePoolKeys(
   }
 
   if (spec.secretSelector) {
-    for (const secret of cache.list(namespace)) {
-      const name = secret.metadata?.name;
-      if (!name || !matchesSelector(secret.metadata?.labels, spec.secretSelector)) continue;
+    for (const cached of cache.list(namespace)) {
+      const name = cached.metadata?.name;
+      if (!name || !matchesSelector(cached.metadata?.labels, spec.secretSelector)) continue;
       result.secretNames.add(name);
+      const secret = await complete(name, cached, entriesOf(cached));
+      if (!secret) continue;
       for (const entry of entriesOf(secret)) addEntry(secret, name, entry, {});
     }
   }
-  await resolveWebhooks(namespace, spec, cache, lookupUncached, result);
+  await resolveWebhooks(namespace, spec, cache, complete, lookupUncached, result);
   return result;
 }
 
@@ -186,13 +228,15 @@ async function resolveWebhooks(
   namespace: string,
   spec: KeyPoolSpec,
   cache: SecretCache,
+  complete: ReturnType<typeof secretReader>,
   lookupUncached: (namespace: string, name: string) => Promise<UncachedSecret>,
   result: ResolvedKeys,
 ): Promise<void> {
   for (const [index, hook] of (spec.notifications?.webhooks ?? []).entries()) {
     const read = async (ref: { name: string; key: string }, field: string): Promise<string | undefined> => {
       result.secretNames.add(ref.name);
-      const secret = cache.get(namespace, ref.name);
+      const cached = cache.get(namespace, ref.name);
+      const secret = cached && (await complete(ref.name, cached, [ref.key]));
       const value = secret ? decode(secret, ref.key)?.trim() : undefined;
       if (value) return value;
       const why = secret
