@@ -9,8 +9,6 @@ import {
   parseServeConfig,
   serveFlagsHelp,
 } from "./config.ts";
-import { runOperator } from "./run-operator.ts";
-import { runServe } from "./run-serve.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -44,13 +42,13 @@ export async function runCli(argv: string[], env: Env): Promise<number> {
           process.stdout.write(usage());
           return 0;
         }
-        return await runOperator(parseOperatorConfig(rest, env));
+        return await (await import("./run-operator.ts")).runOperator(parseOperatorConfig(rest, env));
       case "serve":
         if (rest.includes("--help") || rest.includes("-h")) {
           process.stdout.write(usage());
           return 0;
         }
-        return await runServe(parseServeConfig(rest, env), env);
+        return await (await import("./run-serve.ts")).runServe(parseServeConfig(rest, env), env);
       default:
         process.stderr.write(`keypool: unknown command "${command}" (try keypool --help)\n`);
         return 2;

@@ -7,7 +7,6 @@ import type { Logger } from "../log.ts";
 import type { Clock } from "../pool/clock.ts";
 import type { PoolRef, PoolRegistry } from "../pool/registry.ts";
 import { type KeyCoordinator, localCoordinator } from "./coordinator.ts";
-import { RedisStateStore } from "./redis-store.ts";
 import { SharedState, type StoreFailureMode } from "./shared-state.ts";
 
 export interface StateStoreConfig {
@@ -49,6 +48,7 @@ export async function openStateStore(
   if (config.stateStore === "memory") {
     return { coordinator: localCoordinator, shared: undefined, close: async () => undefined };
   }
+  const { RedisStateStore } = await import("./redis-store.ts");
   const store = new RedisStateStore({
     url: config.stateStore,
     password: await storePassword(config, options.env),
