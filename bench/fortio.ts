@@ -85,6 +85,10 @@ export function pooledPaced(runs: PacedResult[]): PacedResult {
   return summarize(all.sort(), {
     rps: runs.reduce((sum, r) => sum + r.rps, 0) / Math.max(1, runs.length),
     failures: runs.reduce((sum, r) => sum + r.failures, 0),
+    slowest: runs
+      .flatMap((r) => r.slowest)
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, SLOWEST),
   });
 }
 
@@ -97,7 +101,10 @@ export const runP99sText = (runs: PacedResult[], digits: number): string =>
     .map((v) => v.toFixed(digits))
     .join(" ");
 
-function summarize(latencies: Float64Array, rest: { rps: number; failures: number }): PacedResult {
+function summarize(
+  latencies: Float64Array,
+  rest: { rps: number; failures: number; slowest: SlowRequest[] },
+): PacedResult {
   return {
     ...rest,
     p50: percentile(latencies, 50),
@@ -126,7 +133,18 @@ export interface PacedResult {
   failures: number;
   /** Every request's latency (ms), ascending. */
   latencies: Float64Array;
+  /** The slowest requests (at most SLOWEST), slowest first: when each was sent (ms since the epoch), its latency. */
+  slowest: SlowRequest[];
 }
+
+/** One request of a run: when it was sent (ms since the epoch) and its latency (ms). */
+export interface SlowRequest {
+  atMs: number;
+  ms: number;
+}
+
+/** How many of a run's slowest requests PacedResult keeps, to match them with a trace of the server. */
+const SLOWEST = 20;
 
 export interface PacedOptions {
   headers: Record<string, string>;
@@ -188,7 +206,8 @@ export async function paced(fortio: string, url: string, o: PacedOptions): Promi
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   if (code !== 0) throw new Error(`fortio load exited with ${code}: ${stderr.slice(-2000)}`);
   const report = JSON.parse(await readFile(`${stem}.json`, "utf8")) as FortioReport;
-  const latencies = latenciesOf(await readFile(`${stem}.log`, "utf8"));
+  const accessLog = await readFile(`${stem}.log`, "utf8");
+  const latencies = latenciesOf(accessLog);
   await rm(`${stem}.json`, { force: true });
   await rm(`${stem}.body`, { force: true });
   await rm(`${stem}.log`, { force: true });
@@ -198,7 +217,21 @@ export async function paced(fortio: string, url: string, o: PacedOptions): Promi
   return summarize(latencies, {
     rps: report.ActualQPS,
     failures: h.Count - (report.RetCodes["200"] ?? 0),
+    slowest: slowestOf(accessLog, SLOWEST),
   });
+}
+
+/** The `count` slowest requests of fortio's access log, slowest first (its timestamps are ns). */
+export function slowestOf(log: string, count: number): SlowRequest[] {
+  return log
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const entry = JSON.parse(line) as { latency: number; timestamp: number };
+      return { atMs: entry.timestamp / 1e6, ms: entry.latency * 1000 };
+    })
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, count);
 }
 
 /** The requests' latencies (ms), sorted, from fortio's JSON access log (a line per request). */

@@ -587,3 +587,217 @@ export const stateStoreUpIn = (metricsText: string): string =>
 export async function stateStoreUp(metricsUrl: string): Promise<string> {
   return stateStoreUpIn(await (await fetch(metricsUrl)).text());
 }
+
+/**
+ * `keypool serve` on the server core with the pools `env` defines (`NAME_KEYS`, `NAME_BASE_URL`:
+ * src/sources/files/env.ts), auth none on loopback, its log in a file as benchOperator's. Node
+ * flags from `nodeFlags` and BENCH_NODE_FLAGS. With `inspect`, the inspector listens on a free
+ * loopback port and `inspectorUrl` is its WebSocket address (from the "Debugger listening" line).
+ * `cwd`: the directory whose bin/keypool.js runs (a built package, say); the checkout by default.
+ */
+export async function benchServe(
+  name: string,
+  env: Record<string, string>,
+  options: { inspect?: boolean; nodeFlags?: string[]; args?: string[]; cwd?: string } = {},
+) {
+  const logPath = join(tmpdir(), `keypool-bench-${name}-${process.pid}.log`);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const probesPort = await freePort();
+    const logFile = await open(logPath, "w");
+    const startedAtMs = Date.now();
+    const child = spawn(
+      ...onCore(0, process.execPath, [
+        ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
+        ...(options.nodeFlags ?? []),
+        ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+        "bin/keypool.js",
+        "serve",
+        "--port",
+        String(port),
+        "--probes-port",
+        String(probesPort),
+        ...(options.args ?? []),
+      ]),
+      {
+        stdio: ["ignore", logFile.fd, logFile.fd],
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+        env: {
+          ...process.env,
+          ...env,
+          ...(process.env.BENCH_PROFILE
+            ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` }
+            : {}),
+        },
+      },
+    );
+    await logFile.close();
+    let gone = false;
+    const exited = once(child, "exit").then(() => {
+      gone = true;
+    });
+    const outcome = await eventually(async () => {
+      if (gone) return "exited" as const;
+      const res = await fetch(`http://127.0.0.1:${probesPort}/readyz`).catch(() => undefined);
+      return res?.status === 200 ? ("ready" as const) : undefined;
+    }, 60_000);
+    if (outcome === "exited") {
+      if (attempt < 3) continue;
+      const tail = (await readFile(logPath, "utf8")).slice(-500);
+      throw new Error(`keypool serve exited before it was ready, ${attempt} times; last log:\n${tail}`);
+    }
+    const inspectorUrl = options.inspect
+      ? /Debugger listening on (ws:\/\/\S+)/.exec(await readFile(logPath, "utf8"))?.[1]
+      : undefined;
+    if (options.inspect && !inspectorUrl) throw new Error(`no inspector address in ${logPath}`);
+    return {
+      pid: child.pid as number,
+      url: `http://127.0.0.1:${port}`,
+      metricsUrl: `http://127.0.0.1:${probesPort}/metrics`,
+      logPath,
+      inspectorUrl,
+      /** When it was started (ms since the epoch), to place a request in its --trace-gc output. */
+      startedAtMs,
+      async stop() {
+        child.kill("SIGTERM");
+        await exited;
+      },
+    };
+  }
+}
+
+/** A process's resident set (VmRSS in /proc/<pid>/status), bytes; NaN without /proc. */
+export function rssOf(pid: number): number {
+  try {
+    const kb = /^VmRSS:\s*(\d+)\s*kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb === undefined ? Number.NaN : Number(kb) * 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * A Chrome DevTools Protocol session with a Node.js process started with --inspect, over Node's
+ * global WebSocket: commands, and the events a command streams (a heap snapshot's chunks).
+ */
+export class Inspector {
+  readonly #ws: WebSocket;
+  #nextId = 1;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly #listeners = new Map<string, (params: Record<string, unknown>) => void>();
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.addEventListener("message", (event: MessageEvent) => {
+      const message = JSON.parse(String(event.data)) as {
+        id?: number;
+        method?: string;
+        params?: Record<string, unknown>;
+        result?: unknown;
+        error?: { message: string };
+      };
+      if (message.id !== undefined) {
+        const pending = this.#pending.get(message.id);
+        this.#pending.delete(message.id);
+        if (message.error) pending?.reject(new Error(message.error.message));
+        else pending?.resolve(message.result);
+      } else if (message.method) {
+        this.#listeners.get(message.method)?.(message.params ?? {});
+      }
+    });
+  }
+
+  static async connect(url: string): Promise<Inspector> {
+    const ws = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener("open", () => resolve(), { once: true });
+      ws.addEventListener("error", () => reject(new Error(`inspector at ${url}: no connection`)), {
+        once: true,
+      });
+    });
+    return new Inspector(ws);
+  }
+
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /** The JSON value of `expression` in the process (awaited when it is a promise). */
+  async evaluate<T>(expression: string): Promise<T> {
+    const result = (await this.send("Runtime.evaluate", {
+      expression: `JSON.stringify(${expression})`,
+      returnByValue: true,
+      awaitPromise: true,
+    })) as { result: { value?: string }; exceptionDetails?: { text: string } };
+    if (result.exceptionDetails) throw new Error(`evaluate: ${result.exceptionDetails.text}`);
+    return JSON.parse(result.result.value ?? "null") as T;
+  }
+
+  /** process.memoryUsage() in the process. */
+  memoryUsage(): Promise<NodeJS.MemoryUsage> {
+    return this.evaluate<NodeJS.MemoryUsage>("process.memoryUsage()");
+  }
+
+  /** v8.getHeapSpaceStatistics() in the process (needs no import: process.binding is not used). */
+  heapSpaces(): Promise<Array<{ space_name: string; space_size: number; space_used_size: number }>> {
+    return this.evaluate("process.getBuiltinModule('node:v8').getHeapSpaceStatistics()");
+  }
+
+  collectGarbage(): Promise<unknown> {
+    return this.send("HeapProfiler.collectGarbage");
+  }
+
+  /**
+   * A heap snapshot, summarized: self size and count by constructor (V8's node type and name, as
+   * DevTools' Summary view groups them), largest first.
+   */
+  async heapSummary(top = 12): Promise<Array<{ name: string; count: number; selfSize: number }>> {
+    const chunks: string[] = [];
+    this.#listeners.set("HeapProfiler.addHeapSnapshotChunk", (p) => chunks.push(String(p.chunk)));
+    await this.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+    this.#listeners.delete("HeapProfiler.addHeapSnapshotChunk");
+    return summarizeHeapSnapshot(chunks.join(""), top);
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+/** Self size and count per constructor of a V8 heap snapshot (its JSON text), largest first. */
+export function summarizeHeapSnapshot(
+  text: string,
+  top: number,
+): Array<{ name: string; count: number; selfSize: number }> {
+  const snapshot = JSON.parse(text) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const stride = fields.length;
+  const typeAt = fields.indexOf("type");
+  const nameAt = fields.indexOf("name");
+  const sizeAt = fields.indexOf("self_size");
+  const byName = new Map<string, { count: number; selfSize: number }>();
+  for (let i = 0; i < snapshot.nodes.length; i += stride) {
+    const type = types[snapshot.nodes[i + typeAt] as number] ?? "?";
+    const name =
+      type === "object" || type === "native"
+        ? (snapshot.strings[snapshot.nodes[i + nameAt] as number] ?? "?")
+        : `(${type})`;
+    const entry = byName.get(name) ?? { count: 0, selfSize: 0 };
+    entry.count++;
+    entry.selfSize += snapshot.nodes[i + sizeAt] as number;
+    byName.set(name, entry);
+  }
+  return [...byName]
+    .map(([name, e]) => ({ name, ...e }))
+    .sort((a, b) => b.selfSize - a.selfSize)
+    .slice(0, top);
+}

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { latenciesOf, type PacedResult, percentile, pooledPaced, runP99s } from "../../../bench/fortio.ts";
+import {
+  latenciesOf,
+  type PacedResult,
+  percentile,
+  pooledPaced,
+  runP99s,
+  slowestOf,
+} from "../../../bench/fortio.ts";
 
 describe("bench: latency percentiles from fortio's access log", () => {
   it("reads each request's latency in ms, sorted", () => {
@@ -9,6 +16,19 @@ describe("bench: latency percentiles from fortio's access log", () => {
       "",
     ].join("\n");
     expect([...latenciesOf(log)]).toEqual([0.25, 81.675]);
+  });
+
+  it("keeps the slowest requests with when they were sent, slowest first", () => {
+    const log = [
+      '{"latency":0.001,"timestamp":1795484963000000000,"thread":0,"iter":0,"ok":true,"details":"200"}',
+      '{"latency":0.055,"timestamp":1795484963500000000,"thread":1,"iter":0,"ok":true,"details":"200"}',
+      '{"latency":0.002,"timestamp":1795484964000000000,"thread":0,"iter":1,"ok":true,"details":"200"}',
+      "",
+    ].join("\n");
+    expect(slowestOf(log, 2)).toEqual([
+      { atMs: 1795484963500, ms: 55 },
+      { atMs: 1795484964000, ms: 2 },
+    ]);
   });
 
   it("nearest rank: p50 of 1..100 is 50, p99 is 99, p99.9 and p100 are the largest", () => {
@@ -35,6 +55,7 @@ describe("bench: latency percentiles from fortio's access log", () => {
       max: latencies[latencies.length - 1] ?? Number.NaN,
       failures,
       latencies,
+      slowest: [],
     };
   };
 
