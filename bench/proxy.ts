@@ -69,7 +69,6 @@ import {
   benchRedisOn,
   benchServe,
   clientToken,
-  Inspector,
   keepCoresAwake,
   load,
   type MachineReading,
@@ -87,6 +86,7 @@ import {
   stateStoreUp,
   stateStoreUpIn,
 } from "./support.ts";
+import { Inspector } from "./inspector.ts";
 import { eventually } from "../test/support/eventually.ts";
 import { ensureFortio, type PacedResult, paced, pooledPaced, runP99sText } from "./fortio.ts";
 

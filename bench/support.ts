@@ -666,138 +666,18 @@ export async function benchServe(
   }
 }
 
-/** A process's resident set (VmRSS in /proc/<pid>/status), bytes; NaN without /proc. */
-export function rssOf(pid: number): number {
+/** A process's resident set now and at its peak (VmRSS, VmHWM in /proc/<pid>/status), bytes; NaN without /proc. */
+export function residentOf(pid: number): { rss: number; peak: number } {
+  let status = "";
   try {
-    const kb = /^VmRSS:\s*(\d+)\s*kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-    return kb === undefined ? Number.NaN : Number(kb) * 1024;
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
   } catch {
-    return Number.NaN;
+    // no /proc: NaN below
   }
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s*(\\d+)\\s*kB`, "m").exec(status)?.[1] ?? Number.NaN) * 1024;
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
 }
 
-/**
- * A Chrome DevTools Protocol session with a Node.js process started with --inspect, over Node's
- * global WebSocket: commands, and the events a command streams (a heap snapshot's chunks).
- */
-export class Inspector {
-  readonly #ws: WebSocket;
-  #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #listeners = new Map<string, (params: Record<string, unknown>) => void>();
-
-  private constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.addEventListener("message", (event: MessageEvent) => {
-      const message = JSON.parse(String(event.data)) as {
-        id?: number;
-        method?: string;
-        params?: Record<string, unknown>;
-        result?: unknown;
-        error?: { message: string };
-      };
-      if (message.id !== undefined) {
-        const pending = this.#pending.get(message.id);
-        this.#pending.delete(message.id);
-        if (message.error) pending?.reject(new Error(message.error.message));
-        else pending?.resolve(message.result);
-      } else if (message.method) {
-        this.#listeners.get(message.method)?.(message.params ?? {});
-      }
-    });
-  }
-
-  static async connect(url: string): Promise<Inspector> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.addEventListener("open", () => resolve(), { once: true });
-      ws.addEventListener("error", () => reject(new Error(`inspector at ${url}: no connection`)), {
-        once: true,
-      });
-    });
-    return new Inspector(ws);
-  }
-
-  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#ws.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  /** The JSON value of `expression` in the process (awaited when it is a promise). */
-  async evaluate<T>(expression: string): Promise<T> {
-    const result = (await this.send("Runtime.evaluate", {
-      expression: `JSON.stringify(${expression})`,
-      returnByValue: true,
-      awaitPromise: true,
-    })) as { result: { value?: string }; exceptionDetails?: { text: string } };
-    if (result.exceptionDetails) throw new Error(`evaluate: ${result.exceptionDetails.text}`);
-    return JSON.parse(result.result.value ?? "null") as T;
-  }
-
-  /** process.memoryUsage() in the process. */
-  memoryUsage(): Promise<NodeJS.MemoryUsage> {
-    return this.evaluate<NodeJS.MemoryUsage>("process.memoryUsage()");
-  }
-
-  /** v8.getHeapSpaceStatistics() in the process (needs no import: process.binding is not used). */
-  heapSpaces(): Promise<Array<{ space_name: string; space_size: number; space_used_size: number }>> {
-    return this.evaluate("process.getBuiltinModule('node:v8').getHeapSpaceStatistics()");
-  }
-
-  collectGarbage(): Promise<unknown> {
-    return this.send("HeapProfiler.collectGarbage");
-  }
-
-  /**
-   * A heap snapshot, summarized: self size and count by constructor (V8's node type and name, as
-   * DevTools' Summary view groups them), largest first.
-   */
-  async heapSummary(top = 12): Promise<Array<{ name: string; count: number; selfSize: number }>> {
-    const chunks: string[] = [];
-    this.#listeners.set("HeapProfiler.addHeapSnapshotChunk", (p) => chunks.push(String(p.chunk)));
-    await this.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
-    this.#listeners.delete("HeapProfiler.addHeapSnapshotChunk");
-    return summarizeHeapSnapshot(chunks.join(""), top);
-  }
-
-  close(): void {
-    this.#ws.close();
-  }
-}
-
-/** Self size and count per constructor of a V8 heap snapshot (its JSON text), largest first. */
-export function summarizeHeapSnapshot(
-  text: string,
-  top: number,
-): Array<{ name: string; count: number; selfSize: number }> {
-  const snapshot = JSON.parse(text) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
-    nodes: number[];
-    strings: string[];
-  };
-  const fields = snapshot.snapshot.meta.node_fields;
-  const types = snapshot.snapshot.meta.node_types[0];
-  const stride = fields.length;
-  const typeAt = fields.indexOf("type");
-  const nameAt = fields.indexOf("name");
-  const sizeAt = fields.indexOf("self_size");
-  const byName = new Map<string, { count: number; selfSize: number }>();
-  for (let i = 0; i < snapshot.nodes.length; i += stride) {
-    const type = types[snapshot.nodes[i + typeAt] as number] ?? "?";
-    const name =
-      type === "object" || type === "native"
-        ? (snapshot.strings[snapshot.nodes[i + nameAt] as number] ?? "?")
-        : `(${type})`;
-    const entry = byName.get(name) ?? { count: 0, selfSize: 0 };
-    entry.count++;
-    entry.selfSize += snapshot.nodes[i + sizeAt] as number;
-    byName.set(name, entry);
-  }
-  return [...byName]
-    .map(([name, e]) => ({ name, ...e }))
-    .sort((a, b) => b.selfSize - a.selfSize)
-    .slice(0, top);
-}
+/** A process's resident set (VmRSS), bytes; NaN without /proc. */
+export const rssOf = (pid: number): number => residentOf(pid).rss;
