@@ -682,6 +682,12 @@ export class KeyPoolEngine {
     return this.#spending.lifetime;
   }
 
+  /** Where the pool's budgets stand (cheap: no forecast; keypool_budget_spent_ratio reads it). */
+  budgetUse(): BudgetStatus {
+    const w = this.#spending.windows(this.#config, this.#clock.now());
+    return budgetStatus(this.#config.budget.limits, this.#spending.spend.totals(w), w);
+  }
+
   /** The pool's cost today and this month (in total and per model), its budgets and its forecast. */
   spendingView(): SpendingView {
     const now = this.#clock.now();

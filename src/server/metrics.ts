@@ -108,7 +108,7 @@ export function createMetrics(sources: MetricsSources): Registry {
     collect() {
       this.reset();
       for (const pool of sources.pools.values()) {
-        const { budget } = pool.engine.spendingView();
+        const budget = pool.engine.budgetUse();
         for (const [period, use] of [
           ["daily", budget.daily],
           ["monthly", budget.monthly],
