@@ -4,14 +4,13 @@
  * fake provider. With --shutdown-delay (the operator's default is 5s), it first answers /readyz
  * with 503 while it keeps serving, so a Service moves new connections away before it closes.
  */
-import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { keyId } from "../../src/pool/identity.ts";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
 import { eventually } from "../support/eventually.ts";
-import { startServe } from "../support/serve-process.ts";
+import { serveLayout, startServe } from "../support/serve-process.ts";
 import { freePort } from "../support/control-plane/control-plane.ts";
 
 const ADMIN = "admin-token-graceful-0123456789";
@@ -23,15 +22,10 @@ afterAll(async () => {
 });
 
 /** A `keypool serve` directory: the admin token, and one pool `name` of one key (at `baseURL`). */
-async function serveDir(name: string, key: string, baseURL?: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `keypool-${name}-`));
-  await mkdir(join(dir, "manifests"));
-  await writeFile(
-    join(dir, "tokens.yaml"),
-    `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
-  );
-  await writeFile(
-    join(dir, "manifests", "pool.yaml"),
+function serveDir(name: string, key: string, baseURL?: string): Promise<string> {
+  return serveLayout(
+    name,
+    ADMIN,
     `apiVersion: v1
 kind: Secret
 metadata: {name: keys}
@@ -43,7 +37,6 @@ metadata: {name: ${name}}
 spec: {provider: openai, ${baseURL ? `baseURL: "${baseURL}", ` : ""}keys: [{secretRef: {name: keys}}]}
 `,
   );
-  return dir;
 }
 
 describe("graceful shutdown", () => {

@@ -7,16 +7,14 @@
  */
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifySignature } from "../../src/notify/signature.ts";
 import { keyId } from "../../src/pool/identity.ts";
 import { type FakeProvider, startFakeProvider } from "../fakes/index.ts";
 import { freePort } from "../support/control-plane/control-plane.ts";
 import { eventually } from "../support/eventually.ts";
-import { type ServeProcess, startServe } from "../support/serve-process.ts";
+import { type ServeProcess, serveLayout, startServe } from "../support/serve-process.ts";
 
 const ADMIN = "admin-token-notifications-0123";
 const SIGNING_KEY = "whsec-notifications-e2e-key";
@@ -49,14 +47,9 @@ beforeAll(async () => {
   const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/keypool?token=secret-path`;
 
   fake = await startFakeProvider("openai", { [K.a]: { kind: "valid" }, [K.b]: { kind: "valid" } });
-  dir = await mkdtemp(join(tmpdir(), "keypool-notifications-"));
-  await mkdir(join(dir, "manifests"));
-  await writeFile(
-    join(dir, "tokens.yaml"),
-    `tokens:\n  - {name: ops, token: ${ADMIN}, verbs: [use, update]}\n`,
-  );
-  await writeFile(
-    join(dir, "manifests", "pool.yaml"),
+  dir = await serveLayout(
+    "notifications",
+    ADMIN,
     `apiVersion: v1
 kind: Secret
 metadata: {name: keys}

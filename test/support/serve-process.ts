@@ -4,6 +4,8 @@
  * <dir>/state.json and <dir>/tokens.yaml.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./control-plane/control-plane.ts";
 import { eventually } from "./eventually.ts";
@@ -76,4 +78,19 @@ export async function startServe(dir: string, env: Record<string, string> = {}):
     env,
     port,
   );
+}
+
+/**
+ * A fresh directory in startServe's layout: <dir>/manifests/pool.yaml holding `manifests`, and
+ * <dir>/tokens.yaml with one admin token (verbs use and update).
+ */
+export async function serveLayout(name: string, adminToken: string, manifests: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `keypool-${name}-`));
+  await mkdir(join(dir, "manifests"));
+  await writeFile(
+    join(dir, "tokens.yaml"),
+    `tokens:\n  - {name: ops, token: ${adminToken}, verbs: [use, update]}\n`,
+  );
+  await writeFile(join(dir, "manifests", "pool.yaml"), manifests);
+  return dir;
 }
