@@ -363,7 +363,7 @@ export class KeyPoolEngine {
     rec.lastUsedMs = now;
     rec.lastUseSeq = ++this.#useSeq;
     rec.inFlight++;
-    rec.requestRate.add(now, 1, tauOf(this.#config.forecast.halfLifeMs));
+    rec.recordRates().requests.add(now, 1, tauOf(this.#config.forecast.halfLifeMs));
     // Shared limits: the store counts this request (the coordinator reserves it, then countUse).
     const shared = this.#sharedLimits;
     const group = shared ? undefined : this.#countRequest(rec, now);
@@ -560,7 +560,7 @@ export class KeyPoolEngine {
 
     if (outcome.rateLimit) rec.rateLimit = outcome.rateLimit;
     if (outcome.tokens && outcome.tokens > 0)
-      rec.tokenRate.add(now, outcome.tokens, tauOf(this.#config.forecast.halfLifeMs));
+      rec.recordRates().tokens.add(now, outcome.tokens, tauOf(this.#config.forecast.halfLifeMs));
     if (outcome.usage) this.#charge(rec, outcome, now);
     if (outcome.tokens && outcome.tokens > 0) {
       rec.windows.tokens?.add(now, outcome.tokens);
@@ -592,7 +592,7 @@ export class KeyPoolEngine {
     const name = model ?? "";
     this.#spending.lifetime.set(name, (this.#spending.lifetime.get(name) ?? 0) + usd);
     const tau = tauOf(this.#config.forecast.halfLifeMs);
-    rec.costRate.add(now, usd, tau);
+    rec.recordRates().cost.add(now, usd, tau);
     this.#spending.costRate.add(now, usd, tau);
     this.#enforceBudgets(rec, w, now);
   }

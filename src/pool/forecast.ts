@@ -36,6 +36,33 @@ export class RateAverage {
   }
 }
 
+/** What reading a rate needs (an idle key's rates are a shared zero). */
+export interface RateReading {
+  at(nowMs: number, tauMs: number): number;
+}
+
+/** A key's rates: requests, tokens and USD per ms for forecasts; calls and failures for alerts. */
+export class KeyRates {
+  readonly requests = new RateAverage();
+  readonly tokens = new RateAverage();
+  readonly cost = new RateAverage();
+  /** Error-rate alert: calls and failed calls, exponentially weighted over alerts.errorRateWindow. */
+  readonly calls = new RateAverage();
+  readonly failures = new RateAverage();
+}
+
+export type RatesView = { readonly [K in keyof KeyRates]: RateReading };
+
+const ZERO_RATE: RateReading = Object.freeze({ at: () => 0 });
+/** The rates of a key that has had no call. */
+export const NO_RATES: RatesView = Object.freeze({
+  requests: ZERO_RATE,
+  tokens: ZERO_RATE,
+  cost: ZERO_RATE,
+  calls: ZERO_RATE,
+  failures: ZERO_RATE,
+});
+
 /** tau of an EWMA with half-life `halfLifeMs`. */
 export const tauOf = (halfLifeMs: number): number => halfLifeMs / Math.LN2;
 

@@ -4,7 +4,7 @@
  */
 import type { BudgetLimits, KeyState, Limits } from "../api/keypool.ts";
 import type { PoolConfig } from "./config.ts";
-import { RateAverage } from "./forecast.ts";
+import { KeyRates, NO_RATES, type RatesView } from "./forecast.ts";
 import { SpendCounter } from "./spend.ts";
 import { keyId, maskKey } from "./identity.ts";
 import { OutcomeKind, type Outcome, type RateLimitInfo } from "./outcome.ts";
@@ -36,11 +36,15 @@ export interface KeyEntry {
 
 /** Client-side limit windows of a key or a quota group. */
 export interface LimitWindows {
-  requests: UsageWindow[];
-  tokens: UsageWindow | undefined;
+  readonly requests: readonly UsageWindow[];
+  readonly tokens: UsageWindow | undefined;
 }
 
+/** The windows of every key without limits: one shared value, not an object and array per key. */
+const NO_WINDOWS: LimitWindows = Object.freeze({ requests: Object.freeze([]), tokens: undefined });
+
 export function limitWindows(limits: Limits | undefined): LimitWindows {
+  if (!limits?.requestsPerMinute && !limits?.requestsPerDay && !limits?.tokensPerMinute) return NO_WINDOWS;
   const requests: UsageWindow[] = [];
   if (limits?.requestsPerMinute) requests.push(createWindow(limits.requestsPerMinute, MINUTE_MS));
   if (limits?.requestsPerDay) requests.push(createWindow(limits.requestsPerDay, DAY_MS));
@@ -129,13 +133,11 @@ export class KeyRecord {
   rateLimit: RateLimitInfo | undefined;
   /** What the key cost this budget day and month (pricing.ts, spend.ts). */
   readonly spend = new SpendCounter();
-  /** Consumption rates for forecasts (forecast.ts): requests, tokens, USD per ms. */
-  readonly requestRate = new RateAverage();
-  readonly tokenRate = new RateAverage();
-  readonly costRate = new RateAverage();
-  /** Error-rate alert: calls and failed calls, exponentially weighted over alerts.errorRateWindow. */
-  readonly callRate = new RateAverage();
-  readonly failureRate = new RateAverage();
+  /**
+   * Consumption and call rates (forecast.ts), made at the key's first call: the keys of an idle
+   * pool, most keys of a large cluster, hold none (five averages were a third of an idle key).
+   */
+  #rates: KeyRates | undefined;
   /**
    * spec.forecast.balance: what the key has left of its tightest day-long limit (requestsPerDay,
    * daily or monthly budget), in calls; scales its weight. 1 without balance.
@@ -166,6 +168,16 @@ export class KeyRecord {
     this.windows = limitWindows(this.limits);
     this.costMultiplier = entry.costMultiplier ?? 1;
     this.budget = entry.budget;
+  }
+
+  /** The rates to read: all zero for a key that has had no call yet. */
+  get rates(): RatesView {
+    return this.#rates ?? NO_RATES;
+  }
+
+  /** The rates to record a call into (made on first use). */
+  recordRates(): KeyRates {
+    return (this.#rates ??= new KeyRates());
   }
 
   get healthScore(): number {
@@ -482,16 +494,17 @@ export function applyAlerts(
     return undefined;
   const { errorRatePercent, errorRateWindowMs, errorRateMinCalls, latencyThresholdMs } = config.alerts;
   const failed = FAILED_CALL.has(outcome.kind);
-  rec.callRate.add(now, 1, errorRateWindowMs);
-  if (failed) rec.failureRate.add(now, 1, errorRateWindowMs);
+  const rates = rec.recordRates();
+  rates.calls.add(now, 1, errorRateWindowMs);
+  if (failed) rates.failures.add(now, 1, errorRateWindowMs);
   const slow = rec.latencyMs !== undefined && rec.latencyMs > latencyThresholdMs;
   if (slow && outcome.latencyMs !== undefined && outcome.latencyMs > latencyThresholdMs)
     rec.lastErrorAtMs = now;
   if (rec.state !== "Healthy") return undefined;
   // Calls in the window: the weighted rate times the window (what a steady rate would have put there).
-  const calls = rec.callRate.at(now, errorRateWindowMs) * errorRateWindowMs;
+  const calls = rec.rates.calls.at(now, errorRateWindowMs) * errorRateWindowMs;
   if (failed && calls >= errorRateMinCalls) {
-    const share = rec.failureRate.at(now, errorRateWindowMs) / rec.callRate.at(now, errorRateWindowMs);
+    const share = rec.rates.failures.at(now, errorRateWindowMs) / rec.rates.calls.at(now, errorRateWindowMs);
     if (share * 100 > errorRatePercent) {
       rec.lastErrorAtMs = now;
       return moveTo(rec, "Degraded", "error_rate_high");
@@ -506,6 +519,6 @@ export function applyAlerts(
 
 /** The error-rate alert's measure: the share of failed calls in the window, 0..1 (0 before any call). */
 export function errorShare(rec: KeyRecord, config: PoolConfig, now: number): number {
-  const calls = rec.callRate.at(now, config.alerts.errorRateWindowMs);
-  return calls > 0 ? rec.failureRate.at(now, config.alerts.errorRateWindowMs) / calls : 0;
+  const calls = rec.rates.calls.at(now, config.alerts.errorRateWindowMs);
+  return calls > 0 ? rec.rates.failures.at(now, config.alerts.errorRateWindowMs) / calls : 0;
 }

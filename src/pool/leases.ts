@@ -24,15 +24,20 @@
  * A lease id is `<sequence>.<token>` in base 36: the sequence number finds the slot, and the
  * token, random per lease (from the injected source), has to match, so an id cannot be guessed
  * from another one and an id from another pool's table is not taken for one of this one's.
+ *
+ * The ring starts at MIN_CAPACITY slots and doubles when full; once every lease has ended it goes
+ * back to MIN_CAPACITY. An operator holds one table per pool, most of them idle: at 10,000 pools
+ * a fixed 1,024-slot ring was 24 KB each, 240 MB in all, for leases nobody had opened.
  */
+const MIN_CAPACITY = 8;
 const ID_RE = /^([0-9a-z]{1,11})\.([0-9a-z]{1,10})$/;
 
 export class LeaseTable {
-  #capacity = 1024;
-  #token = new Float64Array(this.#capacity);
-  #expiresAt = new Float64Array(this.#capacity);
+  #capacity = MIN_CAPACITY;
+  #token = new Float64Array(MIN_CAPACITY);
+  #expiresAt = new Float64Array(MIN_CAPACITY);
   /** The key's id while the lease is open; undefined once closed or expired. */
-  #keyId: Array<string | undefined> = new Array<string | undefined>(this.#capacity).fill(undefined);
+  #keyId: Array<string | undefined> = new Array<string | undefined>(MIN_CAPACITY).fill(undefined);
   /**
    * Sequence number of the oldest slot still held (open, or ended but not yet passed): the first
    * run's cursor. The held slots are exactly the sequence numbers head..tail-1, so a slot's
@@ -113,15 +118,26 @@ export class LeaseTable {
     }
     if (runs > 1) this.#dropEndedRuns();
     this.#head = this.#runCursor[0] as number;
+    if (this.#head === this.#tail && this.#capacity > MIN_CAPACITY) this.#resize(MIN_CAPACITY);
+  }
+
+  /** Slots the ring has now (grows with the leases held, back to a few when none are). */
+  get capacity(): number {
+    return this.#capacity;
   }
 
   /**
    * Runs whose every lease ended go; the last run stays (new leases join it). An ended run's
-   * slots fall to the run before it, whose cursor passes them as ended.
+   * slots fall to the run before it: when that one had ended too, it ends where this one did
+   * (and goes in turn); otherwise its cursor passes them as ended on a later tick. So once every
+   * lease has ended, one run is left and the ring's head is its tail.
    */
   #dropEndedRuns(): void {
     for (let run = this.#runCursor.length - 2; run >= 0; run--) {
       if (this.#runCursor[run] === this.#runStart[run + 1]) {
+        if (run > 0 && this.#runCursor[run - 1] === this.#runStart[run]) {
+          this.#runCursor[run - 1] = this.#runCursor[run] as number;
+        }
         this.#runStart.splice(run, 1);
         this.#runCursor.splice(run, 1);
       }
@@ -149,9 +165,13 @@ export class LeaseTable {
     return this.#token[slot] === Number.parseInt(m[2] as string, 36) ? slot : undefined;
   }
 
-  /** Twice the slots, the held ones moved to where their sequence numbers now map. */
+  /** Twice the slots. */
   #grow(): void {
-    const capacity = this.#capacity * 2;
+    this.#resize(this.#capacity * 2);
+  }
+
+  /** `capacity` slots (at least the ones held), the held ones moved to where their sequence numbers now map. */
+  #resize(capacity: number): void {
     const tokens = new Float64Array(capacity);
     const expiries = new Float64Array(capacity);
     const keyIds = new Array<string | undefined>(capacity).fill(undefined);

@@ -29,22 +29,23 @@ export class SpendCounter {
   #month = "";
   dayUSD = 0;
   monthUSD = 0;
-  /** model → [dayUSD, monthUSD] */
-  readonly #models = new Map<string, [number, number]>();
+  /** model → [dayUSD, monthUSD]; made at the first priced call (an unused key holds no map). */
+  #models: Map<string, [number, number]> | undefined;
 
   /** Starts new windows when `windows` are newer than the ones counted. */
   roll(windows: BudgetWindows): void {
+    const models = this.#models;
     if (windows.month.id !== this.#month) {
       this.#month = windows.month.id;
       this.monthUSD = 0;
-      for (const m of this.#models.values()) m[1] = 0;
+      if (models) for (const m of models.values()) m[1] = 0;
     }
     if (windows.day.id !== this.#day) {
       this.#day = windows.day.id;
       this.dayUSD = 0;
-      for (const m of this.#models.values()) m[0] = 0;
+      if (models) for (const m of models.values()) m[0] = 0;
     }
-    for (const [model, m] of this.#models) if (m[0] === 0 && m[1] === 0) this.#models.delete(model);
+    if (models) for (const [model, m] of models) if (m[0] === 0 && m[1] === 0) models.delete(model);
   }
 
   add(windows: BudgetWindows, usd: number, model: string | undefined): void {
@@ -53,11 +54,12 @@ export class SpendCounter {
     this.dayUSD += usd;
     this.monthUSD += usd;
     if (model === undefined) return;
-    let m = this.#models.get(model);
+    const models = (this.#models ??= new Map());
+    let m = models.get(model);
     if (!m) {
-      const name = this.#models.size < MAX_MODELS ? model : OTHER_MODEL;
-      m = this.#models.get(name) ?? [0, 0];
-      this.#models.set(name, m);
+      const name = models.size < MAX_MODELS ? model : OTHER_MODEL;
+      m = models.get(name) ?? [0, 0];
+      models.set(name, m);
     }
     m[0] += usd;
     m[1] += usd;
@@ -81,7 +83,7 @@ export class SpendCounter {
   /** Per model, most expensive first this month. */
   byModel(windows: BudgetWindows): Array<{ model: string; dayUSD: number; monthUSD: number }> {
     this.roll(windows);
-    return [...this.#models]
+    return [...(this.#models ?? [])]
       .map(([model, [dayUSD, monthUSD]]) => ({ model, dayUSD, monthUSD }))
       .sort((a, b) => b.monthUSD - a.monthUSD || a.model.localeCompare(b.model));
   }
@@ -97,7 +99,7 @@ export class SpendCounter {
       dayUSD: this.dayUSD,
       month: this.#month,
       monthUSD: this.monthUSD,
-      ...(this.#models.size
+      ...(this.#models?.size
         ? { models: Object.fromEntries([...this.#models].map(([k, v]) => [k, [...v]])) }
         : {}),
     };
@@ -111,10 +113,10 @@ export class SpendCounter {
     if (sameMonth) this.monthUSD = Math.max(this.monthUSD, saved.monthUSD);
     if (sameDay) this.dayUSD = Math.max(this.dayUSD, saved.dayUSD);
     for (const [model, [day, month]] of Object.entries(saved.models ?? {})) {
-      const m = this.#models.get(model) ?? [0, 0];
+      const m = this.#models?.get(model) ?? [0, 0];
       if (sameDay) m[0] = Math.max(m[0], day);
       if (sameMonth) m[1] = Math.max(m[1], month);
-      if (m[0] || m[1]) this.#models.set(model, m);
+      if (m[0] || m[1]) (this.#models ??= new Map()).set(model, m);
     }
   }
 }

@@ -154,7 +154,7 @@ export function keyForecast(
           limit: "requestsPerDay",
           used: day.window.used(now),
           capacity: day.limit,
-          rate: rec.requestRate.at(now, tau),
+          rate: rec.rates.requests.at(now, tau),
           windowMs: DAY_MS,
           leavingBy: (later) => day.window.leavingBy(now, later),
         },
@@ -169,14 +169,14 @@ export function keyForecast(
           limit: "tokensPerMinute",
           used: tokens.used(now),
           capacity: tokens.limit,
-          rate: rec.tokenRate.at(now, tau),
+          rate: rec.rates.tokens.at(now, tau),
           windowMs: MINUTE_MS,
           leavingBy: (later) => tokens.leavingBy(now, later),
         },
         now,
       ),
     );
-  const costRate = rec.costRate.at(now, tau);
+  const costRate = rec.rates.cost.at(now, tau);
   const totals = rec.spend.totals(w);
   forecasts.push(...budgetForecasts(rec.budget, totals, costRate, w, now, "dailyBudget", "monthlyBudget"));
   return mostPressing(forecasts);
@@ -219,8 +219,8 @@ export function keyHeadroom(rec: KeyRecord, config: PoolConfig, w: BudgetWindows
   if (day) headroom = Math.min(headroom, day.limit - day.window.used(now));
   if (rec.budget?.dailyUSD !== undefined || rec.budget?.monthlyUSD !== undefined) {
     const tau = tauOf(config.forecast.halfLifeMs);
-    const calls = rec.requestRate.at(now, tau);
-    const perCall = calls > 0 ? rec.costRate.at(now, tau) / calls : 0;
+    const calls = rec.rates.requests.at(now, tau);
+    const perCall = calls > 0 ? rec.rates.cost.at(now, tau) / calls : 0;
     if (perCall > 0) {
       const totals = rec.spend.totals(w);
       if (rec.budget.dailyUSD !== undefined)
@@ -276,14 +276,14 @@ export class PoolSpending {
       if (d) {
         day.used += d.window.used(now);
         day.capacity += d.limit;
-        day.rate += rec.requestRate.at(now, tau);
+        day.rate += rec.rates.requests.at(now, tau);
         dayWindows.push(d.window);
       } else day.all = false;
       const t = rec.windows.tokens;
       if (t) {
         tokens.used += t.used(now);
         tokens.capacity += t.limit;
-        tokens.rate += rec.tokenRate.at(now, tau);
+        tokens.rate += rec.rates.tokens.at(now, tau);
         tokenWindows.push(t);
       } else tokens.all = false;
     }

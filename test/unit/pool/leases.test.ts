@@ -93,6 +93,29 @@ describe("LeaseTable", () => {
     expect(table.open).toBe(0);
   });
 
+  it("holds a few slots while idle, grows for a burst and gives the slots back once it has ended", () => {
+    const table = new LeaseTable();
+    const next = tokens(11);
+    const idle = table.capacity;
+    expect(idle).toBeLessThanOrEqual(8);
+    const ids = Array.from({ length: 5000 }, (_, i) => table.add(`k${i % 5}`, 100 + (i % 2), next()));
+    expect(table.capacity).toBeGreaterThanOrEqual(5000);
+    // Half are reported, the rest expire: the table is still held until every one has ended.
+    ids.filter((_, i) => i % 2 === 0).forEach((id) => table.close(id));
+    table.expire(100, () => {});
+    expect(table.open).toBe(2500);
+    expect(table.capacity).toBeGreaterThanOrEqual(5000);
+    let ended = 0;
+    table.expire(101, () => ended++);
+    expect(ended).toBe(2500);
+    expect(table.capacity).toBe(idle);
+    // Ids of the burst mean nothing now; new leases work as before.
+    expect(table.get(ids[1] as string)).toBeUndefined();
+    const id = table.add("k9", 500, next());
+    expect(table.get(id)).toBe("k9");
+    expect(table.close(id)).toBe("k9");
+  });
+
   it("forgets every lease of a key that left, and nothing else", () => {
     const table = new LeaseTable();
     const next = tokens(3);
