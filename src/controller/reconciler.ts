@@ -56,8 +56,6 @@ export interface StatusSink {
   observe(ref: PoolRef, status: KeyPoolStatus | undefined): void;
   /** The status the pool should have; written when (and if) the sink decides. */
   submit(ref: PoolRef, status: KeyPoolStatus): void;
-  /** Written at once (a new pool's first status: kstatus needs a Ready condition). */
-  writeNow(ref: PoolRef, status: KeyPoolStatus): Promise<void>;
   forget(ref: PoolRef): void;
 }
 
@@ -170,15 +168,15 @@ export class Reconciler {
     }
     const pool = parsed.value;
 
-    // kstatus reads a status without Ready as done: a new pool gets Ready=Unknown first. The
-    // write goes out now, but the pool does not wait for it: its keys are served as soon as they
-    // are applied below (at a cold start of thousands of pools, status writes are the slow part).
-    // The evaluated status is submitted only after this write, so it never lands first.
-    const reconcilingWritten = findCondition(previous?.conditions, "Ready")
-      ? undefined
-      : this.#o.status.writeNow(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
-    // Handled where it is awaited; until then a rejection must not count as unhandled.
-    reconcilingWritten?.catch(() => undefined);
+    // kstatus reads a status without Ready as done: a new pool gets Ready=Unknown first. It is
+    // submitted like any status, not awaited: the pool's keys are served as soon as they are
+    // applied below. When the evaluation below is quick (the usual case), the evaluated status
+    // replaces it before it is due, and a new pool costs one write; when it is slow (Secrets
+    // outside the cache, a requested probe), Reconciling goes out first and the evaluated status
+    // after it, in that order.
+    if (!findCondition(previous?.conditions, "Ready")) {
+      this.#o.status.submit(ref, desiredStatus(previous, { kind: "reconciling" }, generation, now));
+    }
 
     const resolved = await resolvePoolKeys(
       ref.namespace,
@@ -257,7 +255,6 @@ export class Reconciler {
       new Date(this.#o.clock.now()),
     );
     this.#recordPrediction(object, previous, status);
-    await reconcilingWritten;
     this.#o.status.submit(ref, this.#withProbeRequest(ref, pool.metadata.uid, status));
 
     const next = runtime.engine.nextTransitionAt();

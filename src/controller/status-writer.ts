@@ -3,6 +3,12 @@
  * a change of state (conditions, key states, key set) is written soon; counters alone at most
  * every `counterIntervalMs`; nothing is written when nothing changed. Only the leader writes.
  *
+ * Writes are paced: at most `maxConcurrentWrites` are in flight, the rest wait in order of when
+ * they fell due, one pool's writes never overlap (they land in the order they were made), and a
+ * status submitted while its pool waits replaces the waiting one. A cold start of thousands of
+ * pools is so a steady stream the API server can take, not thousands of requests at once, and
+ * a pool whose status changes three times while it waits is written once.
+ *
  * A write that fails is retried with the controller's backoff (1 s doubling to 5 min, jittered),
  * and newer statuses wait for that retry instead of jumping it. A failure is logged once per
  * episode (a run of failures with the same cause, ended by a success), not once per retry. A
@@ -47,6 +53,8 @@ export interface StatusWriterOptions {
   transitionDelayMs?: number;
   /** Minimum time between two writes that only change counters. */
   counterIntervalMs?: number;
+  /** Writes in flight at once; the rest wait their turn (default 16). */
+  maxConcurrentWrites?: number;
   clock: Clock;
   /** Backoff of retries after a failed write. */
   retryBackoff?: BackoffPolicy;
@@ -67,12 +75,20 @@ interface Failing {
   retryAt: number;
 }
 
+/**
+ * A status waiting to be written: on its timer, then in the queue of due writes, or parked while
+ * an earlier write of the same pool is in flight (queued again when it ends).
+ */
 interface Pending {
   ref: PoolRef;
   status: KeyPoolStatus;
   dueAt: number;
   timer: NodeJS.Timeout | undefined;
+  state: "waiting" | "queued" | "parked";
 }
+
+/** Writes in flight at once unless told otherwise. */
+const DEFAULT_MAX_CONCURRENT_WRITES = 16;
 
 /** The part of a status whose change is worth writing at once (not counters, not times of use). */
 function significant(status: KeyPoolStatus): string {
@@ -100,7 +116,13 @@ export class StatusWriter {
   readonly #clock: Clock;
   readonly #pending = new Map<string, Pending>();
   readonly #written = new Map<string, { full: string; significant: string; at: number }>();
-  readonly #inFlight = new Set<Promise<void>>();
+  /** Due writes in the order they fell due; entries no longer in `#pending` are skipped. */
+  #due: Pending[] = [];
+  #dueHead = 0;
+  /** Pools with a write in flight. */
+  readonly #writing = new Set<string>();
+  readonly #maxConcurrentWrites: number;
+  #idleWaiters: Array<() => void> = [];
   readonly #failing = new Map<string, Failing>();
   readonly #backoff: BackoffPolicy;
   readonly #random: () => number;
@@ -114,6 +136,7 @@ export class StatusWriter {
     this.#isLeader = options.isLeader;
     this.#transitionDelayMs = options.transitionDelayMs ?? 100;
     this.#counterIntervalMs = options.counterIntervalMs ?? 5_000;
+    this.#maxConcurrentWrites = Math.max(1, options.maxConcurrentWrites ?? DEFAULT_MAX_CONCURRENT_WRITES);
     this.#clock = options.clock;
     this.#backoff = options.retryBackoff ?? RETRY_BACKOFF;
     this.#random = options.random ?? Math.random;
@@ -147,30 +170,31 @@ export class StatusWriter {
     );
     const pending = this.#pending.get(key);
     if (pending) {
+      // Waiting its turn already: it takes the newer status along.
       pending.status = status;
-      if (dueAt < pending.dueAt) this.#schedule(pending, dueAt);
+      if (pending.state === "waiting" && dueAt < pending.dueAt) this.#schedule(pending, dueAt);
       return;
     }
-    const fresh: Pending = { ref, status, dueAt, timer: undefined };
+    const fresh: Pending = { ref, status, dueAt, timer: undefined, state: "waiting" };
     this.#pending.set(key, fresh);
     this.#schedule(fresh, dueAt);
   }
 
-  /** Writes now, bypassing the debounce (the first status of a new pool), but not a retry's backoff. */
-  async writeNow(ref: PoolRef, status: KeyPoolStatus): Promise<void> {
-    if (this.#failing.has(refKey(ref))) {
-      this.submit(ref, status);
-      return;
-    }
-    this.#cancel(refKey(ref));
-    await this.#write(ref, status);
-  }
-
-  /** Writes everything pending now (on shutdown, or when leadership is lost... or gained). */
+  /**
+   * Writes everything pending now, paced like any write, and resolves when no write is left in
+   * flight (on shutdown, or when leadership changes hands). Retries of writes that fail here keep
+   * their backoff.
+   */
   async flush(): Promise<void> {
-    const all = [...this.#pending.values()];
-    for (const p of all) this.#cancel(refKey(p.ref));
-    await Promise.all([...all.map((p) => this.#write(p.ref, p.status)), ...this.#inFlight]);
+    for (const p of this.#pending.values()) {
+      if (p.state !== "waiting") continue;
+      if (p.timer) clearTimeout(p.timer);
+      p.timer = undefined;
+      this.#enqueue(p);
+    }
+    this.#pump();
+    if (this.#writing.size === 0) return;
+    await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Drops what is known about a pool that was deleted. */
@@ -190,6 +214,11 @@ export class StatusWriter {
     return this.#pending.size;
   }
 
+  /** Writes in flight now (at most `maxConcurrentWrites`). */
+  get inFlightCount(): number {
+    return this.#writing.size;
+  }
+
   async stop(): Promise<void> {
     await this.flush();
     this.#stopped = true;
@@ -198,22 +227,64 @@ export class StatusWriter {
   #schedule(p: Pending, dueAt: number) {
     if (p.timer) clearTimeout(p.timer);
     p.dueAt = dueAt;
+    p.state = "waiting";
     p.timer = setTimeout(
       () => {
-        const key = refKey(p.ref);
-        if (this.#pending.get(key) !== p) return;
-        this.#pending.delete(key);
-        const write = this.#write(p.ref, p.status);
-        this.#inFlight.add(write);
-        void write.finally(() => this.#inFlight.delete(write));
+        p.timer = undefined;
+        if (this.#pending.get(refKey(p.ref)) !== p || p.state !== "waiting") return;
+        this.#enqueue(p);
+        this.#pump();
       },
       Math.max(0, dueAt - this.#clock.now()),
     );
   }
 
+  #enqueue(p: Pending) {
+    p.state = "queued";
+    this.#due.push(p);
+  }
+
+  /** Starts due writes while there is room, oldest first; a pool already writing waits for it. */
+  #pump() {
+    while (this.#writing.size < this.#maxConcurrentWrites && this.#dueHead < this.#due.length) {
+      const p = this.#due[this.#dueHead++] as Pending;
+      const key = refKey(p.ref);
+      // Cancelled, replaced, or rescheduled (a retry's backoff) since it was queued.
+      if (this.#pending.get(key) !== p || p.state !== "queued") continue;
+      if (this.#writing.has(key)) {
+        p.state = "parked";
+        continue;
+      }
+      this.#pending.delete(key);
+      this.#writing.add(key);
+      void this.#write(p.ref, p.status).finally(() => this.#writeEnded(key));
+    }
+    if (this.#dueHead === this.#due.length) {
+      this.#due = [];
+      this.#dueHead = 0;
+    } else if (this.#dueHead > 1024 && this.#dueHead * 2 > this.#due.length) {
+      this.#due = this.#due.slice(this.#dueHead);
+      this.#dueHead = 0;
+    }
+  }
+
+  /** A write ended: the pool's parked status (if any) takes its turn, and the next writes start. */
+  #writeEnded(key: string) {
+    this.#writing.delete(key);
+    const parked = this.#pending.get(key);
+    if (parked?.state === "parked") this.#enqueue(parked);
+    this.#pump();
+    if (this.#writing.size === 0 && this.#idleWaiters.length) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
   #cancel(key: string) {
     const p = this.#pending.get(key);
     if (p?.timer) clearTimeout(p.timer);
+    // A queued entry is skipped when its turn comes: it is no longer the pool's pending status.
     this.#pending.delete(key);
   }
 
@@ -276,7 +347,7 @@ export class StatusWriter {
       if (pending.dueAt < retryAt) this.#schedule(pending, retryAt);
       return;
     }
-    const retry: Pending = { ref, status, dueAt: retryAt, timer: undefined };
+    const retry: Pending = { ref, status, dueAt: retryAt, timer: undefined, state: "waiting" };
     this.#pending.set(key, retry);
     this.#schedule(retry, retryAt);
   }

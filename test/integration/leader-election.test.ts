@@ -340,7 +340,8 @@ describe("an operator that leads", () => {
     try {
       await operator.start();
       await eventually(async () => operator.isLeader);
-      await operator.statusWriter.writeNow(ref, { observedGeneration: 1 });
+      operator.statusWriter.submit(ref, { observedGeneration: 1 });
+      await operator.statusWriter.flush();
       expect((await pools.readPool(namespace, "gated")).status?.observedGeneration).toBe(1);
 
       // The event loop stalls (a long GC, a starved core) past the renew deadline: no renewal, and
@@ -349,8 +350,8 @@ describe("an operator that leads", () => {
       while (Date.now() - stalledAt <= timings.renewDeadlineMs + 20) {
         // busy: nothing else runs
       }
-      const late = operator.statusWriter.writeNow(ref, { observedGeneration: 2 });
-      await late;
+      operator.statusWriter.submit(ref, { observedGeneration: 2 });
+      await operator.statusWriter.flush();
       expect((await pools.readPool(namespace, "gated")).status?.observedGeneration).toBe(1);
     } finally {
       await operator.stop();

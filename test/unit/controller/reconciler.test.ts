@@ -34,21 +34,17 @@ function pool(name: string, spec: Record<string, unknown>, status?: KeyPoolStatu
 }
 
 /** A reconciler over in-memory caches, recording what it submits and records. */
-function setup(options: { leader?: () => boolean; writeNowGate?: Promise<void> } = {}) {
+function setup(options: { leader?: () => boolean } = {}) {
   const clock = new ManualClock(T0);
   const pools = new Map<string, KubernetesObject>();
   const secrets = new Map<string, V1Secret>();
-  const submitted: Array<{ ref: PoolRef; status: KeyPoolStatus; now?: boolean }> = [];
+  const submitted: Array<{ ref: PoolRef; status: KeyPoolStatus }> = [];
   const forgotten: PoolRef[] = [];
   const events: Array<{ type: string; reason: string; message: string }> = [];
   const dirty: PoolRef[] = [];
   const status: StatusSink = {
     observe: () => {},
     submit: (ref, s) => submitted.push({ ref, status: s }),
-    writeNow: async (ref, s) => {
-      await options.writeNowGate;
-      submitted.push({ ref, status: s, now: true });
-    },
     forget: (ref) => forgotten.push(ref),
   };
   const sink: EventSink = { record: (_t, type, reason, message) => events.push({ type, reason, message }) };
@@ -99,37 +95,21 @@ function setup(options: { leader?: () => boolean; writeNowGate?: Promise<void> }
 const ref = (name: string) => ({ namespace: NS, name });
 
 describe("a reconcile", () => {
-  it("serves a new pool's keys while its first status write is still on its way", async () => {
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const t = setup({ writeNowGate: gate });
-    t.secrets.set(`${NS}/keys`, secret("keys", KEYS));
-    t.pools.set(`${NS}/p`, pool("p", { provider: "openai", keys: [{ secretRef: { name: "keys" } }] }));
-    const reconciled = t.reconciler.reconcile(ref("p"));
-    await new Promise((r) => setImmediate(r));
-    // The Ready=Unknown write has not landed, yet the pool hands out keys.
-    expect(t.submitted).toEqual([]);
-    expect(t.registry.get(ref("p"))?.engine.pick()).toMatchObject({ ok: true });
-    release();
-    await reconciled;
-    // And the evaluated status never lands before the Reconciling one.
-    expect(t.submitted.map((s) => [s.now ?? false, s.status.conditions?.[0]?.status])).toEqual([
-      [true, "Unknown"],
-      [false, "True"],
-    ]);
-  });
-
-  it("writes a new pool's Reconciling status at once, then submits its keys and Ready", async () => {
+  it("submits a new pool's Reconciling status, then its keys and Ready, serving keys without waiting on either", async () => {
     const t = setup();
     t.secrets.set(`${NS}/keys`, secret("keys", KEYS));
     t.pools.set(`${NS}/p`, pool("p", { provider: "openai", keys: [{ secretRef: { name: "keys" } }] }));
     expect(await t.reconciler.reconcile(ref("p"))).toEqual({});
-    expect(t.submitted.map((s) => [s.now ?? false, s.status.conditions?.[0]?.status])).toEqual([
-      [true, "Unknown"],
-      [false, "True"],
+    // Both go to the debounced writer in this order: the evaluated status replaces Reconciling
+    // there when it comes soon enough, and lands after it otherwise.
+    expect(
+      t.submitted.map((s) => [s.status.conditions?.[0]?.status, s.status.conditions?.[0]?.reason]),
+    ).toEqual([
+      ["Unknown", "Reconciling"],
+      ["True", "KeysAvailable"],
     ]);
     expect(t.last()?.keys).toMatchObject({ total: 2, usable: 2 });
-    expect(t.registry.get(ref("p"))?.engine.size).toBe(2);
+    expect(t.registry.get(ref("p"))?.engine.pick()).toMatchObject({ ok: true });
   });
 
   it.each<[string, Record<string, unknown>, [string, string], [string, string], string[]]>([

@@ -185,3 +185,92 @@ describe("a status write the API server refuses", () => {
     await writer.stop();
   });
 });
+
+describe("status writes for many pools at once (a cold start)", () => {
+  /** A fake API where every patch waits until released, recording what was in flight. */
+  function gatedApi() {
+    const inFlight = new Set<string>();
+    let most = 0;
+    const written: Array<{ pool: string; generation: number | undefined }> = [];
+    const waiting: Array<() => void> = [];
+    const patchStatus = async (ref: PoolRef, s: KeyPoolStatus) => {
+      const pool = `${ref.namespace}/${ref.name}`;
+      expect(inFlight.has(pool)).toBe(false); // one pool's writes never overlap
+      inFlight.add(pool);
+      most = Math.max(most, inFlight.size);
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      inFlight.delete(pool);
+      written.push({ pool, generation: s.observedGeneration });
+    };
+    const releaseAll = async () => {
+      while (waiting.length) {
+        for (const resolve of waiting.splice(0)) resolve();
+        await vi.advanceTimersByTimeAsync(0);
+      }
+    };
+    return { patchStatus, written, releaseAll, most: () => most, waiting };
+  }
+  const pool = (i: number): PoolRef => ({ namespace: "ai", name: `p${i}` });
+
+  it("keeps at most maxConcurrentWrites in flight and writes every pool once, in the order they fell due", async () => {
+    const api = gatedApi();
+    const { writer } = writerWith(() => undefined, { patchStatus: api.patchStatus, maxConcurrentWrites: 4 });
+    for (let i = 0; i < 40; i++) writer.submit(pool(i), status(1));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(writer.inFlightCount).toBe(4);
+    expect(api.waiting).toHaveLength(4);
+    await api.releaseAll();
+    expect(api.most()).toBe(4);
+    expect(api.written.map((w) => w.pool)).toEqual(Array.from({ length: 40 }, (_, i) => `ai/p${i}`));
+    expect(writer.stats.writes).toBe(40);
+    await writer.stop();
+  });
+
+  it("writes a status that changed while its pool waited its turn once, with the newest status", async () => {
+    const api = gatedApi();
+    const { writer } = writerWith(() => undefined, { patchStatus: api.patchStatus, maxConcurrentWrites: 1 });
+    writer.submit(pool(0), status(1));
+    writer.submit(pool(1), status(1));
+    await vi.advanceTimersByTimeAsync(100); // p0 in flight, p1 queued behind it
+    writer.submit(pool(1), status(2));
+    writer.submit(pool(1), status(3));
+    await api.releaseAll();
+    expect(api.written).toEqual([
+      { pool: "ai/p0", generation: 1 },
+      { pool: "ai/p1", generation: 3 },
+    ]);
+    await writer.stop();
+  });
+
+  it("holds a pool's next status until its write in flight has landed, so the older never lands last", async () => {
+    const api = gatedApi();
+    const { writer } = writerWith(() => undefined, { patchStatus: api.patchStatus, maxConcurrentWrites: 8 });
+    writer.submit(pool(0), status(1));
+    await vi.advanceTimersByTimeAsync(100);
+    writer.submit(pool(0), status(2));
+    await vi.advanceTimersByTimeAsync(100); // due, but generation 1 is still in flight
+    expect(api.waiting).toHaveLength(1);
+    await api.releaseAll();
+    expect(api.written.map((w) => w.generation)).toEqual([1, 2]);
+    await writer.stop();
+  });
+
+  it("drops a queued status that went back to what is written, and flush waits for every write without bursting", async () => {
+    const api = gatedApi();
+    const { writer } = writerWith(() => undefined, { patchStatus: api.patchStatus, maxConcurrentWrites: 2 });
+    writer.observe(pool(9), status(1));
+    for (let i = 0; i < 10; i++) writer.submit(pool(i), status(2));
+    await vi.advanceTimersByTimeAsync(100);
+    writer.submit(pool(9), status(1)); // back to what the object says: nothing to write
+    let flushed = false;
+    const flushing = writer.flush().then(() => (flushed = true));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(writer.inFlightCount).toBe(2);
+    expect(flushed).toBe(false);
+    await api.releaseAll();
+    await flushing;
+    expect(api.most()).toBe(2);
+    expect(api.written.map((w) => w.pool)).toEqual(Array.from({ length: 9 }, (_, i) => `ai/p${i}`));
+    await writer.stop();
+  });
+});
