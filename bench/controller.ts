@@ -6,7 +6,9 @@
  *   1. setup: the Secrets, then the KeyPools, created with bounded concurrency (timed);
  *   2. cold start: the operator starts with every object there; time until every pool reports
  *      Ready=True (polled by paginated LISTs of the namespace's KeyPools), status writes by then
- *      (its /metrics keypool_status_writes_total), then an idle period and the writes in it;
+ *      (its /metrics keypool_status_writes_total), and, beside it, time until every pool serves
+ *      keys (keypool_pools on /metrics: pools with an engine), which waits on no status write;
+ *      then an idle period and the writes in it;
  *   3. memory: RSS (/proc/<pid>/status) after cold start, V8 heap and external memory from
  *      process.memoryUsage() (over the inspector protocol: the operator runs with --inspect on a
  *      loopback port), again after the idle period and a forced GC; then a heap snapshot,
@@ -28,7 +30,10 @@
  * Env: BENCH_SCENARIOS ("1000x20,10000x10"; BENCH_POOLS and BENCH_KEYS, when set, make one
  * scenario), BENCH_CHURN (100 Secrets), BENCH_IDLE_S (30), BENCH_PATCHES (status patches of the
  * bare baseline, 2000 at most), BENCH_CREATE_CONCURRENCY (32 creates at once during setup),
- * BENCH_SNAPSHOT_DIR (also write the operator's heap snapshots there, to open in DevTools).
+ * BENCH_SNAPSHOT_DIR (also write the operator's heap snapshots there, to open in DevTools),
+ * BENCH_NODE_FLAGS (node flags for the operator, e.g. --max-old-space-size=384),
+ * BENCH_MEMORY_CGROUP (a cgroup directory, e.g. one with memory.limit_in_bytes or memory.max
+ * set, that the operator joins before node starts: the cold start under a container's limit).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -139,31 +144,36 @@ async function metric(port: number, name: string): Promise<number> {
 /** The operator as its own process (on core 0 when pinned), with the inspector on a loopback port. */
 async function spawnOperator(kubeconfig: string) {
   const probesPort = await freePort();
-  const child = spawn(
-    ...onCore(0, process.execPath, [
-      "--inspect=127.0.0.1:0",
-      MAIN,
-      "operator",
-      "--kubeconfig",
-      kubeconfig,
-      "--port",
-      "0",
-      "--address",
-      "127.0.0.1",
-      "--probes-port",
-      String(probesPort),
-      "--probes-address",
-      "127.0.0.1",
-      "--log-level",
-      "warn",
-      // The controller alone: no key probes (the bench keys are fake, the providers unreachable).
-      "--no-probes",
-    ]),
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, KUBERNETES_SERVICE_HOST: "", KEYPOOL_SHUTDOWN_DELAY: "0s" },
-    },
-  );
+  const [command, args] = onCore(0, process.execPath, [
+    ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+    "--inspect=127.0.0.1:0",
+    MAIN,
+    "operator",
+    "--kubeconfig",
+    kubeconfig,
+    "--port",
+    "0",
+    "--address",
+    "127.0.0.1",
+    "--probes-port",
+    String(probesPort),
+    "--probes-address",
+    "127.0.0.1",
+    "--log-level",
+    "warn",
+    // The controller alone: no key probes (the bench keys are fake, the providers unreachable).
+    "--no-probes",
+  ]);
+  // BENCH_MEMORY_CGROUP: the operator joins that cgroup before node starts, so it runs under its
+  // memory limit as in a container (node sizes its heap from the limit; the kernel kills at it).
+  const cgroup = process.env.BENCH_MEMORY_CGROUP;
+  const [file, argv] = cgroup
+    ? ["sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, command, ...args]]
+    : [command, args];
+  const child = spawn(file, argv, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, KUBERNETES_SERVICE_HOST: "", KEYPOOL_SHUTDOWN_DELAY: "0s" },
+  });
   const tail: string[] = [];
   let inspectorUrl: string | undefined;
   for (const stream of [child.stdout, child.stderr])
@@ -174,8 +184,10 @@ async function spawnOperator(kubeconfig: string) {
     });
   const exited = once(child, "exit");
   const alive = () => {
-    if (child.exitCode !== null)
-      throw new Error(`operator exited with ${child.exitCode}:\n${tail.join("\n")}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(
+        `operator exited with ${child.exitCode ?? child.signalCode}${child.signalCode === "SIGKILL" ? " (out of memory?)" : ""}:\n${tail.join("\n")}`,
+      );
   };
   for (let waited = 0; !inspectorUrl; waited += 50) {
     alive();
@@ -380,6 +392,21 @@ async function runScenario(scenario: Scenario): Promise<string[]> {
 
     const started = Date.now();
     const operator = await spawnOperator(plane.kubeconfigPath);
+    // Serving keys does not wait on status writes: when did every pool have its keys? Read from
+    // the operator's keypool_pools (pools with an engine), scraped as Prometheus would, but often.
+    let servingMs: number | undefined;
+    let scrapes = 0;
+    let scrapeMs = 0;
+    const serving = (async () => {
+      while (servingMs === undefined && Date.now() - started < 900_000) {
+        const t = Date.now();
+        const known = await metric(operator.probesPort, "keypool_pools").catch(() => 0);
+        scrapes++;
+        scrapeMs += Date.now() - t;
+        if (known >= pools) servingMs = Date.now() - started;
+        else await sleep(Math.max(500, 4 * (Date.now() - t)));
+      }
+    })();
     let polls = 0;
     let pollMs = 0;
     let lastLog = started;
@@ -400,6 +427,7 @@ async function runScenario(scenario: Scenario): Promise<string[]> {
       await sleep(Math.max(250, 2 * (Date.now() - t)));
     }
     const coldMs = Date.now() - started;
+    await serving;
     const writesCold = await metric(operator.probesPort, "keypool_status_writes_total");
     const cold: Memory = {
       ...residentOf(operator.pid),
@@ -506,6 +534,12 @@ async function runScenario(scenario: Scenario): Promise<string[]> {
         readyAim
           ? `aim < ${s1(readyAim)}: ${aim(coldMs < readyAim)}${patchesMs >= readyAim ? `; the bare patches miss it too (${s1(patchesMs)} for as many writes)` : ""}`
           : undefined,
+      ],
+      [
+        "cold start: every pool serving keys",
+        servingMs === undefined
+          ? "not seen"
+          : `${s1(servingMs)} (from spawn; keypool_pools on /metrics, ${scrapes} scrapes, ${(scrapeMs / scrapes).toFixed(0)} ms each)`,
       ],
       [
         "status writes during cold start",

@@ -394,6 +394,10 @@ export class Operator {
     const namespace = secret.metadata?.namespace;
     const name = secret.metadata?.name;
     if (!namespace || !name) return;
+    // Until the caches are synced no pool has been reconciled and every pool is queued at
+    // start(): nothing to look for (a cold start's Secret list would otherwise scan every pool
+    // once per Secret).
+    if (!this.#synced) return;
     const refs = this.registry.poolsReadingSecret(namespace, name);
     // A pool that never resolved (new, or waiting for this very Secret) is not indexed yet.
     const watcher = this.#poolWatcherFor(namespace);

@@ -15,6 +15,8 @@ export type Transform<T> = (object: T) => T;
 
 export class ObjectCache<T extends KubernetesObject> {
   #objects = new Map<string, T>();
+  /** The same objects by namespace ("" for cluster-scoped ones), then by key. */
+  #byNamespace = new Map<string, Map<string, T>>();
   readonly #transform: Transform<T>;
 
   constructor(transform: Transform<T> = (object) => object) {
@@ -26,8 +28,9 @@ export class ObjectCache<T extends KubernetesObject> {
   }
 
   list(namespace?: string): T[] {
-    const all = [...this.#objects.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+    if (namespace === undefined) return [...this.#objects.values()];
+    const inNamespace = this.#byNamespace.get(namespace);
+    return inNamespace ? [...inNamespace.values()] : [];
   }
 
   get size(): number {
@@ -40,13 +43,13 @@ export class ObjectCache<T extends KubernetesObject> {
     const old = this.#objects.get(key);
     if (type === "DELETED") {
       if (!old) return undefined;
-      this.#objects.delete(key);
+      this.#delete(key, old);
       return ["DELETED", this.#transform(object), old];
     }
     // A resumed watch may repeat what the cache already holds.
     if (old && versionOf(old) === versionOf(object)) return undefined;
     const kept = this.#transform(object);
-    this.#objects.set(key, kept);
+    this.#set(key, kept);
     return [old ? "MODIFIED" : "ADDED", kept, old];
   }
 
@@ -63,7 +66,7 @@ export class ObjectCache<T extends KubernetesObject> {
     if (!current || (current !== expected && versionOf(current) !== versionOf(object)))
       return { stored: false };
     const kept = this.#transform(object);
-    this.#objects.set(key, kept);
+    this.#set(key, kept);
     return versionOf(current) === versionOf(kept)
       ? { stored: true }
       : { stored: true, change: ["MODIFIED", kept, current] };
@@ -76,7 +79,7 @@ export class ObjectCache<T extends KubernetesObject> {
   retransform(namespace: string | undefined, name: string): void {
     const key = namespace ? `${namespace}/${name}` : name;
     const old = this.#objects.get(key);
-    if (old) this.#objects.set(key, this.#transform(old));
+    if (old) this.#set(key, this.#transform(old));
   }
 
   /**
@@ -102,7 +105,29 @@ export class ObjectCache<T extends KubernetesObject> {
       if (!next.has(key)) changes.push(["DELETED", old, old]);
     }
     this.#objects = next;
+    this.#byNamespace = new Map();
+    for (const [key, object] of next) this.#index(key, object);
     return changes;
+  }
+
+  #set(key: string, object: T) {
+    this.#objects.set(key, object);
+    this.#index(key, object);
+  }
+
+  #index(key: string, object: T) {
+    const namespace = object.metadata?.namespace ?? "";
+    let inNamespace = this.#byNamespace.get(namespace);
+    if (!inNamespace) this.#byNamespace.set(namespace, (inNamespace = new Map()));
+    inNamespace.set(key, object);
+  }
+
+  #delete(key: string, object: T) {
+    this.#objects.delete(key);
+    const namespace = object.metadata?.namespace ?? "";
+    const inNamespace = this.#byNamespace.get(namespace);
+    inNamespace?.delete(key);
+    if (inNamespace?.size === 0) this.#byNamespace.delete(namespace);
   }
 }
 
