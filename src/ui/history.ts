@@ -67,28 +67,82 @@ interface Sample extends UsageTotals {
   atMs: number;
 }
 
-/** A fixed-size ring of samples, oldest first when read. */
-class Ring {
-  readonly #items: Array<Sample | undefined>;
-  #next = 0;
-  #size = 0;
+/**
+ * One pool's totals as they changed: a sample equal to the one before is not stored, so an idle
+ * pool holds one entry however long it idles (10,000 pools with a sample object each every 10 s
+ * held about 200 MB after an hour). Columns of numbers, grown as needed: the sample's sequence
+ * number, requests, errors, cost (NaN: none).
+ */
+class Changes {
+  /** The sequence number of the pool's first sample: it has no history before. */
+  readonly first: number;
+  #seq = new Float64Array(2);
+  #requests = new Float64Array(2);
+  #errors = new Float64Array(2);
+  #cost = new Float64Array(2);
+  #length = 0;
 
-  constructor(capacity: number) {
-    this.#items = new Array<Sample | undefined>(capacity);
+  constructor(first: number) {
+    this.first = first;
   }
 
-  push(sample: Sample): void {
-    this.#items[this.#next] = sample;
-    this.#next = (this.#next + 1) % this.#items.length;
-    this.#size = Math.min(this.#size + 1, this.#items.length);
+  get length(): number {
+    return this.#length;
   }
 
-  toArray(): Sample[] {
-    const start = (this.#next - this.#size + this.#items.length) % this.#items.length;
-    return Array.from(
-      { length: this.#size },
-      (_, i) => this.#items[(start + i) % this.#items.length] as Sample,
-    );
+  seq(i: number): number {
+    return this.#seq[i] as number;
+  }
+
+  totals(i: number): UsageTotals {
+    const cost = this.#cost[i] as number;
+    const totals = { requests: this.#requests[i] as number, errors: this.#errors[i] as number };
+    return Number.isNaN(cost) ? totals : { ...totals, costUSD: cost };
+  }
+
+  /** Records the totals of sample `seq` if they differ from the last recorded. */
+  record(seq: number, totals: UsageTotals): void {
+    const cost = totals.costUSD ?? Number.NaN;
+    const last = this.#length - 1;
+    if (
+      last >= 0 &&
+      this.#requests[last] === totals.requests &&
+      this.#errors[last] === totals.errors &&
+      Object.is(this.#cost[last], cost)
+    )
+      return;
+    if (this.#length === this.#seq.length) this.#grow(this.#length * 2);
+    this.#seq[this.#length] = seq;
+    this.#requests[this.#length] = totals.requests;
+    this.#errors[this.#length] = totals.errors;
+    this.#cost[this.#length] = cost;
+    this.#length++;
+  }
+
+  /** Drops changes before `oldest`, keeping the one in force at `oldest`. */
+  prune(oldest: number): void {
+    let drop = 0;
+    while (drop + 1 < this.#length && (this.#seq[drop + 1] as number) <= oldest) drop++;
+    if (drop === 0) return;
+    for (const column of [this.#seq, this.#requests, this.#errors, this.#cost]) {
+      column.copyWithin(0, drop, this.#length);
+    }
+    this.#length -= drop;
+    // Give back what a busy hour grew once the pool is quiet.
+    if (this.#length * 4 <= this.#seq.length && this.#seq.length > 2)
+      this.#grow(Math.max(2, this.#length * 2));
+  }
+
+  #grow(size: number) {
+    const resize = (column: Float64Array) => {
+      const next = new Float64Array(size);
+      next.set(column.subarray(0, Math.min(this.#length, size)));
+      return next;
+    };
+    this.#seq = resize(this.#seq);
+    this.#requests = resize(this.#requests);
+    this.#errors = resize(this.#errors);
+    this.#cost = resize(this.#cost);
   }
 }
 
@@ -105,17 +159,26 @@ export interface UsageHistoryOptions {
 
 /**
  * The sampler. A pool gone at a sample loses its history; a counter that went down (a key
- * removed, cost today at midnight) counts from zero again rather than as negative use.
+ * removed, cost today at midnight) counts from zero again rather than as negative use. The times
+ * of the last `capacity` samples are kept once for all pools; each pool keeps only the samples
+ * where its totals changed.
  */
 export class UsageHistory {
   readonly #options: UsageHistoryOptions;
   readonly #timers: Timers;
-  readonly #rings = new Map<string, Ring>();
+  readonly #capacity: number;
+  /** When sample `seq` was taken, at `seq % capacity`. */
+  readonly #times: Float64Array;
+  /** Samples taken so far (the next one's sequence number). */
+  #taken = 0;
+  readonly #pools = new Map<string, Changes>();
   #handle: unknown;
 
   constructor(options: UsageHistoryOptions) {
     this.#options = options;
     this.#timers = options.timers ?? systemTimers;
+    this.#capacity = Math.max(2, options.capacity ?? SAMPLE_CAPACITY);
+    this.#times = new Float64Array(this.#capacity);
   }
 
   /** Takes a first sample now, then one every interval. */
@@ -135,26 +198,49 @@ export class UsageHistory {
   }
 
   sample(): void {
-    const atMs = this.#options.clock.now();
+    const seq = this.#taken++;
+    this.#times[seq % this.#capacity] = this.#options.clock.now();
+    const oldest = this.#oldest();
     const seen = new Set<string>();
     for (const [pool, totals] of this.#options.totals()) {
       seen.add(pool);
-      let ring = this.#rings.get(pool);
-      if (!ring) {
-        ring = new Ring(this.#options.capacity ?? SAMPLE_CAPACITY);
-        this.#rings.set(pool, ring);
-      }
-      ring.push({ atMs, ...totals });
+      let changes = this.#pools.get(pool);
+      if (!changes) this.#pools.set(pool, (changes = new Changes(seq)));
+      changes.record(seq, totals);
+      changes.prune(oldest);
     }
-    for (const pool of this.#rings.keys()) if (!seen.has(pool)) this.#rings.delete(pool);
+    for (const pool of this.#pools.keys()) if (!seen.has(pool)) this.#pools.delete(pool);
     this.#options.onSample?.();
+  }
+
+  /** The samples stored over all pools (one per change of a pool's totals in the window). */
+  get storedSamples(): number {
+    let stored = 0;
+    for (const changes of this.#pools.values()) stored += changes.length;
+    return stored;
   }
 
   /** Every pool's rates, by pool key. */
   series(): Record<string, UsageSeries> {
     const out: Record<string, UsageSeries> = {};
-    for (const [pool, ring] of this.#rings) out[pool] = seriesOf(ring.toArray());
+    for (const [pool, changes] of this.#pools) out[pool] = seriesOf(this.#samples(changes));
     return out;
+  }
+
+  /** The sequence number of the oldest sample kept. */
+  #oldest(): number {
+    return Math.max(0, this.#taken - this.#capacity);
+  }
+
+  /** A pool's samples, oldest first: its totals in force at each kept sample since its first. */
+  #samples(changes: Changes): Sample[] {
+    const samples: Sample[] = [];
+    let at = 0;
+    for (let seq = Math.max(changes.first, this.#oldest()); seq < this.#taken; seq++) {
+      while (at + 1 < changes.length && changes.seq(at + 1) <= seq) at++;
+      samples.push({ atMs: this.#times[seq % this.#capacity] as number, ...changes.totals(at) });
+    }
+    return samples;
   }
 }
 

@@ -75,7 +75,10 @@ export function createStatusPage(options: StatusPageOptions): StatusPage {
     clock,
     timers,
     totals: () => [...registry.values()].map((r) => [refKey(r.ref), totalsOf(poolView(r))] as const),
-    onSample: () => streams.broadcast(eventText("history", historyData())),
+    // The series of every pool are built only when a page is open to receive them.
+    onSample: () => {
+      if (streams.size > 0) streams.broadcast(eventText("history", historyData()));
+    },
   });
   const unsubscribe = registry.onTransition(transitions.record);
 

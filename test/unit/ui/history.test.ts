@@ -134,6 +134,32 @@ describe("the usage history", () => {
     });
   });
 
+  it("stores one sample for a pool that stays idle, and still gives each interval's rate", () => {
+    const s = sampler();
+    const idle = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`ai/p${i}`, { requests: 7, errors: 1 }]));
+    s.start(idle(100));
+    for (let i = 0; i < 400; i++) s.step(idle(100));
+    expect(s.history.storedSamples).toBe(100);
+    const series = s.history.series()["ai/p0"];
+    expect(series?.t).toHaveLength(359);
+    expect(new Set(series?.requestsPerMin)).toEqual(new Set([0]));
+  });
+
+  it("gives the same rates from changes alone through a busy stretch, a quiet one and the window's end", () => {
+    const s = sampler(6);
+    let requests = 0;
+    s.start({ "ai/gpt": { requests, errors: 0 } });
+    const perStep = [6, 6, 0, 0, 0, 12, 0, 3, 0, 0];
+    for (const n of perStep) {
+      requests += n;
+      s.step({ "ai/gpt": { requests, errors: 0 } });
+    }
+    // The last 6 samples: 5 intervals, the last five steps (one request in 10 s is 6 a minute).
+    expect(s.history.series()["ai/gpt"]?.requestsPerMin).toEqual(perStep.slice(-5).map((n) => n * 6));
+    expect(s.history.storedSamples).toBeLessThanOrEqual(3);
+  });
+
   it("stops sampling when stopped, and starts only once", () => {
     const s = sampler();
     s.start({ "ai/gpt": { requests: 0, errors: 0 } });
