@@ -70,81 +70,59 @@ interface Sample extends UsageTotals {
 /**
  * One pool's totals as they changed: a sample equal to the one before is not stored, so an idle
  * pool holds one entry however long it idles (10,000 pools with a sample object each every 10 s
- * held about 200 MB after an hour). Columns of numbers, grown as needed: the sample's sequence
- * number, requests, errors, cost (NaN: none).
+ * held about 200 MB after an hour). One array of numbers, four per change: the sample's sequence
+ * number, requests, errors, cost (NaN: none). A plain array of doubles costs least for the one
+ * or two changes most pools hold (four typed arrays cost about 1 KB a pool before any data).
  */
 class Changes {
   /** The sequence number of the pool's first sample: it has no history before. */
   readonly first: number;
-  #seq = new Float64Array(2);
-  #requests = new Float64Array(2);
-  #errors = new Float64Array(2);
-  #cost = new Float64Array(2);
-  #length = 0;
+  readonly #values: number[] = [];
 
   constructor(first: number) {
     this.first = first;
   }
 
   get length(): number {
-    return this.#length;
+    return this.#values.length / STRIDE;
   }
 
   seq(i: number): number {
-    return this.#seq[i] as number;
+    return this.#values[i * STRIDE] as number;
   }
 
   totals(i: number): UsageTotals {
-    const cost = this.#cost[i] as number;
-    const totals = { requests: this.#requests[i] as number, errors: this.#errors[i] as number };
+    const v = this.#values;
+    const cost = v[i * STRIDE + 3] as number;
+    const totals = { requests: v[i * STRIDE + 1] as number, errors: v[i * STRIDE + 2] as number };
     return Number.isNaN(cost) ? totals : { ...totals, costUSD: cost };
   }
 
   /** Records the totals of sample `seq` if they differ from the last recorded. */
   record(seq: number, totals: UsageTotals): void {
+    const v = this.#values;
     const cost = totals.costUSD ?? Number.NaN;
-    const last = this.#length - 1;
+    const last = v.length - STRIDE;
     if (
       last >= 0 &&
-      this.#requests[last] === totals.requests &&
-      this.#errors[last] === totals.errors &&
-      Object.is(this.#cost[last], cost)
+      v[last + 1] === totals.requests &&
+      v[last + 2] === totals.errors &&
+      Object.is(v[last + 3], cost)
     )
       return;
-    if (this.#length === this.#seq.length) this.#grow(this.#length * 2);
-    this.#seq[this.#length] = seq;
-    this.#requests[this.#length] = totals.requests;
-    this.#errors[this.#length] = totals.errors;
-    this.#cost[this.#length] = cost;
-    this.#length++;
+    v.push(seq, totals.requests, totals.errors, cost);
   }
 
   /** Drops changes before `oldest`, keeping the one in force at `oldest`. */
   prune(oldest: number): void {
     let drop = 0;
-    while (drop + 1 < this.#length && (this.#seq[drop + 1] as number) <= oldest) drop++;
-    if (drop === 0) return;
-    for (const column of [this.#seq, this.#requests, this.#errors, this.#cost]) {
-      column.copyWithin(0, drop, this.#length);
-    }
-    this.#length -= drop;
-    // Give back what a busy hour grew once the pool is quiet.
-    if (this.#length * 4 <= this.#seq.length && this.#seq.length > 2)
-      this.#grow(Math.max(2, this.#length * 2));
-  }
-
-  #grow(size: number) {
-    const resize = (column: Float64Array) => {
-      const next = new Float64Array(size);
-      next.set(column.subarray(0, Math.min(this.#length, size)));
-      return next;
-    };
-    this.#seq = resize(this.#seq);
-    this.#requests = resize(this.#requests);
-    this.#errors = resize(this.#errors);
-    this.#cost = resize(this.#cost);
+    while (drop + 1 < this.length && this.seq(drop + 1) <= oldest) drop++;
+    if (drop > 0) this.#values.splice(0, drop * STRIDE);
   }
 }
+
+/** Numbers per change in Changes. */
+const STRIDE = 4;
 
 export interface UsageHistoryOptions {
   /** Each pool's totals now, by pool key ("namespace/name"). */
