@@ -82,6 +82,7 @@ const CHURN = Number(process.env.BENCH_CHURN ?? 100);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 30);
 const PATCHES = Number(process.env.BENCH_PATCHES ?? 2000);
 const SNAPSHOT_DIR = process.env.BENCH_SNAPSHOT_DIR;
+const MEMORY_CGROUP = process.env.BENCH_MEMORY_CGROUP;
 const CREATE_CONCURRENCY = Number(process.env.BENCH_CREATE_CONCURRENCY ?? 32);
 /** Client concurrency of the churn and of the bare status patches (as before: comparable runs). */
 const CONCURRENCY = 16;
@@ -166,7 +167,7 @@ async function spawnOperator(kubeconfig: string) {
   ]);
   // BENCH_MEMORY_CGROUP: the operator joins that cgroup before node starts, so it runs under its
   // memory limit as in a container (node sizes its heap from the limit; the kernel kills at it).
-  const cgroup = process.env.BENCH_MEMORY_CGROUP;
+  const cgroup = MEMORY_CGROUP;
   const [file, argv] = cgroup
     ? ["sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, command, ...args]]
     : [command, args];
@@ -444,22 +445,36 @@ async function runScenario(scenario: Scenario): Promise<string[]> {
       usage: await operator.inspector.memoryUsage(),
     };
 
-    log("  heap snapshot");
-    let t = Date.now();
-    const parser = new HeapSnapshotParser();
-    const snapshotFile = SNAPSHOT_DIR ? join(SNAPSHOT_DIR, `operator-${namespace}.heapsnapshot`) : undefined;
-    await operator.inspector.heapSnapshot(parser, snapshotFile);
-    const snapshotMs = Date.now() - t;
-    t = Date.now();
-    const index = new SnapshotIndex(parser.end());
-    const constructors = byConstructor(index, 10);
-    const parts = attribute(index, dominators(index), operatorPart, 3);
-    const summaryMs = Date.now() - t;
+    // A heap snapshot is built inside the operator and needs memory of its own: under a
+    // container's limit (BENCH_MEMORY_CGROUP) it would be what gets the process killed.
+    let heap:
+      | {
+          constructors: ReturnType<typeof byConstructor>;
+          parts: Category[];
+          snapshotMs: number;
+          summaryMs: number;
+        }
+      | undefined;
+    if (!MEMORY_CGROUP) {
+      log("  heap snapshot");
+      let t = Date.now();
+      const parser = new HeapSnapshotParser();
+      const snapshotFile = SNAPSHOT_DIR
+        ? join(SNAPSHOT_DIR, `operator-${namespace}.heapsnapshot`)
+        : undefined;
+      await operator.inspector.heapSnapshot(parser, snapshotFile);
+      const snapshotMs = Date.now() - t;
+      t = Date.now();
+      const index = new SnapshotIndex(parser.end());
+      const constructors = byConstructor(index, 10);
+      const parts = attribute(index, dominators(index), operatorPart, 3);
+      heap = { constructors, parts, snapshotMs, summaryMs: Date.now() - t };
+    }
 
     // Churn: one key added to `churn` Secrets at once (their pools carry CHURN_LABEL).
     log(`  churn: ${churn} Secrets`);
     const writesBeforeChurn = await metric(operator.probesPort, "keypool_status_writes_total");
-    t = Date.now();
+    let t = Date.now();
     await inParallel(
       Array.from({ length: churn }, (_, i) => i),
       CONCURRENCY,
@@ -581,21 +596,28 @@ async function runScenario(scenario: Scenario): Promise<string[]> {
 
     const width = Math.max(...rows.map(([k]) => k.length));
     const lines = rows.map(([k, v, a]) => `${k.padEnd(width)}  ${v}${a ? `   [${a}]` : ""}`);
-    const pct = (b: number) => `${((100 * b) / constructors.total).toFixed(1)}%`;
     const row = (r: ConstructorRow) => `${r.name} ${(r.selfSize / MB).toFixed(1)} MB (${n(r.count)})`;
+    if (heap) {
+      const { constructors, parts, snapshotMs, summaryMs } = heap;
+      const pct = (b: number) => `${((100 * b) / constructors.total).toFixed(1)}%`;
+      lines.push(
+        "",
+        `operator heap snapshot after GC: ${n(constructors.count)} nodes, ${(constructors.total / MB).toFixed(1)} MB of self sizes (taken in ${s1(snapshotMs)}, summarised here in ${s1(summaryMs)})`,
+        "  top constructors by self size (count):",
+        ...constructors.rows.map(
+          (r) =>
+            `    ${(r.selfSize / MB).toFixed(1).padStart(7)} MB ${pct(r.selfSize).padStart(6)}  ${r.name} (${n(r.count)})`,
+        ),
+        "  by part (dominator tree: each part's outermost node claims all it alone retains; rules in operatorPart):",
+        ...parts.map(
+          (c: Category) =>
+            `    ${(c.selfSize / MB).toFixed(1).padStart(7)} MB ${pct(c.selfSize).padStart(6)}  ${c.name}: ${c.top.map(row).join(", ")}`,
+        ),
+      );
+    } else {
+      lines.push("", `no heap snapshot: the operator runs under the memory limit of ${MEMORY_CGROUP}`);
+    }
     lines.push(
-      "",
-      `operator heap snapshot after GC: ${n(constructors.count)} nodes, ${(constructors.total / MB).toFixed(1)} MB of self sizes (taken in ${s1(snapshotMs)}, summarised here in ${s1(summaryMs)})`,
-      "  top constructors by self size (count):",
-      ...constructors.rows.map(
-        (r) =>
-          `    ${(r.selfSize / MB).toFixed(1).padStart(7)} MB ${pct(r.selfSize).padStart(6)}  ${r.name} (${n(r.count)})`,
-      ),
-      "  by part (dominator tree: each part's outermost node claims all it alone retains; rules in operatorPart):",
-      ...parts.map(
-        (c: Category) =>
-          `    ${(c.selfSize / MB).toFixed(1).padStart(7)} MB ${pct(c.selfSize).padStart(6)}  ${c.name}: ${c.top.map(row).join(", ")}`,
-      ),
       "  bare informer's heap after GC, top constructors:",
       `    ${base.heap.rows.slice(0, 6).map(row).join(", ")}; ${(base.heap.total / MB).toFixed(1)} MB in all`,
     );

@@ -16,6 +16,11 @@ export class Inspector {
 
   private constructor(ws: WebSocket) {
     this.#ws = ws;
+    // The process gone (killed: out of memory) answers nothing more: fail what waits for it.
+    ws.addEventListener("close", () => {
+      for (const { reject } of this.#pending.values()) reject(new Error("inspector connection closed"));
+      this.#pending.clear();
+    });
     ws.addEventListener("message", (event: MessageEvent) => {
       const message = JSON.parse(String(event.data)) as {
         id?: number;
