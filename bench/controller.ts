@@ -58,7 +58,7 @@ import {
   SnapshotIndex,
 } from "./heap-snapshot.ts";
 import { Inspector } from "./inspector.ts";
-import { aim, benchControlPlane, onCore, pinned, residentOf } from "./support.ts";
+import { aim, benchControlPlane, onCore, operatorArgs, pinned, residentOf } from "./support.ts";
 
 interface Scenario {
   pools: number;
@@ -152,21 +152,9 @@ async function spawnOperator(kubeconfig: string) {
     ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
     "--inspect=127.0.0.1:0",
     MAIN,
-    "operator",
-    "--kubeconfig",
-    kubeconfig,
-    "--port",
-    "0",
-    "--address",
-    "127.0.0.1",
-    "--probes-port",
-    String(probesPort),
-    "--probes-address",
-    "127.0.0.1",
+    ...operatorArgs(kubeconfig, 0, probesPort),
     "--log-level",
     "warn",
-    // The controller alone: no key probes (the bench keys are fake, the providers unreachable).
-    "--no-probes",
   ]);
   // BENCH_MEMORY_CGROUP: the operator joins that cgroup before node starts, so it runs under its
   // memory limit as in a container (node sizes its heap from the limit; the kernel kills at it).

@@ -146,6 +146,27 @@ export const pinned = (() => {
 })();
 
 /** `command args` on `core` (0: servers under test, 1: the load generator and its helpers). */
+/**
+ * `keypool operator` on loopback ports against the bench's control plane, without key probes
+ * (the bench keys are fake, the providers unreachable).
+ */
+export function operatorArgs(kubeconfig: string, port: number, probesPort: number): string[] {
+  return [
+    "operator",
+    "--kubeconfig",
+    kubeconfig,
+    "--no-probes",
+    "--port",
+    String(port),
+    "--address",
+    "127.0.0.1",
+    "--probes-port",
+    String(probesPort),
+    "--probes-address",
+    "127.0.0.1",
+  ];
+}
+
 export function onCore(core: 0 | 1, command: string, args: string[]): [string, string[]] {
   return pinned ? ["taskset", ["-c", String(core), command, ...args]] : [command, args];
 }
@@ -234,18 +255,7 @@ export async function benchOperator(plane: ControlPlane, name: string, extraArgs
         // BENCH_NODE_FLAGS: node flags for the operator (--trace-gc, --max-semi-space-size=...).
         ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
         "src/main.ts",
-        "operator",
-        "--kubeconfig",
-        plane.kubeconfigPath,
-        "--no-probes",
-        "--port",
-        String(port),
-        "--address",
-        "127.0.0.1",
-        "--probes-port",
-        String(probesPort),
-        "--probes-address",
-        "127.0.0.1",
+        ...operatorArgs(plane.kubeconfigPath, port, probesPort),
         ...extraArgs,
       ]),
       {
