@@ -100,6 +100,20 @@ function digest(json: string): string {
   return hash("sha1", json, "base64");
 }
 
+/**
+ * JSON with every object's keys sorted: the API server hands a custom resource back with its
+ * keys in Go's order (sorted), and the status we build has ours, so plain JSON.stringify called
+ * the same status different and a restarted operator rewrote every pool's status.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(v).sort()) sorted[key] = (v as Record<string, unknown>)[key];
+    return sorted;
+  });
+}
+
 /** The part of a status whose change is worth writing at once (not counters, not times of use). */
 function significant(status: KeyPoolStatus): string {
   return digest(
@@ -160,7 +174,7 @@ export class StatusWriter {
   observe(ref: PoolRef, status: KeyPoolStatus | undefined): void {
     if (!status || this.#written.has(refKey(ref))) return;
     this.#written.set(refKey(ref), {
-      full: digest(JSON.stringify(status)),
+      full: digest(canonicalJson(status)),
       significant: significant(status),
       at: 0,
     });
@@ -169,7 +183,7 @@ export class StatusWriter {
   /** Asks for `status` to be written; decides when (or whether) by what changed. */
   submit(ref: PoolRef, status: KeyPoolStatus): void {
     const key = refKey(ref);
-    const full = digest(JSON.stringify(status));
+    const full = digest(canonicalJson(status));
     const last = this.#written.get(key);
     if (last?.full === full) {
       this.#cancel(key);
@@ -312,7 +326,7 @@ export class StatusWriter {
       await this.#patch(ref, status);
       this.stats.writes++;
       this.#written.set(key, {
-        full: digest(JSON.stringify(status)),
+        full: digest(canonicalJson(status)),
         significant: significant(status),
         at: this.#clock.now(),
       });

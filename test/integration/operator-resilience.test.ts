@@ -121,6 +121,57 @@ describe("an operator restart", () => {
   });
 });
 
+describe("an operator restarted with nothing changed", () => {
+  it("writes no status: each pool's status as it stands is already what it would write", async () => {
+    const ns = await createTestNamespace(kc, "restart-quiet");
+    await api.putSecret(ns, "keys", { a: "sk-test-quiet-a-00000001", b: "sk-test-quiet-b-00000002" });
+    const names = Array.from({ length: 8 }, (_, i) => `pool-${i}`);
+    for (const name of names)
+      await api.createPool(ns, name, { provider: "openai", keys: [{ secretRef: { name: "keys" } }] });
+    // One pool Ready=False (its Secret is missing): a condition with a message, and a Warning.
+    await api.createPool(ns, "missing", { provider: "openai", keys: [{ secretRef: { name: "nope" } }] });
+    names.push("missing");
+    const start = async () => {
+      const operator = new Operator({
+        kc,
+        logger: createLogger({ level: "silent" }),
+        clock: { now: () => Date.now() },
+        namespaces: [ns],
+        leaderElection: { enabled: false },
+        probes: false,
+      });
+      await operator.start();
+      return operator;
+    };
+
+    const first = await start();
+    try {
+      for (const name of names)
+        await api.waitForPool(
+          ns,
+          name,
+          (p) => ["True", "False"].includes(condition(p, "Ready")?.status ?? "") && p,
+        );
+    } finally {
+      await first.stop(); // writes what is pending
+    }
+    expect(first.statusWriter.stats.writes).toBeGreaterThanOrEqual(names.length);
+
+    const second = await start();
+    try {
+      await eventually(
+        async () => names.every((name) => second.registry.get({ namespace: ns, name })) || undefined,
+      );
+      // Well past the debounce of a change of state (100 ms): anything due would be written by now.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(second.statusWriter.stats).toMatchObject({ writes: 0, failures: 0 });
+      expect(second.statusWriter.stats.skipped).toBeGreaterThanOrEqual(names.length);
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
 describe("an API server restart", () => {
   let plane: ControlPlane;
   beforeAll(async () => {

@@ -3,7 +3,11 @@ import { ApiException } from "@kubernetes/client-node";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { KeyPoolStatus } from "../../../src/api/status.ts";
 import { type PoolRef } from "../../../src/pool/registry.ts";
-import { StatusWriter, type StatusWriterOptions } from "../../../src/controller/status-writer.ts";
+import {
+  canonicalJson,
+  StatusWriter,
+  type StatusWriterOptions,
+} from "../../../src/controller/status-writer.ts";
 import { createLogger } from "../../../src/log.ts";
 
 const REF: PoolRef = { namespace: "ai", name: "gpt" };
@@ -271,6 +275,35 @@ describe("status writes for many pools at once (a cold start)", () => {
     await flushing;
     expect(api.most()).toBe(2);
     expect(api.written.map((w) => w.pool)).toEqual(Array.from({ length: 9 }, (_, i) => `ai/p${i}`));
+    await writer.stop();
+  });
+});
+
+describe("a status equal to the object's", () => {
+  it("is not written whatever the order of its keys (the API server sorts them)", async () => {
+    const { writer, calls } = writerWith(() => undefined);
+    const ours: KeyPoolStatus = {
+      observedGeneration: 3,
+      keys: { total: 2, usable: 2 },
+      conditions: [
+        {
+          type: "Ready",
+          status: "True",
+          reason: "KeysAvailable",
+          message: "2 of 2",
+          lastTransitionTime: "2026-12-05T00:00:00Z",
+          observedGeneration: 3,
+        },
+      ],
+    } as KeyPoolStatus;
+    // The same status as a watch hands it over: every object's keys in sorted order.
+    const fromApi = JSON.parse(canonicalJson(ours)) as KeyPoolStatus;
+    expect(Object.keys(fromApi)).toEqual(["conditions", "keys", "observedGeneration"]);
+    writer.observe(REF, fromApi);
+    writer.submit(REF, ours);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(calls).toEqual([]);
+    expect(writer.stats).toMatchObject({ writes: 0, skipped: 1 });
     await writer.stop();
   });
 });
