@@ -83,6 +83,8 @@ interface Failing {
 interface Pending {
   ref: PoolRef;
   status: KeyPoolStatus;
+  /** `status`'s fingerprint, made once when it was submitted. */
+  fingerprint: Fingerprint;
   dueAt: number;
   timer: NodeJS.Timeout | undefined;
   state: "waiting" | "queued" | "parked";
@@ -114,6 +116,16 @@ export function canonicalJson(value: unknown): string {
   });
 }
 
+/** What a status is compared by: the whole of it, and the part worth writing at once. */
+interface Fingerprint {
+  full: string;
+  significant: string;
+}
+
+function fingerprintOf(status: KeyPoolStatus, full = digest(canonicalJson(status))): Fingerprint {
+  return { full, significant: significant(status) };
+}
+
 /** The part of a status whose change is worth writing at once (not counters, not times of use). */
 function significant(status: KeyPoolStatus): string {
   return digest(
@@ -142,10 +154,9 @@ export class StatusWriter {
   readonly #clock: Clock;
   readonly #pending = new Map<string, Pending>();
   /** Per pool, digests of the status last written (or read) and when it was written. */
-  readonly #written = new Map<string, { full: string; significant: string; at: number }>();
+  readonly #written = new Map<string, Fingerprint & { at: number }>();
   /** Due writes in the order they fell due; entries no longer in `#pending` are skipped. */
-  #due: Pending[] = [];
-  #dueHead = 0;
+  readonly #due: Pending[] = [];
   /** Pools with a write in flight. */
   readonly #writing = new Set<string>();
   readonly #maxConcurrentWrites: number;
@@ -173,11 +184,7 @@ export class StatusWriter {
   /** Remembers what the object's status already is (read from the API), so an equal one is not rewritten. */
   observe(ref: PoolRef, status: KeyPoolStatus | undefined): void {
     if (!status || this.#written.has(refKey(ref))) return;
-    this.#written.set(refKey(ref), {
-      full: digest(canonicalJson(status)),
-      significant: significant(status),
-      at: 0,
-    });
+    this.#written.set(refKey(ref), { ...fingerprintOf(status), at: 0 });
   }
 
   /** Asks for `status` to be written; decides when (or whether) by what changed. */
@@ -191,7 +198,9 @@ export class StatusWriter {
       return;
     }
     const now = this.#clock.now();
-    const urgent = !last || last.significant !== significant(status);
+    // Only a status that may be written is fingerprinted whole; it is carried to the write.
+    const fingerprint = fingerprintOf(status, full);
+    const urgent = !last || last.significant !== fingerprint.significant;
     // While writes of this pool fail, nothing is due before the next retry.
     const dueAt = Math.max(
       urgent
@@ -203,10 +212,11 @@ export class StatusWriter {
     if (pending) {
       // Waiting its turn already: it takes the newer status along.
       pending.status = status;
+      pending.fingerprint = fingerprint;
       if (pending.state === "waiting" && dueAt < pending.dueAt) this.#schedule(pending, dueAt);
       return;
     }
-    const fresh: Pending = { ref, status, dueAt, timer: undefined, state: "waiting" };
+    const fresh: Pending = { ref, status, fingerprint, dueAt, timer: undefined, state: "waiting" };
     this.#pending.set(key, fresh);
     this.#schedule(fresh, dueAt);
   }
@@ -277,8 +287,9 @@ export class StatusWriter {
 
   /** Starts due writes while there is room, oldest first; a pool already writing waits for it. */
   #pump() {
-    while (this.#writing.size < this.#maxConcurrentWrites && this.#dueHead < this.#due.length) {
-      const p = this.#due[this.#dueHead++] as Pending;
+    while (this.#writing.size < this.#maxConcurrentWrites) {
+      const p = this.#due.shift();
+      if (!p) return;
       const key = refKey(p.ref);
       // Cancelled, replaced, or rescheduled (a retry's backoff) since it was queued.
       if (this.#pending.get(key) !== p || p.state !== "queued") continue;
@@ -288,14 +299,7 @@ export class StatusWriter {
       }
       this.#pending.delete(key);
       this.#writing.add(key);
-      void this.#write(p.ref, p.status).finally(() => this.#writeEnded(key));
-    }
-    if (this.#dueHead === this.#due.length) {
-      this.#due = [];
-      this.#dueHead = 0;
-    } else if (this.#dueHead > 1024 && this.#dueHead * 2 > this.#due.length) {
-      this.#due = this.#due.slice(this.#dueHead);
-      this.#dueHead = 0;
+      void this.#write(p).finally(() => this.#writeEnded(key));
     }
   }
 
@@ -319,17 +323,14 @@ export class StatusWriter {
     this.#pending.delete(key);
   }
 
-  async #write(ref: PoolRef, status: KeyPoolStatus): Promise<void> {
+  async #write(p: Pending): Promise<void> {
+    const { ref, status, fingerprint } = p;
     if (this.#stopped || !this.#isLeader()) return;
     const key = refKey(ref);
     try {
       await this.#patch(ref, status);
       this.stats.writes++;
-      this.#written.set(key, {
-        full: digest(canonicalJson(status)),
-        significant: significant(status),
-        at: this.#clock.now(),
-      });
+      this.#written.set(key, { ...fingerprint, at: this.#clock.now() });
       const episode = this.#failing.get(key);
       if (episode) {
         this.#failing.delete(key);
@@ -345,12 +346,13 @@ export class StatusWriter {
         return;
       }
       this.stats.failures++;
-      this.#failed(ref, status, typeof code === "number" ? code : undefined, describeError(err));
+      this.#failed(p, typeof code === "number" ? code : undefined, describeError(err));
     }
   }
 
   /** Backs off, and logs (and surfaces a terminal refusal) when a failure episode starts. */
-  #failed(ref: PoolRef, status: KeyPoolStatus, code: number | undefined, reason: string) {
+  #failed(failed: Pending, code: number | undefined, reason: string) {
+    const { ref } = failed;
     const key = refKey(ref);
     const now = this.#clock.now();
     const episode = this.#failing.get(key);
@@ -378,9 +380,9 @@ export class StatusWriter {
       if (pending.dueAt < retryAt) this.#schedule(pending, retryAt);
       return;
     }
-    const retry: Pending = { ref, status, dueAt: retryAt, timer: undefined, state: "waiting" };
-    this.#pending.set(key, retry);
-    this.#schedule(retry, retryAt);
+    // The failed status itself is retried.
+    this.#pending.set(key, failed);
+    this.#schedule(failed, retryAt);
   }
 }
 
