@@ -68,15 +68,6 @@ function instantOf(wallAsUtcMs: number, timeZone: string): number {
 
 const pad = (n: number) => String(n).padStart(2, "0");
 
-/**
- * The ids made last, handed out again while equal: every spend counter of every pool (100,000
- * keys) then holds the same day and month strings rather than a copy each. A memo, not state.
- */
-let lastDayId = "";
-let lastMonthId = "";
-const dayId = (id: string) => (id === lastDayId ? lastDayId : (lastDayId = id));
-const monthId = (id: string) => (id === lastMonthId ? lastMonthId : (lastMonthId = id));
-
 /** The day and the month containing `nowMs` in `timeZone`. */
 export function budgetWindows(nowMs: number, timeZone = "UTC"): BudgetWindows {
   const w = wallClock(nowMs, timeZone);
@@ -85,7 +76,7 @@ export function budgetWindows(nowMs: number, timeZone = "UTC"): BudgetWindows {
   const monthStart = instantOf(Date.UTC(w.year, w.month - 1, 1), timeZone);
   const monthEnd = instantOf(Date.UTC(w.year, w.month, 1), timeZone);
   return {
-    day: { id: dayId(`${w.year}-${pad(w.month)}-${pad(w.day)}`), startMs: dayStart, endMs: dayEnd },
-    month: { id: monthId(`${w.year}-${pad(w.month)}`), startMs: monthStart, endMs: monthEnd },
+    day: { id: `${w.year}-${pad(w.month)}-${pad(w.day)}`, startMs: dayStart, endMs: dayEnd },
+    month: { id: `${w.year}-${pad(w.month)}`, startMs: monthStart, endMs: monthEnd },
   };
 }
