@@ -58,7 +58,15 @@ import {
   SnapshotIndex,
 } from "./heap-snapshot.ts";
 import { Inspector } from "./inspector.ts";
-import { aim, benchControlPlane, onCore, operatorArgs, pinned, residentOf } from "./support.ts";
+import {
+  aim,
+  benchControlPlane,
+  benchNodeFlags,
+  onCore,
+  operatorArgs,
+  pinned,
+  residentOf,
+} from "./support.ts";
 
 interface Scenario {
   pools: number;
@@ -149,7 +157,7 @@ async function metric(port: number, name: string): Promise<number> {
 async function spawnOperator(kubeconfig: string) {
   const probesPort = await freePort();
   const [command, args] = onCore(0, process.execPath, [
-    ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+    ...benchNodeFlags(),
     "--inspect=127.0.0.1:0",
     MAIN,
     ...operatorArgs(kubeconfig, 0, probesPort),
@@ -158,9 +166,8 @@ async function spawnOperator(kubeconfig: string) {
   ]);
   // BENCH_MEMORY_CGROUP: the operator joins that cgroup before node starts, so it runs under its
   // memory limit as in a container (node sizes its heap from the limit; the kernel kills at it).
-  const cgroup = MEMORY_CGROUP;
-  const [file, argv] = cgroup
-    ? ["sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, command, ...args]]
+  const [file, argv] = MEMORY_CGROUP
+    ? ["sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', MEMORY_CGROUP, command, ...args]]
     : [command, args];
   const child = spawn(file, argv, {
     stdio: ["ignore", "pipe", "pipe"],

@@ -145,7 +145,11 @@ export const pinned = (() => {
   }
 })();
 
-/** `command args` on `core` (0: servers under test, 1: the load generator and its helpers). */
+/** Node flags for the process under test, from BENCH_NODE_FLAGS (--trace-gc, --max-semi-space-size=...). */
+export function benchNodeFlags(): string[] {
+  return (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+}
+
 /**
  * `keypool operator` on loopback ports against the bench's control plane, without key probes
  * (the bench keys are fake, the providers unreachable).
@@ -167,6 +171,7 @@ export function operatorArgs(kubeconfig: string, port: number, probesPort: numbe
   ];
 }
 
+/** `command args` on `core` (0: servers under test, 1: the load generator and its helpers). */
 export function onCore(core: 0 | 1, command: string, args: string[]): [string, string[]] {
   return pinned ? ["taskset", ["-c", String(core), command, ...args]] : [command, args];
 }
@@ -252,8 +257,7 @@ export async function benchOperator(plane: ControlPlane, name: string, extraArgs
     const logFile = await open(logPath, "w");
     const child = spawn(
       ...onCore(0, process.execPath, [
-        // BENCH_NODE_FLAGS: node flags for the operator (--trace-gc, --max-semi-space-size=...).
-        ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+        ...benchNodeFlags(),
         "src/main.ts",
         ...operatorArgs(plane.kubeconfigPath, port, probesPort),
         ...extraArgs,
@@ -620,7 +624,7 @@ export async function benchServe(
       ...onCore(0, process.execPath, [
         ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
         ...(options.nodeFlags ?? []),
-        ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+        ...benchNodeFlags(),
         "bin/keypool.js",
         "serve",
         "--port",
