@@ -67,6 +67,9 @@ interface Sample extends UsageTotals {
   atMs: number;
 }
 
+/** Numbers per change in Changes. */
+const STRIDE = 4;
+
 /**
  * One pool's totals as they changed: a sample equal to the one before is not stored, so an idle
  * pool holds one entry however long it idles (10,000 pools with a sample object each every 10 s
@@ -120,9 +123,6 @@ class Changes {
     if (drop > 0) this.#values.splice(0, drop * STRIDE);
   }
 }
-
-/** Numbers per change in Changes. */
-const STRIDE = 4;
 
 export interface UsageHistoryOptions {
   /** Each pool's totals now, by pool key ("namespace/name"). */
